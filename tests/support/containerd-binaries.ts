@@ -45,7 +45,7 @@ export function containerdBinaries(gen: Generation): ContainerdBinaries {
     }
   }
   const out = execFileSync(containerd, ["--version"], { encoding: "utf8" });
-  const m = /\s v?(\d+\.\d+\.\d+)/.exec(out);
+  const m = /^\S+ \S+ v?(\d+\.\d+\.\d+)/.exec(out);
   if (!m) throw new Error(`containerd ${gen}: cannot read a version from ${JSON.stringify(out)}`);
   if (!m[1].startsWith(gen + ".")) {
     throw new Error(`containerd ${gen}: ${containerd} reports ${m[1]}, expected ${gen}.x`);

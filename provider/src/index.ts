@@ -1,0 +1,17 @@
+export { renderNode } from "./render/render-node";
+export { SpecError } from "./errors";
+export type { Problem } from "./errors";
+export type {
+  NodeSpec,
+  NodeSpecOf,
+  RuntimeSpec,
+  CniSpec,
+  RegistrySpec,
+  RegistrySpecOf,
+  RegistryHost,
+  RegistryHostOf,
+  RegistryAuthOf,
+  ClientCertificateOf,
+  RenderedFile,
+  RenderResult,
+} from "./spec/types";

@@ -1,0 +1,414 @@
+/**
+ * Turns an untrusted spec into a normalized one, or throws one SpecError that lists every problem
+ * with its field path, the value received (never a secret) and what is allowed.
+ */
+import type { z } from "zod";
+import { Problem, SpecError, formatPath, showValue } from "../errors";
+import { extractLegacyMirrors, isTable } from "../render/legacy-mirrors";
+import { CRI_IMAGES, CRI_V1X, V3_GRPC_CRI_KEYS, v3HomeOf } from "../render/plugins";
+import { nodeSpecSchema, registryUrl } from "./schema";
+import type { NodeSpec, RegistryAuthOf, RegistryHost, RuntimeSpec } from "./types";
+import {
+  ContainerdVersion,
+  configVersionFor,
+  parseVersion,
+  supportsDefaultHostsDir,
+  supportsDialTimeout,
+  supportsReferrers,
+  supportsRuntimeSnapshotter,
+  unsupportedReason,
+} from "./version";
+
+export const DEFAULT_CONFIG_FILE = "/etc/containerd/config.toml";
+export const DEFAULT_REGISTRY_CONFIG_PATH = "/etc/containerd/certs.d";
+export const DEFAULT_GRPC_ADDRESS = "/run/containerd/containerd.sock";
+export const DOCKER_HUB_UPSTREAM = "https://registry-1.docker.io";
+
+/** A registry endpoint with every list normalized. */
+export interface NormalizedHost {
+  url: string;
+  capabilities?: string[];
+  skipVerify?: boolean;
+  ca: string[];
+  client: { cert: string; key?: string }[];
+  headers: Record<string, string | string[]>;
+  overridePath?: boolean;
+  dialTimeout?: string;
+  auth?: RegistryAuthOf<string>;
+}
+
+export interface NormalizedRegistry {
+  namespace: string;
+  /** `_default` for "*", the namespace otherwise. */
+  directory: string;
+  server?: NormalizedHost;
+  mirrors: NormalizedHost[];
+}
+
+export interface NormalizedSpec {
+  spec: NodeSpec;
+  version: ContainerdVersion;
+  configVersion: 2 | 3;
+  configFile: string;
+  registryConfigPath: string;
+  grpcAddress: string;
+  registries: NormalizedRegistry[];
+  /** settings without legacy mirrors, ready to merge. */
+  settings: Record<string, unknown>;
+  warnings: string[];
+}
+
+/** Fields whose values are never shown in messages. */
+function isSecretPath(path: readonly PropertyKey[]): boolean {
+  return path.some((s) => s === "auth" || s === "headers" || s === "key");
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const s of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[s];
+  }
+  return v;
+}
+
+const ARTICLE: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  boolean: "true or false",
+  array: "a list",
+  object: "an object",
+  int: "a whole number",
+};
+
+function zodProblems(input: unknown, issue: z.core.$ZodIssue, base: PropertyKey[] = []): Problem[] {
+  const path = [...base, ...issue.path];
+  const at = formatPath(path as (string | number)[]);
+  const value = valueAt(input, path);
+  const shown = showValue(value, isSecretPath(path));
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return issue.keys.map((k) => ({ path: formatPath([...path, k] as (string | number)[]), message: issue.message }));
+    case "invalid_type":
+      if (value === undefined) return [{ path: at, message: "is required" }];
+      return [{ path: at, message: `${shown} is not ${ARTICLE[issue.expected] ?? issue.expected}` }];
+    case "invalid_value":
+      return [{ path: at, message: `${shown} is not one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}` }];
+    case "invalid_union": {
+      // Report the branch of the same kind as the value (string vs object), else a summary.
+      const kind = Array.isArray(value) ? "array" : typeof value;
+      for (const branch of issue.errors) {
+        const typeMiss = branch.length === 1 && branch[0].code === "invalid_type" && branch[0].path.length === 0;
+        if (!typeMiss && branch.length > 0) return branch.flatMap((b) => zodProblems(input, b, path));
+        if (typeMiss && (branch[0] as { expected: string }).expected === kind) {
+          return branch.flatMap((b) => zodProblems(input, b, path));
+        }
+      }
+      const kinds = issue.errors
+        .map((b) => (b[0]?.code === "invalid_type" ? ARTICLE[(b[0] as { expected: string }).expected] : undefined))
+        .filter(Boolean);
+      return [{ path: at, message: `${shown} is not ${[...new Set(kinds)].join(" or ") || "an allowed value"}` }];
+    }
+    case "invalid_key":
+      return [{ path: at, message: `key ${issue.issues.map((i) => i.message).join("; ")}` }];
+    case "too_small":
+    case "too_big":
+      return [{ path: at, message: `${shown} is ${issue.code === "too_small" ? "below the minimum" : "above the maximum"} of ${String(issue.code === "too_small" ? issue.minimum : issue.maximum)}` }];
+    default:
+      return [{ path: at, message: `${shown} ${issue.message}` }];
+  }
+}
+
+/** Validates and normalizes, or throws SpecError(subject, problems). */
+export function normalizeSpec(input: unknown, subject = "Invalid containerd node spec"): NormalizedSpec {
+  const problems: Problem[] = [];
+  const parsed = nodeSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(...zodProblems(input, issue));
+  }
+  const raw: Record<string, unknown> = isTable(input) ? input : {};
+  if (!isTable(input)) {
+    throw new SpecError(subject, [{ path: "", message: `${showValue(input)} is not an object` }]);
+  }
+
+  // The version decides everything else; without it, report what we have.
+  const versionText = raw.containerdVersion;
+  const version = typeof versionText === "string" ? parseVersion(versionText) : undefined;
+  if (typeof versionText === "string") {
+    if (!version) {
+      problems.push({
+        path: "containerdVersion",
+        message: `${showValue(versionText)} is not a containerd version such as "1.7", "1.7.22" or "2.1.4"`,
+      });
+    } else {
+      const why = unsupportedReason(version);
+      if (why) problems.push({ path: "containerdVersion", message: `${showValue(versionText)} ${why}` });
+    }
+  }
+  const ok = version && !unsupportedReason(version) ? version : undefined;
+  const ctx: Ctx = { version: ok, versionText: String(versionText), problems };
+
+  checkRuntimes(raw, ctx);
+  const registries = checkRegistries(raw, ctx);
+  const { settings, legacy } = checkSettings(raw, ctx);
+  const warnings: string[] = [];
+  if (legacy.length > 0 && ok) {
+    const merged = mergeLegacy(legacy, registries, ctx);
+    if (merged.length > 0) {
+      const where = [...new Set(legacy.map((l) => l.path.replace(/\[[^\]]*\]$/, "")))].join(", ");
+      warnings.push(
+        `${where}: legacy registry.mirrors (deprecated since containerd 1.5) moved into hosts.toml files ` +
+          `for ${merged.join(", ")}; containerd refuses mirrors together with config_path. ` +
+          `Declare them under registries to silence this warning.`,
+      );
+    }
+  }
+
+  if (problems.length > 0 || !parsed.success || !ok) {
+    if (problems.length === 0) problems.push({ path: "", message: "is not a valid node spec" });
+    throw new SpecError(subject, dedupe(problems));
+  }
+  const spec = parsed.data as NodeSpec;
+  return {
+    spec,
+    version: ok,
+    configVersion: configVersionFor(ok),
+    configFile: spec.configFile ?? DEFAULT_CONFIG_FILE,
+    registryConfigPath: spec.registryConfigPath ?? DEFAULT_REGISTRY_CONFIG_PATH,
+    grpcAddress: spec.grpcAddress ?? DEFAULT_GRPC_ADDRESS,
+    registries: registries.sort((a, b) => (a.directory < b.directory ? -1 : a.directory > b.directory ? 1 : 0)),
+    settings,
+    warnings,
+  };
+}
+
+interface Ctx {
+  version?: ContainerdVersion;
+  versionText: string;
+  problems: Problem[];
+}
+
+function dedupe(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function needs(ctx: Ctx, path: string, what: string, minimum: string): void {
+  ctx.problems.push({
+    path,
+    message: `${what} needs containerd ${minimum}; containerdVersion is ${JSON.stringify(ctx.versionText)}`,
+  });
+}
+
+function checkRuntimes(raw: Record<string, unknown>, ctx: Ctx): void {
+  const runtimes = isTable(raw.runtimes) ? (raw.runtimes as Record<string, RuntimeSpec>) : {};
+  for (const [name, rt] of Object.entries(runtimes)) {
+    if (isTable(rt) && rt.snapshotter !== undefined && ctx.version && !supportsRuntimeSnapshotter(ctx.version)) {
+      needs(ctx, formatPath(["runtimes", name, "snapshotter"]), "a per-runtime snapshotter", "1.7+");
+    }
+  }
+  if (typeof raw.defaultRuntime === "string" && raw.defaultRuntime !== "runc" && !(raw.defaultRuntime in runtimes)) {
+    ctx.problems.push({
+      path: "defaultRuntime",
+      message: `${showValue(raw.defaultRuntime)} is not a declared runtime; allowed: ${["runc", ...Object.keys(runtimes).filter((n) => n !== "runc")].map((n) => JSON.stringify(n)).join(", ")}`,
+    });
+  }
+}
+
+function normalizeHost(entry: unknown, isMirror: boolean): NormalizedHost | undefined {
+  if (typeof entry === "string") return { url: entry, capabilities: isMirror ? ["pull", "resolve"] : undefined, ca: [], client: [], headers: {} };
+  if (!isTable(entry) || typeof entry.url !== "string") return undefined;
+  const h = entry as unknown as RegistryHost;
+  const list = <T>(v: T | readonly T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? [...(v as T[])] : [v as T]);
+  return {
+    url: h.url,
+    capabilities: h.capabilities ? [...h.capabilities] : isMirror ? ["pull", "resolve"] : undefined,
+    skipVerify: h.skipVerify,
+    ca: list(h.ca),
+    client: list(h.client).map((c) => (typeof c === "string" ? { cert: c } : { cert: c.cert, key: c.key })),
+    headers: isTable(h.headers) ? { ...(h.headers as Record<string, string | string[]>) } : {},
+    overridePath: h.overridePath,
+    dialTimeout: h.dialTimeout,
+    auth: h.auth,
+  };
+}
+
+function checkHost(host: NormalizedHost, path: (string | number)[], ctx: Ctx): void {
+  const at = formatPath(path);
+  if (host.url.startsWith("http://") && (host.ca.length > 0 || host.client.length > 0 || host.skipVerify !== undefined)) {
+    ctx.problems.push({
+      path: at,
+      message: `${showValue(host.url)} is plain HTTP; ca, client and skipVerify apply to https only (any TLS field makes containerd try HTTPS first)`,
+    });
+  }
+  if (host.capabilities && host.capabilities.length === 0) {
+    ctx.problems.push({ path: formatPath([...path, "capabilities"]), message: "[] is empty; allowed: some of \"pull\", \"resolve\", \"push\", \"referrers\"" });
+  }
+  if (host.capabilities?.includes("referrers") && ctx.version && !supportsReferrers(ctx.version)) {
+    needs(ctx, formatPath([...path, "capabilities"]), 'the "referrers" capability', "2.2+");
+  }
+  if (host.dialTimeout !== undefined && ctx.version && !supportsDialTimeout(ctx.version)) {
+    needs(ctx, formatPath([...path, "dialTimeout"]), "dial_timeout", "2.0.7+ or 2.1+");
+  }
+  const auth = host.auth;
+  if (isTable(auth)) {
+    const hasUser = auth.username !== undefined || auth.password !== undefined;
+    const complete = auth.token !== undefined ? !hasUser : auth.username !== undefined && auth.password !== undefined;
+    if (!complete) {
+      ctx.problems.push({ path: formatPath([...path, "auth"]), message: "[secret] needs either username and password, or token (not both)" });
+    }
+    if (Object.keys(host.headers).some((k) => k.toLowerCase() === "authorization")) {
+      ctx.problems.push({ path: formatPath([...path, "headers", "Authorization"]), message: "[secret] conflicts with auth, which sets the Authorization header; keep one" });
+    }
+  }
+  if (host.client.some((c) => typeof c.key === "string" && c.key.startsWith("/") === false && typeof c.cert === "string" && c.cert.startsWith("/"))) {
+    // A key shipped as content next to a cert that is a node path is fine; nothing to check.
+  }
+}
+
+function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegistry[] {
+  const out: NormalizedRegistry[] = [];
+  if (!isTable(raw.registries)) return out;
+  for (const [ns, reg] of Object.entries(raw.registries)) {
+    if (!isTable(reg)) continue;
+    if (ns === "*" && ctx.version && !supportsDefaultHostsDir(ctx.version)) {
+      needs(ctx, formatPath(["registries", ns]), 'the "*" registry (hosts directory _default)', "1.6.17+ or 1.7+");
+    }
+    const server = reg.server === undefined ? undefined : normalizeHost(reg.server, false);
+    if (server) checkHost(server, ["registries", ns, "server"], ctx);
+    const mirrors: NormalizedHost[] = [];
+    const seen = new Map<string, number>();
+    (Array.isArray(reg.mirrors) ? reg.mirrors : []).forEach((m, i) => {
+      const host = normalizeHost(m, true);
+      if (!host) return;
+      checkHost(host, ["registries", ns, "mirrors", i], ctx);
+      const key = host.url.replace(/\/+$/, "");
+      if (seen.has(key)) {
+        ctx.problems.push({
+          path: formatPath(["registries", ns, "mirrors", i]),
+          message: `${showValue(host.url)} repeats mirrors[${seen.get(key)}]; each mirror URL may appear once`,
+        });
+      }
+      seen.set(key, i);
+      mirrors.push(host);
+    });
+    out.push({ namespace: ns, directory: ns === "*" ? "_default" : ns, server, mirrors });
+  }
+  return out;
+}
+
+function checkTomlValue(v: unknown, path: (string | number)[], ctx: Ctx): void {
+  if (v === null || v === undefined || typeof v === "function" || typeof v === "symbol" || typeof v === "bigint") {
+    ctx.problems.push({ path: formatPath(path), message: `${showValue(v)} is not a TOML value (string, number, boolean, list or table)` });
+  } else if (typeof v === "number" && !Number.isFinite(v)) {
+    ctx.problems.push({ path: formatPath(path), message: `${String(v)} is not a finite number` });
+  } else if (Array.isArray(v)) {
+    v.forEach((x, i) => checkTomlValue(x, [...path, i], ctx));
+  } else if (typeof v === "object" && !(v instanceof Date)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) checkTomlValue(x, [...path, k], ctx);
+  }
+}
+
+function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
+  const empty = { settings: {}, legacy: [] as ReturnType<typeof extractLegacyMirrors>["mirrors"] };
+  if (!isTable(raw.settings)) return empty;
+  const { settings, mirrors } = extractLegacyMirrors(raw.settings);
+  checkTomlValue(settings, ["settings"], ctx);
+  if ("version" in settings) {
+    ctx.problems.push({ path: "settings.version", message: `${showValue(settings.version)} cannot be set; the config version follows containerdVersion (2 for 1.x, 3 for 2.x)` });
+  }
+  const plugins = isTable(settings.plugins) ? settings.plugins : {};
+  for (const id of [CRI_V1X, CRI_IMAGES]) {
+    const registry = isTable(plugins[id]) ? (plugins[id] as Record<string, unknown>).registry : undefined;
+    if (!isTable(registry)) continue;
+    if ("config_path" in registry) {
+      ctx.problems.push({
+        path: `settings.plugins["${id}"].registry.config_path`,
+        message: `${showValue(registry.config_path)} cannot be set here; use registryConfigPath (one directory: the hosts.toml files are written there)`,
+      });
+    }
+    if (isTable(registry.configs)) {
+      for (const [host, c] of Object.entries(registry.configs)) {
+        if (isTable(c) && "tls" in c) {
+          ctx.problems.push({
+            path: `settings.plugins["${id}"].registry.configs[${JSON.stringify(host)}].tls`,
+            message: `is refused: configs.tls breaks the CRI plugin when config_path is set (and is gone in containerd 2.x); use ca, client and skipVerify on registries[...] instead`,
+          });
+        }
+      }
+    }
+  }
+  if (ctx.version) {
+    const v3 = configVersionFor(ctx.version) === 3;
+    for (const [id, table] of Object.entries(plugins)) {
+      if (!v3 && id.startsWith("io.containerd.cri.v1.")) {
+        ctx.problems.push({
+          path: `settings.plugins["${id}"]`,
+          message: `is a containerd 2.x plugin; containerd ${ctx.versionText} (config version 2) would ignore it silently. Use plugins."${CRI_V1X}"`,
+        });
+      }
+      if (v3 && id === CRI_V1X && isTable(table)) {
+        for (const key of Object.keys(table)) {
+          if (!V3_GRPC_CRI_KEYS.has(key)) {
+            ctx.problems.push({
+              path: `settings.plugins["${id}"].${key}`,
+              message: `is a containerd 1.x key; containerd ${ctx.versionText} (config version 3) ignores it here. It lives at ${v3HomeOf(key)}`,
+            });
+          }
+        }
+      }
+    }
+  }
+  return { settings, legacy: mirrors };
+}
+
+function mergeLegacy(legacy: ReturnType<typeof extractLegacyMirrors>["mirrors"], registries: NormalizedRegistry[], ctx: Ctx): string[] {
+  const merged: string[] = [];
+  for (const entry of legacy) {
+    if (entry.namespace === "") {
+      ctx.problems.push({ path: entry.path, message: `${showValue(entry.endpoints)} is not a table of registries` });
+      continue;
+    }
+    const nsCheck = registryUrl; // endpoints are URLs; namespaces checked below
+    const endpoints = entry.endpoints;
+    if (!Array.isArray(endpoints) || endpoints.length === 0) {
+      ctx.problems.push({ path: `${entry.path}.endpoint`, message: `${showValue(endpoints)} is not a non-empty list of URLs` });
+      continue;
+    }
+    if (registries.some((r) => r.namespace === entry.namespace)) {
+      ctx.problems.push({
+        path: entry.path,
+        message: `configures ${JSON.stringify(entry.namespace)}, which registries[${JSON.stringify(entry.namespace)}] configures too; keep one`,
+      });
+      continue;
+    }
+    if (entry.namespace !== "*" && !/^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?$/.test(entry.namespace)) {
+      ctx.problems.push({ path: entry.path, message: `${showValue(entry.namespace)} is not a registry host` });
+      continue;
+    }
+    if (entry.namespace === "*" && ctx.version && !supportsDefaultHostsDir(ctx.version)) {
+      needs(ctx, entry.path, 'the "*" registry (hosts directory _default)', "1.6.17+ or 1.7+");
+    }
+    const mirrors: NormalizedHost[] = [];
+    endpoints.forEach((url, i) => {
+      const r = nsCheck.safeParse(url);
+      if (!r.success) {
+        ctx.problems.push({ path: `${entry.path}.endpoint[${i}]`, message: `${showValue(url)} ${r.error.issues[0].message}` });
+        return;
+      }
+      if (!mirrors.some((m) => m.url === url)) mirrors.push(normalizeHost(url, true)!);
+    });
+    registries.push({
+      namespace: entry.namespace,
+      directory: entry.namespace === "*" ? "_default" : entry.namespace,
+      mirrors,
+    });
+    merged.push(entry.namespace);
+  }
+  return merged;
+}
