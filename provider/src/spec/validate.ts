@@ -109,8 +109,11 @@ function zodProblems(input: unknown, issue: z.core.$ZodIssue, base: PropertyKey[
         .filter(Boolean);
       return [{ path: at, message: `${shown} is not ${[...new Set(kinds)].join(" or ") || "an allowed value"}` }];
     }
-    case "invalid_key":
-      return [{ path: at, message: `key ${issue.issues.map((i) => i.message).join("; ")}` }];
+    case "invalid_key": {
+      // A map key (registry namespace, runtime name) failed its own check: show the key itself.
+      const key = path[path.length - 1];
+      return [{ path: at, message: `${showValue(key)} ${issue.issues.map((i) => i.message).join("; ")}` }];
+    }
     case "too_small":
     case "too_big":
       return [{ path: at, message: `${shown} is ${issue.code === "too_small" ? "below the minimum" : "above the maximum"} of ${String(issue.code === "too_small" ? issue.minimum : issue.maximum)}` }];
@@ -266,9 +269,6 @@ function checkHost(host: NormalizedHost, path: (string | number)[], ctx: Ctx): v
       ctx.problems.push({ path: formatPath([...path, "headers", "Authorization"]), message: "[secret] conflicts with auth, which sets the Authorization header; keep one" });
     }
   }
-  if (host.client.some((c) => typeof c.key === "string" && c.key.startsWith("/") === false && typeof c.cert === "string" && c.cert.startsWith("/"))) {
-    // A key shipped as content next to a cert that is a node path is fine; nothing to check.
-  }
 }
 
 function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegistry[] {
@@ -297,6 +297,12 @@ function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegi
       seen.set(key, i);
       mirrors.push(host);
     });
+    if (ns === "*" && mirrors.length === 0 && !server) {
+      ctx.problems.push({
+        path: formatPath(["registries", ns]),
+        message: 'has no mirror and no server; "*" has no upstream of its own, so give at least one',
+      });
+    }
     out.push({ namespace: ns, directory: ns === "*" ? "_default" : ns, server, mirrors });
   }
   return out;
@@ -374,7 +380,6 @@ function mergeLegacy(legacy: ReturnType<typeof extractLegacyMirrors>["mirrors"],
       ctx.problems.push({ path: entry.path, message: `${showValue(entry.endpoints)} is not a table of registries` });
       continue;
     }
-    const nsCheck = registryUrl; // endpoints are URLs; namespaces checked below
     const endpoints = entry.endpoints;
     if (!Array.isArray(endpoints) || endpoints.length === 0) {
       ctx.problems.push({ path: `${entry.path}.endpoint`, message: `${showValue(endpoints)} is not a non-empty list of URLs` });
@@ -396,7 +401,7 @@ function mergeLegacy(legacy: ReturnType<typeof extractLegacyMirrors>["mirrors"],
     }
     const mirrors: NormalizedHost[] = [];
     endpoints.forEach((url, i) => {
-      const r = nsCheck.safeParse(url);
+      const r = registryUrl.safeParse(url);
       if (!r.success) {
         ctx.problems.push({ path: `${entry.path}.endpoint[${i}]`, message: `${showValue(url)} ${r.error.issues[0].message}` });
         return;
