@@ -1,0 +1,70 @@
+/**
+ * The command lines that `remote.Command` sends. sshd runs them as `<login shell> -c "<command>"`,
+ * so each one is `/bin/sh -c '<constant script>' containerd-node '<arg>' ...`: the script is fixed
+ * text and every value is a single-quoted argument. Content never appears here: it goes on stdin.
+ */
+import { NODE_SCRIPT } from "./node-script";
+
+/** Single-quote for POSIX sh: the only character to handle inside single quotes is the quote itself. */
+export function shellQuote(s: string): string {
+  if (s.includes("\u0000")) throw new Error("a shell argument cannot contain NUL");
+  return `'${s.replace(/'/g, `'"'"'`)}'`;
+}
+
+export interface NodeCommandOptions {
+  /** Node name, only for messages. */
+  label: string;
+  /** Lock file serialising applies on the node. */
+  lockFile: string;
+  containerd: string;
+  ctr: string;
+  grpcAddress: string;
+  restartCommand: string;
+  healthTimeoutSeconds: number;
+  configVersion: 2 | 3;
+  /** Lowest containerd version allowed on the node: the spec's containerdVersion, patch defaulted. */
+  minimumVersion: string;
+  healthChecks: readonly string[];
+  /** Prefix with `sudo -n` (non-interactive: fails instead of prompting). */
+  sudo: boolean;
+}
+
+export interface ManagedFileRef {
+  path: string;
+  mode: number;
+  kind: "config" | "hosts" | "certificate";
+}
+
+function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions): string {
+  const isConfig = file.kind === "config";
+  const args = [
+    action,
+    isConfig ? "config" : "file",
+    file.path,
+    "0" + file.mode.toString(8),
+    o.lockFile,
+    o.label,
+    // Files need none of the containerd settings; leaving them out keeps a change of, say, the
+    // restart command from touching every hosts.toml resource.
+    isConfig ? o.containerd : "",
+    isConfig ? o.ctr : "",
+    isConfig ? o.grpcAddress : "",
+    isConfig ? o.restartCommand : "",
+    isConfig ? String(o.healthTimeoutSeconds) : "",
+    isConfig ? String(o.configVersion) : "",
+    isConfig ? o.minimumVersion : "",
+    ...(isConfig ? o.healthChecks : []),
+  ];
+  const sh = `/bin/sh -c ${shellQuote(NODE_SCRIPT)} containerd-node ${args.map(shellQuote).join(" ")}`;
+  return o.sudo ? `sudo -n ${sh}` : sh;
+}
+
+/** Installs the content given on stdin (and for config.toml: validates, restarts, checks, rolls back). */
+export function applyCommand(file: ManagedFileRef, o: NodeCommandOptions): string {
+  return command("apply", file, o);
+}
+
+/** Puts back what was there before the file was first managed (or removes it if nothing was). */
+export function restoreCommand(file: ManagedFileRef, o: NodeCommandOptions): string {
+  return command("restore", file, o);
+}

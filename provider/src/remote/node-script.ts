@@ -1,0 +1,297 @@
+/**
+ * The POSIX sh program that runs on a node for every managed file. It is constant text: everything
+ * it needs arrives as positional arguments (single-quoted by `commands.ts`) and the file content
+ * arrives on stdin, so no user string is ever part of the code. It never writes secrets anywhere but
+ * the target file: content is not echoed, and messages name paths only.
+ *
+ * Arguments, in order:
+ *   1 action      apply | restore
+ *   2 kind        config | file
+ *   3 path        the managed file
+ *   4 mode        octal, e.g. 0644
+ *   5 lock        lock file serialising every apply on the node
+ *   6 label       the node's name, for messages
+ *   7 containerd  containerd binary            (config only; "" for files)
+ *   8 ctr         ctr binary                   (config only)
+ *   9 socket      containerd's gRPC socket     (config only)
+ *  10 restart     restart command, run by sh  (config only)
+ *  11 timeout     health timeout in seconds    (config only)
+ *  12 cfgver      config.toml version, 2 | 3  (config only)
+ *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0 (config only)
+ *  14.. checks    extra health checks, each run by sh; all must exit 0 (config only)
+ *
+ * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
+ *   F.original  the file as it was before it was first managed (restored on delete)
+ *   F.absent    marker: there was no such file before
+ *   F.applied   config.toml only: the content containerd last ran healthy with
+ *   F.previous  config.toml only, during an apply: what to roll back to
+ *
+ * stdout: one JSON line {"path":..,"written":..,"restarted":..} for the component's outputs.
+ */
+export const END_MARKER_LINE = "# containerd-node: end of file";
+
+// A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
+// The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
+export const NODE_SCRIPT = `set -eu
+# Finish the transaction even if the SSH connection drops: a half-done apply is what we must avoid.
+trap '' HUP PIPE
+umask 077
+PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+export PATH
+
+action=$1 kind=$2 path=$3 mode=$4 lock=$5 label=$6 containerd=$7 ctr=$8 socket=$9
+shift 9
+restart=$1 timeout=$2 cfgver=$3 minver=$4
+shift 4
+
+end_marker='${END_MARKER_LINE}'
+dir=\${path%/*}
+base=\${path##*/}
+state="$dir/.containerd-node"
+orig="$state/$base.original"
+absent="$state/$base.absent"
+applied="$state/$base.applied"
+prev="$state/$base.previous"
+tmp=''
+written=false
+restarted=false
+
+say() { printf '%s\n' "$*" 2>/dev/null || :; }
+fail() {
+  printf 'containerd-node: %s: %s\n' "$label" "$*" >&2 2>/dev/null || :
+  exit 1
+}
+cleanup() {
+  if [ -n "$tmp" ]; then rm -f "$tmp" "$tmp.err"; fi
+  rm -f "$state/$base.out"
+}
+trap cleanup EXIT
+report() { printf '{"path":"%s","written":%s,"restarted":%s}' "$path" "$written" "$restarted" 2>/dev/null || :; echo 2>/dev/null || :; }
+
+# --- one apply at a time per node --------------------------------------------------------------
+command -v flock >/dev/null 2>&1 || fail "flock (util-linux) is required on the node"
+(umask 022 && mkdir -p "\${lock%/*}")
+exec 9>>"$lock"
+flock -w 900 9 || fail "another apply held $lock for 15 minutes; giving up"
+
+# --- helpers -----------------------------------------------------------------------------------
+sync_path() { sync "$1" 2>/dev/null || sync; }
+
+# Atomic replace: copy to a temp file in the same directory, fsync, rename over the target.
+install_copy() { # src dst
+  _t=$(mktemp "\${2%/*}/.\${2##*/}.XXXXXX")
+  if ! cp -p "$1" "$_t"; then rm -f "$_t"; return 1; fi
+  sync_path "$_t"
+  if ! mv -f "$_t" "$2"; then rm -f "$_t"; return 1; fi
+  sync_path "\${2%/*}"
+}
+
+keep_original() {
+  (umask 022 && mkdir -p "$state")
+  if [ ! -e "$orig" ] && [ ! -e "$absent" ]; then
+    if [ -e "$path" ]; then
+      cp -p "$path" "$orig.tmp" && mv -f "$orig.tmp" "$orig"
+    else
+      : >"$absent"
+    fi
+    sync_path "$state"
+  fi
+}
+
+# The restart command and health checks are the user's own shell commands: run them with sh, with
+# the lock's descriptor closed (a daemon started by them must not inherit and hold the lock).
+run_restart() { sh -c "$restart" 9>&- </dev/null; }
+
+version_of() { # "containerd github.com/containerd/containerd 1.7.24~ds1 ..." -> 1.7.24
+  printf '%s\n' "$1" | awk '{print $3}' | sed -e 's/^v//' -e 's/[^0-9.].*$//'
+}
+ver_part() { # version index(1..3)
+  printf '%s\n' "$1" | awk -F. -v i="$2" '{ v = $i; if (v == "") v = 0; print v + 0 }'
+}
+ver_ge() { # a b : a >= b
+  for _i in 1 2 3; do
+    _a=$(ver_part "$1" "$_i")
+    _b=$(ver_part "$2" "$_i")
+    [ "$_a" -gt "$_b" ] && return 0
+    [ "$_a" -lt "$_b" ] && return 1
+  done
+  return 0
+}
+
+reason=''
+cri_ok() {
+  if ! _out=$("$ctr" --address "$socket" plugins ls 2>&1); then
+    reason="containerd does not answer on $socket: $(printf '%s' "$_out" | tail -n 3)"
+    return 1
+  fi
+  if [ "$cfgver" = 3 ]; then _want='io.containerd.grpc.v1:cri io.containerd.cri.v1:images io.containerd.cri.v1:runtime'; else _want='io.containerd.grpc.v1:cri'; fi
+  for _p in $_want; do
+    _status=$(printf '%s\n' "$_out" | awk -v t="\${_p%%:*}" -v i="\${_p#*:}" '$1 == t && $2 == i { print $NF }')
+    if [ "$_status" != ok ]; then
+      reason="CRI plugin \${_p%%:*} \${_p#*:} is \${_status:-missing} (see containerd's log)"
+      return 1
+    fi
+  done
+  return 0
+}
+
+# Output goes to a file, not through $(...): a command substitution would wait for any process the
+# command left running with its output open (a daemon started in the background), possibly forever.
+out="$state/$base.out"
+checks_ok() {
+  for _c in "$@"; do
+    if ! sh -c "$_c" 9>&- </dev/null >"$out" 2>&1; then
+      reason="health check failed: $_c: $(tail -n 5 "$out")"
+      return 1
+    fi
+  done
+  return 0
+}
+
+# Healthy = containerd answers, its CRI plugins are ok, and every extra check passes, within timeout.
+wait_healthy() {
+  _deadline=$(( $(date +%s) + timeout ))
+  while :; do
+    if cri_ok && checks_ok "$@"; then return 0; fi
+    [ "$(date +%s)" -ge "$_deadline" ] && return 1
+    sleep 1
+  done
+}
+
+restart_healthy() {
+  restarted=true
+  (umask 022 && mkdir -p "$state")
+  if ! run_restart >"$out" 2>&1; then
+    reason="restart command failed: $(tail -n 5 "$out")"
+    return 1
+  fi
+  wait_healthy "$@"
+}
+
+# --- restore (delete) --------------------------------------------------------------------------
+if [ "$action" = restore ]; then
+  if [ "$kind" = file ]; then
+    if [ -e "$orig" ]; then
+      install_copy "$orig" "$path"
+      rm -f "$orig"
+      written=true
+    elif [ -e "$absent" ]; then
+      [ -e "$path" ] && written=true
+      rm -f "$path" "$absent"
+    else
+      say "no record of the original $path; left in place"
+    fi
+    rmdir "$state" 2>/dev/null || :
+    rmdir "$dir" 2>/dev/null || :
+    report
+    exit 0
+  fi
+  # config.toml: put the original back, restart, and keep the managed file if that is not healthy.
+  if [ ! -e "$orig" ] && [ ! -e "$absent" ]; then
+    say "no record of the original $path; left in place"
+    report
+    exit 0
+  fi
+  if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+  if [ -e "$orig" ]; then
+    if [ -e "$path" ] && cmp -s "$orig" "$path"; then :; else install_copy "$orig" "$path"; written=true; fi
+  elif [ -e "$path" ]; then
+    rm -f "$path"
+    written=true
+  fi
+  if [ "$written" = true ] && ! restart_healthy "$@"; then
+    why=$reason
+    if [ -e "$prev" ]; then install_copy "$prev" "$path"; fi
+    if restart_healthy "$@"; then
+      fail "containerd was not healthy on the original $path ($why); the managed config.toml is back and containerd is healthy"
+    fi
+    fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
+  fi
+  rm -f "$orig" "$absent" "$applied" "$prev"
+  rmdir "$state" 2>/dev/null || :
+  report
+  exit 0
+fi
+
+# --- apply ---------------------------------------------------------------------------------------
+[ "$action" = apply ] || fail "unknown action $action"
+(umask 022 && mkdir -p "$dir")
+tmp=$(mktemp "$dir/.$base.XXXXXX")
+cat >"$tmp"
+# A connection cut while the content travelled on stdin leaves it without its last line.
+[ "$(tail -n 1 "$tmp")" = "$end_marker" ] || fail "the new $path arrived incomplete (no end marker); nothing changed"
+chmod "$mode" "$tmp"
+
+same=false
+if [ -f "$path" ] && cmp -s "$tmp" "$path"; then same=true; fi
+
+if [ "$kind" = file ]; then
+  if [ "$same" = true ]; then
+    chmod "$mode" "$path"
+  else
+    keep_original
+    sync_path "$tmp"
+    mv -f "$tmp" "$path"
+    sync_path "$dir"
+    written=true
+  fi
+  report
+  exit 0
+fi
+
+# config.toml. Unchanged and known healthy: nothing to do, no restart.
+if [ "$same" = true ] && [ -f "$applied" ] && cmp -s "$path" "$applied"; then
+  chmod "$mode" "$path"
+  report
+  exit 0
+fi
+
+# A config for the wrong major version is ignored silently by containerd (version 3 on 1.x before
+# 1.6.32/1.7.17 loads and drops every CRI setting): refuse it before anything changes.
+ver_line=$("$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
+node_ver=$(version_of "$ver_line")
+[ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
+node_major=$(ver_part "$node_ver" 1)
+want_major=1
+[ "$cfgver" = 3 ] && want_major=2
+if [ "$node_major" != "$want_major" ]; then
+  fail "refusing a version $cfgver config.toml: the node runs containerd $node_ver, but the spec renders for containerd $minver (containerdVersion); containerd $node_ver would ignore it. Set containerdVersion to $node_ver"
+fi
+ver_ge "$node_ver" "$minver" || fail "the node runs containerd $node_ver, older than containerdVersion $minver in the spec; set containerdVersion to $node_ver"
+
+# The node's own containerd must load the candidate, and must not ignore any of its keys.
+if ! "$containerd" --config "$tmp" config dump >/dev/null 2>"$tmp.err"; then
+  fail "containerd $node_ver rejected the new $path; nothing changed: $(tail -n 5 "$tmp.err")"
+fi
+if grep -q 'Ignoring unknown key' "$tmp.err"; then
+  fail "containerd $node_ver would ignore keys of the new $path; nothing changed: $(grep 'Ignoring unknown key' "$tmp.err" | head -n 5)"
+fi
+
+# What to roll back to: the file on disk now; when the new content is already on disk (an earlier
+# apply was interrupted before containerd was confirmed healthy), the last healthy config instead.
+(umask 022 && mkdir -p "$state")
+if [ "$same" = true ]; then
+  if [ -e "$applied" ]; then cp -p "$applied" "$prev"; elif [ -e "$orig" ]; then cp -p "$orig" "$prev"; else rm -f "$prev"; fi
+else
+  keep_original
+  if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+  sync_path "$tmp"
+  mv -f "$tmp" "$path"
+  sync_path "$dir"
+  written=true
+fi
+
+if ! restart_healthy "$@"; then
+  why=$reason
+  if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
+  if restart_healthy "$@"; then
+    rm -f "$prev"
+    fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml and containerd is healthy again"
+  fi
+  fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml, but containerd is still not healthy ($reason)"
+fi
+cp -p "$path" "$applied.tmp" && mv -f "$applied.tmp" "$applied"
+rm -f "$prev"
+sync_path "$state"
+report
+`;

@@ -1,0 +1,278 @@
+/**
+ * The node script, run for real by dash (Debian's /bin/sh, what sshd runs the command with) against
+ * real containerd daemons in scratch directories: containerd 1.6.20 and 2.1.9.
+ */
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { renderNode } from "../../provider/src";
+import { NodeCommandOptions, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
+import { END_MARKER_LINE } from "../../provider/src/remote/node-script";
+import { configDump } from "../support/config-dump";
+import { ScratchNode, scratchNode } from "../support/scratch-node";
+
+jest.setTimeout(120_000);
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, stdin = ""): Run {
+  const r = spawnSync("dash", ["-c", command], { input: stdin, encoding: "utf8", timeout: 110_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function runAsync(command: string, stdin: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn("dash", ["-c", command]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+const read = (p: string) => fs.readFileSync(p, "utf8");
+const modeOf = (p: string) => fs.statSync(p).mode & 0o777;
+
+function criStatus(node: ScratchNode): string {
+  const r = spawnSync(node.bin.ctr, ["--address", node.socket, "plugins", "ls"], { encoding: "utf8" });
+  const line = r.stdout.split("\n").find((l) => /^io\.containerd\.grpc\.v1\s+cri\s/.test(l));
+  return line ? line.trim().split(/\s+/).pop()! : `no answer: ${r.stderr}`;
+}
+
+describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen) => {
+  let node: ScratchNode;
+  let opts: NodeCommandOptions;
+  let original: string;
+
+  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
+  const render = (extra: object = {}) => {
+    const base = node.baseSpec();
+    const spec = { ...base, ...extra, settings: { ...(base.settings ?? {}), ...((extra as { settings?: object }).settings ?? {}) } };
+    return renderNode(spec);
+  };
+  const configOf = (extra: object = {}) => render(extra).files.find((f) => f.kind === "config")!.content;
+  const apply = (content: string, o: Partial<NodeCommandOptions> = {}) => run(applyCommand(configRef(), { ...opts, ...o }), content);
+
+  beforeAll(() => {
+    node = scratchNode(gen);
+    opts = {
+      label: `scratch-${gen}`,
+      lockFile: node.lockFile,
+      containerd: node.bin.containerd,
+      ctr: node.bin.ctr,
+      grpcAddress: node.socket,
+      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
+      healthTimeoutSeconds: 15,
+      configVersion: gen === "1.6" ? 2 : 3,
+      minimumVersion: node.bin.version,
+      healthChecks: [],
+      sudo: false,
+    };
+    // The node's own config before we manage it: a plain file like an installer leaves.
+    original = configOf().replace(/^# Managed.*\n/, "# written by the installer\n");
+    fs.writeFileSync(node.configFile, original, { mode: 0o644 });
+    const r = run(opts.restartCommand);
+    expect(r.stderr).toBe("");
+    expect(criStatus(node)).toBe("ok");
+  });
+  afterAll(() => node?.remove());
+
+  it("installs a new config.toml atomically, keeps the original, restarts once, and is healthy", () => {
+    const pid = node.pid();
+    const restarts = node.restarts();
+    const content = configOf({ systemdCgroup: true, sandboxImage: "registry.aliyuncs.com/google_containers/pause:3.9" });
+    const r = apply(content);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: true, restarted: true });
+    expect(read(node.configFile)).toBe(content);
+    expect(modeOf(node.configFile)).toBe(0o644);
+    expect(read(path.join(node.dir, "etc/containerd/.containerd-node/config.toml.original"))).toBe(original);
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(node.pid()).not.toBe(pid);
+    expect(criStatus(node)).toBe("ok");
+    // No temp files are left behind.
+    expect(fs.readdirSync(path.dirname(node.configFile)).filter((f) => f.startsWith(".config.toml."))).toEqual([]);
+  });
+
+  it("does nothing for identical content: no write, no restart", () => {
+    const pid = node.pid();
+    const restarts = node.restarts();
+    const before = fs.statSync(node.configFile).mtimeMs;
+    const r = apply(read(node.configFile));
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: false, restarted: false });
+    expect(node.restarts()).toBe(restarts);
+    expect(node.pid()).toBe(pid);
+    expect(fs.statSync(node.configFile).mtimeMs).toBe(before);
+  });
+
+  it("writes hosts.toml and certificates without restarting, with their modes, and skips identical ones", () => {
+    const restarts = node.restarts();
+    const r = render({ registries: { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p'\"$(x)" } }] } } });
+    const hosts = r.files.find((f) => f.kind === "hosts")!;
+    const cmd = applyCommand(hosts, opts);
+    expect(cmd).not.toContain("p'");
+    const first = run(cmd, hosts.content);
+    expect(first.status).toBe(0);
+    expect(JSON.parse(first.stdout)).toEqual({ path: hosts.path, written: true, restarted: false });
+    expect(read(hosts.path)).toBe(hosts.content);
+    expect(modeOf(hosts.path)).toBe(0o600);
+    expect(fs.existsSync(path.join(path.dirname(hosts.path), ".containerd-node", "hosts.toml.absent"))).toBe(true);
+    const again = run(cmd, hosts.content);
+    expect(JSON.parse(again.stdout).written).toBe(false);
+    expect(node.restarts()).toBe(restarts);
+  });
+
+  it("refuses content that arrived incomplete, changing nothing", () => {
+    const before = read(node.configFile);
+    const pid = node.pid();
+    const content = configOf({ maxConcurrentDownloads: 7 });
+    const r = apply(content.slice(0, content.length - END_MARKER_LINE.length - 5));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("arrived incomplete (no end marker); nothing changed");
+    expect(read(node.configFile)).toBe(before);
+    expect(node.pid()).toBe(pid);
+  });
+
+  it("refuses a config containerd rejects, with containerd's message; file and daemon untouched", () => {
+    const before = read(node.configFile);
+    const pid = node.pid();
+    const restarts = node.restarts();
+    const bad = `version = ${opts.configVersion}\nroot = 42\n${END_MARKER_LINE}\n`;
+    const r = apply(bad);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`containerd ${node.bin.version.replace(/\./g, "\\.")} rejected the new .*config\\.toml; nothing changed: .*`));
+    expect(read(node.configFile)).toBe(before);
+    expect(node.pid()).toBe(pid);
+    expect(node.restarts()).toBe(restarts);
+  });
+
+  it("refuses a config of the other major version, naming both versions", () => {
+    const before = read(node.configFile);
+    const other = gen === "1.6" ? { configVersion: 3 as const, minimumVersion: "2.1.0" } : { configVersion: 2 as const, minimumVersion: "1.7.0" };
+    const r = apply(`version = ${other.configVersion}\n${END_MARKER_LINE}\n`, other);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`refusing a version ${other.configVersion} config.toml: the node runs containerd ${node.bin.version}, but the spec renders for containerd ${other.minimumVersion}`);
+    expect(read(node.configFile)).toBe(before);
+  });
+
+  it("refuses a node older than the spec's containerdVersion", () => {
+    const newer = gen === "1.6" ? "1.6.99" : "2.1.99";
+    const r = apply(configOf({ maxConcurrentDownloads: 9 }), { minimumVersion: newer });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`the node runs containerd ${node.bin.version}, older than containerdVersion ${newer}`);
+  });
+
+  if (gen === "2.1") {
+    it("refuses a config whose keys containerd 2.x would ignore", () => {
+      const bad = configOf().replace(END_MARKER_LINE, `[plugins."io.containerd.cri.v1.images".bogus]\nsetting = 1\n${END_MARKER_LINE}`);
+      const r = apply(bad);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("would ignore keys of the new");
+      expect(r.stderr).toContain("Ignoring unknown key");
+    });
+  }
+
+  it("rolls back by itself when the new config breaks CRI although `config dump` accepts it", () => {
+    const before = read(node.configFile);
+    const restarts = node.restarts();
+    // 1.x: legacy mirrors with config_path (containerd-facts: CRI plugin fails, daemon runs);
+    // 2.x: a default runtime that does not exist.
+    const breaking =
+      gen === "1.6"
+        ? configOf().replace(END_MARKER_LINE, `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m.test"]\n${END_MARKER_LINE}`)
+        : configOf({ settings: { plugins: { "io.containerd.cri.v1.runtime": { containerd: { default_runtime_name: "missing" } } } } });
+    expect(configDump(node.bin, breaking).status).toBe(0);
+    const r = apply(breaking, { healthTimeoutSeconds: 3 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/containerd was not healthy with the new .*config\.toml \(CRI plugin .* is (error|missing)/);
+    expect(r.stderr).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    expect(read(node.configFile)).toBe(before);
+    expect(node.restarts()).toBe(restarts + 2);
+    expect(criStatus(node)).toBe("ok");
+  });
+
+  it("rolls back when a user health check fails, and reports the check", () => {
+    const before = read(node.configFile);
+    const r = apply(configOf({ maxConcurrentDownloads: 4 }), { healthTimeoutSeconds: 2, healthChecks: ["echo canary pull failed >&2; exit 3"] });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("health check failed: echo canary pull failed >&2; exit 3: canary pull failed");
+    expect(read(node.configFile)).toBe(before);
+    expect(criStatus(node)).toBe("ok");
+  });
+
+  it("rolls back when the restart command itself fails", () => {
+    const before = read(node.configFile);
+    fs.writeFileSync(path.join(node.dir, "fail-start"), "");
+    try {
+      const r = apply(configOf({ maxConcurrentDownloads: 6 }), { healthTimeoutSeconds: 2 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("restart command failed: containerd failed to start (scratch fault)");
+      expect(r.stderr).toContain("but containerd is still not healthy");
+      expect(read(node.configFile)).toBe(before);
+    } finally {
+      fs.rmSync(path.join(node.dir, "fail-start"));
+    }
+    expect(run(opts.restartCommand).status).toBe(0);
+    expect(criStatus(node)).toBe("ok");
+  });
+
+  it("finishes an apply that was interrupted after the file was installed but before the restart", () => {
+    const content = configOf({ maxConcurrentDownloads: 8 });
+    fs.writeFileSync(node.configFile, content); // the new file is on disk, containerd never restarted with it
+    const restarts = node.restarts();
+    const r = apply(content);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: false, restarted: true });
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(JSON.parse(apply(content).stdout).restarted).toBe(false);
+  });
+
+  it("serialises two applies on one node: both succeed, one after the other", async () => {
+    const a = configOf({ maxConcurrentDownloads: 11 });
+    const b = configOf({ maxConcurrentDownloads: 12 });
+    const restarts = node.restarts();
+    const [ra, rb] = await Promise.all([runAsync(applyCommand(configRef(), opts), a), runAsync(applyCommand(configRef(), opts), b)]);
+    expect([ra.status, rb.status]).toEqual([0, 0]);
+    expect([a, b]).toContain(read(node.configFile));
+    expect(node.restarts()).toBe(restarts + 2);
+    expect(criStatus(node)).toBe("ok");
+  });
+
+  it("never runs a hostile label, path or check argument as code", () => {
+    const marker = path.join(node.dir, "pwned");
+    const hostile = `x'"$(touch ${marker})\`touch ${marker}\`;touch ${marker}`;
+    const file = { path: path.join(node.dir, "etc/containerd/certs.d/odd dir/hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const r = run(applyCommand(file, { ...opts, label: hostile }), `x = 1\n${END_MARKER_LINE}\n`);
+    expect(r.status).toBe(0);
+    const bad = apply(`broken = [\n${END_MARKER_LINE}\n`, { label: hostile });
+    expect(bad.stderr).toContain(hostile);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  it("restores the original config.toml on delete, restarts, and forgets its records", () => {
+    const restarts = node.restarts();
+    const r = run(restoreCommand(configRef(), opts));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(node.configFile)).toBe(original);
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(criStatus(node)).toBe("ok");
+    expect(fs.readdirSync(path.join(node.dir, "etc/containerd/.containerd-node")).filter((f) => f.startsWith("config.toml"))).toEqual([]);
+  });
+
+  it("removes a hosts.toml that did not exist before, and its empty directory", () => {
+    const hosts = render({ registries: { "docker.io": { mirrors: ["https://m.test"] } } }).files.find((f) => f.kind === "hosts")!;
+    const r = run(restoreCommand(hosts, opts));
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(hosts.path)).toBe(false);
+    expect(fs.existsSync(path.dirname(hosts.path))).toBe(false);
+  });
+});
