@@ -174,6 +174,23 @@ function commandSteps(res: { steps: StepRecord[] }): StepRecord[] {
   return res.steps.filter((s) => s.type === "command:remote:Command");
 }
 
+class Group extends pulumi.ComponentResource {
+  constructor(name: string) {
+    super("test:index:Group", name, {}, {});
+  }
+  done(outputs: Record<string, unknown>): void {
+    this.registerOutputs(outputs);
+  }
+}
+
+/** A custom resource of some other provider. */
+class Thing extends pulumi.CustomResource {
+  declare readonly size: pulumi.Output<number>;
+  constructor(name: string, args: { size: number; label: pulumi.Input<string> }) {
+    super("test:index:Thing", name, args, {});
+  }
+}
+
 // --- tests -----------------------------------------------------------------------------------------
 
 describe("create and same", () => {
@@ -194,6 +211,8 @@ describe("create and same", () => {
     expect(step(first, "a").op).toBe("create");
     expect(step(first, "a").host).toBe(endpoint());
     expect(harness.sessions(endpoint())).toBe(1);
+    expect(harness.sessions("127.0.0.1")).toBe(1);
+    expect(harness.sessions()).toEqual({ [endpoint()]: 1 });
 
     harness.resetCounters();
     const second = await harness.up(program);
@@ -209,8 +228,9 @@ describe("create and same", () => {
   test("state records inputs, outputs, dependencies, parent and deleteBeforeReplace", async () => {
     const { log, harness } = fixture();
     const res = await harness.up(() => {
-      const parent = new pulumi.ComponentResource("test:index:Group", "g", {}, {});
+      const parent = new Group("g");
       const a = new command.remote.Command("a", { connection: conn(), create: append(log, "a") }, { parent });
+      parent.done({ answer: 42 });
       new command.remote.Command(
         "b",
         { connection: conn(), create: append(log, "b") },
@@ -223,6 +243,7 @@ describe("create and same", () => {
     const a = state.find((r) => r.name === "a");
     const b = state.find((r) => r.name === "b");
     expect(group?.custom).toBe(false);
+    expect(group?.outputs).toEqual({ answer: 42 });
     expect(a?.urn).toBe("urn:pulumi:stack::project::test:index:Group$command:remote:Command::a");
     expect(b?.parent).toBe(group?.urn);
     expect(b?.dependencies).toContain(a?.urn);
@@ -232,6 +253,26 @@ describe("create and same", () => {
     expect((b?.inputs.connection as { host: string }).host).toBe("127.0.0.1");
     expect(b?.outputs.stdout).toBe("");
   });
+});
+
+test("other custom resources echo their inputs, are recorded and diffed, and run nothing", async () => {
+  const { harness } = fixture();
+  const program = (size?: number) => () => {
+    if (size === undefined) return {};
+    const thing = new Thing("t", { size, label: pulumi.secret("x") });
+    return { size: thing.size };
+  };
+  const created = await harness.up(program(1));
+  expect(created.outputs).toEqual({ size: 1 });
+  expect(step(created, "t").op).toBe("create");
+  expect(harness.state()[0].outputs).toEqual({ size: 1, label: "x" });
+  expect(step(await harness.up(program(1)), "t").op).toBe("same");
+  const updated = await harness.up(program(2));
+  expect(step(updated, "t").op).toBe("update");
+  expect(step(updated, "t").diffKeys).toEqual(["size"]);
+  expect(step(await harness.up(program()), "t").op).toBe("delete");
+  expect(harness.state()).toEqual([]);
+  expect(harness.sessions()).toEqual({});
 });
 
 describe("updates", () => {

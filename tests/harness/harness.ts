@@ -1082,12 +1082,15 @@ export class Harness {
   private static turn: Promise<unknown> = Promise.resolve();
 
   private readonly stateFile: string;
+  /** The temp dir of a default state file, which `dispose` removes. */
+  private readonly ownStateDir?: string;
   private readonly project: string;
   private readonly stack: string;
   private readonly runner: SshRunner;
 
   constructor(private readonly opts: HarnessOptions = {}) {
-    this.stateFile = opts.stateFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "harness-state-")), "state.json");
+    if (opts.stateFile === undefined) this.ownStateDir = fs.mkdtempSync(path.join(os.tmpdir(), "harness-state-"));
+    this.stateFile = opts.stateFile ?? path.join(this.ownStateDir as string, "state.json");
     this.project = opts.project ?? "project";
     this.stack = opts.stack ?? "stack";
     this.runner = new SshRunner(() => this.opts.dialRetryDelayMs ?? 1000);
@@ -1122,6 +1125,11 @@ export class Harness {
 
   resetCounters(): void {
     this.runner.sessions.clear();
+  }
+
+  /** Removes the default state file's temp dir (it holds secrets); a given stateFile is left alone. */
+  dispose(): void {
+    if (this.ownStateDir) fs.rmSync(this.ownStateDir, { recursive: true, force: true });
   }
 
   /** The recorded state, secrets unwrapped (the file keeps them marked as secrets). */
