@@ -413,7 +413,8 @@ describe("replacement", () => {
         stdin: trigger,
         triggers: [trigger],
       });
-      new command.remote.Command("bad", { connection: conn(), create: failing ? "exit 4" : "true" });
+      // The failure comes late enough that r's create has surely started.
+      new command.remote.Command("bad", { connection: conn(), create: failing ? "sleep 0.5; exit 4" : "true" });
     };
     await harness.up(prog("t1", false));
     const res = await harness.up(prog("t2", true));

@@ -703,7 +703,7 @@ class Deployment {
       this.endStep(step);
       return { ok: true, id: state.id, outputs: state.outputs };
     } catch (e) {
-      return this.stepFailed(step, reg.urn, e as Error, old);
+      return this.stepFailed(step, reg.urn, asError(e), old);
     }
   }
 
@@ -716,8 +716,9 @@ class Deployment {
 
   private same(step: StepRecord, old: ResourceState, reg: Registration): RegisterOutcome {
     if (!this.opts.preview) {
-      // The engine records the new options (dependencies, parent) even when nothing changes.
-      this.live.set(reg.urn, { ...old, ...stateOptions(reg) });
+      // A same step keeps the outputs but records the new inputs (equal by value, secretness may
+      // differ) and options (dependencies, parent), as the engine's SameStep does.
+      this.live.set(reg.urn, { ...old, ...stateOptions(reg), inputs: reg.inputs });
       this.persist();
     }
     this.endStep(step);
@@ -736,8 +737,8 @@ class Deployment {
     if (plan.op === "update") return this.update(reg, old as ResourceState, step);
     if (plan.op === "replace" && reg.deleteBeforeReplace) {
       // Delete-before-replace: the old delete runs first, and a failure leaves the old resource.
-      await this.deleteResource(old as ResourceState, false);
-      if (!this.failedUrnOk(reg.urn)) throw new SkipError(`${reg.urn}: the delete of the old resource failed`);
+      const deleted = await this.deleteResource(old as ResourceState, false);
+      if (!deleted) throw new SkipError(`${reg.urn}: the delete of the old resource failed`);
     }
     const state = await this.create(reg, step);
     if (plan.op === "replace" && !reg.deleteBeforeReplace) {
@@ -747,10 +748,6 @@ class Deployment {
     this.live.set(reg.urn, state);
     this.persist();
     return state;
-  }
-
-  private failedUrnOk(urn: string): boolean {
-    return !this.failed.has(urn);
   }
 
   private async create(reg: Registration, step: StepRecord): Promise<ResourceState> {
@@ -783,21 +780,27 @@ class Deployment {
   /** Component outputs arrive after registration (registerOutputs). */
   recordOutputs(urn: string, outputs: Wire): void {
     const r = this.live.get(urn);
-    if (!r || this.opts.preview || !this.registered.has(urn)) return;
+    if (!r || this.opts.preview || !this.registered.has(urn) || this.failed.has(urn)) return;
     this.live.set(urn, { ...r, outputs });
     this.persist();
   }
 
   // --- deletes ----------------------------------------------------------------------------------
 
-  /** Runs the old state's `delete` with the old inputs (connection, stdin) and old stdout/stderr. */
-  private async deleteResource(r: ResourceState, honourAbort: boolean): Promise<void> {
+  /**
+   * Runs the old state's `delete` with the old inputs (connection, stdin) and old stdout/stderr
+   * (commandController.go Delete). Returns whether the resource is gone.
+   */
+  private async deleteResource(r: ResourceState, honourAbort: boolean): Promise<boolean> {
     const step = this.startStep(r.urn, r.name, r.type, "delete", [], r.inputs, undefined);
     if (honourAbort && this.aborted) {
       this.stepFailed(step, r.urn, new SkipError(`${r.urn}: delete skipped because an earlier step failed`), r);
-      return;
+      return false;
     }
-    if (this.opts.preview) return this.endStep(step);
+    if (this.opts.preview) {
+      this.endStep(step);
+      return true;
+    }
     try {
       const cmd = commandOf(r.inputs, "delete");
       if (r.custom && r.type === COMMAND_TYPE && cmd !== undefined) {
@@ -805,8 +808,10 @@ class Deployment {
       }
       this.forget(r);
       this.endStep(step);
+      return true;
     } catch (e) {
-      this.stepFailed(step, r.urn, e as Error, r);
+      this.stepFailed(step, r.urn, asError(e), r);
+      return false;
     }
   }
 
