@@ -1,0 +1,739 @@
+#!/bin/bash
+# Local test fleet: "VMs" made of Linux namespaces, each running sshd and a real containerd, plus a
+# plain-HTTP registry mirror. Run as root. See tests/fleet/README.md.
+#
+#   fleet.sh up [-n N] [--generations 1.6,1.7,2.1] [--initial-config default|debian|none]
+#   fleet.sh status | down
+#   fleet.sh exec NODE -- CMD [ARGS...]
+#   fleet.sh reset NODE... | --all
+#   fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut
+#
+# up and status print the fleet as JSON on stdout and nothing else; logs go to stderr.
+# Everything started is recorded (pid and start time, namespace names) under the state dir, and
+# down ends exactly that: never processes picked by name across the machine.
+set -eu
+set -o pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
+state=${state%/}
+cache=${CONTAINERD_CACHE:-$repo/.cache/containerd}
+
+bridge=cdnbr0
+subnet=198.18.0
+host_addr=$subnet.1
+registry_ports="5000 5001"
+images="library/tiny:1.0 pause:3.9 google_containers/pause:3.9"
+node_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+max_nodes=200
+# Nodes brought up at once: containerd's start is CPU-bound and the stand-in gives it ~10 s.
+parallel=${FLEET_PARALLEL:-5}
+
+log() { printf '%s fleet: %s\n' "$(date -u '+%H:%M:%S')" "$*" >&2; }
+die() { printf 'fleet: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Recorded processes: "<pid> <start time>" files. The start time (field 22 of /proc/PID/stat)
+# makes a recycled pid harmless: a record only matches the very process that was started.
+
+proc_start() { # pid -> start time in clock ticks
+  sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+record_pid() { # file pid
+  printf '%s %s\n' "$2" "$(proc_start "$2")" >"$1"
+}
+
+recorded_pid() { # file -> pid, if that process is still the one recorded and not a zombie
+  local pid start st
+  [ -s "$1" ] || return 1
+  read -r pid start <"$1" || return 1
+  [ -n "$pid" ] && [ -e "/proc/$pid/stat" ] || return 1
+  [ "$(proc_start "$pid")" = "$start" ] || return 1
+  st=$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  [ "$st" != Z ] || return 1
+  printf '%s\n' "$pid"
+}
+
+wait_gone() { # file seconds
+  local i=0
+  while recorded_pid "$1" >/dev/null && [ "$i" -lt $(($2 * 10)) ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  ! recorded_pid "$1" >/dev/null
+}
+
+stop_recorded() { # file: TERM, then KILL after 5 s
+  local pid
+  if pid=$(recorded_pid "$1"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$1" 5 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$1" 5 || true; }
+  fi
+  rm -f "$1"
+}
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+
+# Serialises up/down/reset/fault between concurrent callers. One lock for the machine: there is
+# one bridge and one address range, so there can be only one fleet at a time anyway.
+take_lock() {
+  mkdir -p /run/lock
+  exec 8>>/run/lock/containerd-node-fleet.lock
+  flock 8
+}
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\r'/\\r}
+  s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+json_array() { # words -> ["a","b"]
+  local sep="" w
+  printf '['
+  for w in "$@"; do printf '%s%s' "$sep" "$(json_str "$w")"; sep=", "; done
+  printf ']'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Nodes: naming and lookup
+
+node_dirs() { # existing node directories, in node order
+  [ -d "$state/nodes" ] || return 0
+  find "$state/nodes" -mindepth 1 -maxdepth 1 -type d -name 'node-*' | sort -V
+}
+
+node_dir_of() { # NAME -> dir; accepts "node-2" or "2"
+  local name=$1
+  case "$name" in [0-9]*) name=node-$name ;; esac
+  [ -f "$state/nodes/$name/node.env" ] || die "no such node: $1 (is the fleet up?)"
+  printf '%s\n' "$state/nodes/$name"
+}
+
+node_env() { # dir: load the node's recorded facts into NODE_* variables
+  # shellcheck source=/dev/null
+  . "$1/node.env"
+}
+
+node_init_pid() { recorded_pid "$1/init.pid"; }
+
+node_alive() { # dir: init running and containerd/sshd setup reported done
+  node_init_pid "$1" >/dev/null && [ -s "$1/fleet/ready" ]
+}
+
+# Runs a command inside a node: its network, mount, UTS and pid namespaces, a clean environment
+# like an SSH session's (PATH starting with /usr/local/sbin, HOME=/root), in /root.
+in_node() { # dir cmd...
+  local dir=$1 pid
+  shift
+  pid=$(node_init_pid "$dir") || die "node $(basename "$dir") is not running"
+  # 8>&-: what this starts in the node (sshd, containerd) must not hold the fleet lock.
+  nsenter -t "$pid" -n -m -u -p -- \
+    env -i -C /root PATH="$node_path" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
+    LANG=C.UTF-8 TERM="${TERM:-dumb}" "$@" 8>&-
+}
+
+# ---------------------------------------------------------------------------------------------
+# containerd generations
+
+bin_dir_of() { # generation -> directory with containerd, ctr, containerd-shim-runc-v2
+  if [ "$1" = 1.6 ]; then echo /usr/bin; else echo "$cache/$1/usr/bin"; fi
+}
+
+version_of() { # containerd binary -> x.y.z
+  "$1" --version | sed -n -e 's/^containerd [^ ]* v\{0,1\}\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*/\1/p'
+}
+
+check_generation() { # generation -> prints version, or dies with how to get it
+  local dir ver b
+  dir=$(bin_dir_of "$1")
+  for b in containerd ctr containerd-shim-runc-v2; do
+    [ -x "$dir/$b" ] || die "containerd $1: $dir/$b is missing (apt-get install containerd; sh tests/support/fetch-containerd.sh)"
+  done
+  ver=$(version_of "$dir/containerd")
+  case "$ver" in "$1".*) ;; *) die "containerd $1: $dir/containerd reports '$ver'" ;; esac
+  printf '%s\n' "$ver"
+}
+
+# Debian's packaged /etc/containerd/config.toml. The machine's copy is used when dpkg says it is
+# unmodified; otherwise the copy kept next to this script (the same bytes, bookworm 1.6.20).
+debian_config() {
+  local want have
+  want=$(dpkg-query -W -f='${Conffiles}\n' containerd 2>/dev/null |
+    awk '$1 == "/etc/containerd/config.toml" { print $2 }')
+  if [ -n "$want" ] && [ -f /etc/containerd/config.toml ]; then
+    have=$(md5sum </etc/containerd/config.toml | cut -d' ' -f1)
+    if [ "$have" = "$want" ]; then cat /etc/containerd/config.toml; return; fi
+  fi
+  cat "$here/debian-config.toml"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces: client key, bridge, registry mirror
+
+ensure_client_key() {
+  mkdir -p "$state/ssh"
+  chmod 0700 "$state/ssh"
+  [ -f "$state/ssh/id_ed25519" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C containerd-node-fleet -f "$state/ssh/id_ed25519" >&2
+}
+
+ensure_bridge() {
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+  fi
+  ip -4 addr show dev "$bridge" | grep -q "inet $host_addr/24" ||
+    ip addr add "$host_addr/24" dev "$bridge"
+  ip link set "$bridge" up
+}
+
+registry_config() { # port
+  cat <<EOF
+version: 0.1
+log:
+  level: info
+  formatter: text
+  fields:
+    service: fleet-registry-$1
+storage:
+  filesystem:
+    rootdirectory: $state/registry/data
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $host_addr:$1
+  # Same secret for both instances: they share the storage.
+  secret: containerd-node-fleet
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+}
+
+port_open() { # port
+  (exec 3<>"/dev/tcp/$host_addr/$1") 2>/dev/null
+}
+
+start_registry() { # port
+  local port=$1 dir=$state/registry pid i
+  if recorded_pid "$dir/$port.pid" >/dev/null; then return 0; fi
+  registry_config "$port" >"$dir/config-$port.yml"
+  # 8>&-: long-lived processes must not inherit (and so hold) the fleet lock.
+  setsid docker-registry serve "$dir/config-$port.yml" </dev/null >>"$dir/$port.log" 2>&1 8>&- &
+  pid=$!
+  i=0
+  while ! port_open "$port"; do
+    [ -e "/proc/$pid" ] || die "registry on port $port exited; see $dir/$port.log"
+    [ "$i" -lt 100 ] || die "registry on port $port does not listen; see $dir/$port.log"
+    sleep 0.1
+    i=$((i + 1))
+  done
+  record_pid "$dir/$port.pid" "$pid"
+  log "registry mirror on $host_addr:$port (pid $pid)"
+}
+
+# A tiny image made offline: one layer holding one file, config for this machine's platform
+# (CRI pulls for the host platform), OCI layout built with umoci, pushed with skopeo.
+build_image() {
+  local dir=$state/image arch
+  [ -f "$dir/done" ] && return 0
+  rm -rf "$dir"
+  mkdir -p "$dir/src"
+  arch=$(dpkg --print-architecture)
+  printf 'hello from the containerd node fleet\n' >"$dir/src/hello.txt"
+  umoci init --layout "$dir/oci"
+  umoci new --image "$dir/oci:tiny"
+  umoci insert --image "$dir/oci:tiny" "$dir/src/hello.txt" /hello.txt >&2
+  umoci config --image "$dir/oci:tiny" --os linux --architecture "$arch" \
+    --config.cmd /hello.txt --author containerd-node-fleet >&2
+  : >"$dir/done"
+}
+
+push_images() {
+  local img
+  [ -f "$state/registry/pushed" ] && return 0
+  build_image
+  for img in $images; do
+    # Both instances share the storage: one push serves both mirrors.
+    skopeo --insecure-policy copy -q --dest-tls-verify=false \
+      "oci:$state/image/oci:tiny" "docker://$host_addr:5000/$img" >&2
+  done
+  skopeo --insecure-policy inspect --raw --tls-verify=false \
+    "docker://$host_addr:5001/library/tiny:1.0" >/dev/null ||
+    die "image pushed to :5000 is not served by :5001"
+  : >"$state/registry/pushed"
+  log "pushed $images"
+}
+
+ensure_registry() {
+  local port
+  mkdir -p "$state/registry/data"
+  for port in $registry_ports; do start_registry "$port"; done
+  push_images
+}
+
+stop_registry() {
+  local port
+  for port in $registry_ports; do stop_recorded "$state/registry/$port.pid"; done
+}
+
+# ---------------------------------------------------------------------------------------------
+# One node
+
+sshd_config() { # address
+  cat <<EOF
+# sshd of one fleet node: key-only root login, no PAM, its own host key and pid file.
+ListenAddress $1:22
+HostKey /run/fleet/ssh_host_ed25519_key
+PidFile /run/fleet/sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+# Many concurrent sessions: a benchmark runs 20 nodes with several sessions each.
+MaxStartups 200
+MaxSessions 100
+LoginGraceTime 60
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+}
+
+write_node_env() { # dir name index gen initial
+  local addr=$subnet.$((10 + $3)) bin
+  bin=$(bin_dir_of "$4")
+  cat >"$1/node.env" <<EOF
+NODE_NAME='$2'
+NODE_INDEX='$3'
+NODE_ADDR='$addr'
+NODE_NETNS='cdn-$2'
+NODE_VETH='cdnv$3'
+NODE_GEN='$4'
+NODE_VERSION='$(version_of "$bin/containerd")'
+NODE_BIN_DIR='$bin'
+NODE_INITIAL_CONFIG='$5'
+EOF
+}
+
+# The node's files on the machine side; init.sh bind-mounts them over the real paths.
+prepare_node_files() { # dir
+  local dir=$1
+  node_env "$dir"
+  mkdir -p "$dir/fleet" "$dir/etc-containerd" "$dir/run-containerd" "$dir/var-lib-containerd" \
+    "$dir/root/.ssh" "$dir/sbin" "$dir/tmp"
+  chmod 1777 "$dir/tmp"
+  chmod 0700 "$dir/root" "$dir/root/.ssh"
+  # Empty shell start-up files: otherwise SSH sessions would run the machine's /root/.bashrc.
+  : >"$dir/root/.bashrc"
+  : >"$dir/root/.profile"
+  cp "$state/ssh/id_ed25519.pub" "$dir/root/.ssh/authorized_keys"
+  install -m 0755 "$here/node/systemctl" "$here/node/journalctl" "$dir/sbin/"
+  cp "$here/node/init.sh" "$dir/init.sh"
+  [ -f "$dir/fleet/ssh_host_ed25519_key" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C "root@$NODE_NAME" -f "$dir/fleet/ssh_host_ed25519_key" >&2
+  sshd_config "$NODE_ADDR" >"$dir/fleet/sshd_config"
+  : >>"$dir/fleet/restart.log"
+  # The initial /etc/containerd, kept aside for reset.
+  if [ ! -d "$dir/initial-etc" ]; then
+    mkdir -p "$dir/initial-etc"
+    case "$NODE_INITIAL_CONFIG" in
+      default) "$NODE_BIN_DIR/containerd" config default >"$dir/initial-etc/config.toml" 2>/dev/null ;;
+      debian) debian_config >"$dir/initial-etc/config.toml" ;;
+      none) ;;
+    esac
+  fi
+  restore_etc "$dir"
+}
+
+restore_etc() { # dir: /etc/containerd exactly as at the start
+  find "$1/etc-containerd" -mindepth 1 -delete
+  cp -a "$1/initial-etc/." "$1/etc-containerd/"
+}
+
+setup_node_net() { # dir
+  node_env "$1"
+  ip netns del "$NODE_NETNS" 2>/dev/null || true
+  ip link del "$NODE_VETH" 2>/dev/null || true
+  ip netns add "$NODE_NETNS"
+  ip link add "$NODE_VETH" type veth peer name eth0 netns "$NODE_NETNS"
+  ip link set "$NODE_VETH" master "$bridge" up
+  ip -n "$NODE_NETNS" link set lo up
+  ip -n "$NODE_NETNS" addr add "$NODE_ADDR/24" dev eth0
+  ip -n "$NODE_NETNS" link set eth0 up
+  # No default route and no NAT: only 198.18.0.0/24 is reachable from the node.
+}
+
+launch_node() { # dir
+  local dir=$1 upid ipid i
+  node_env "$dir"
+  rm -f "$dir/fleet/ready" "$dir/init.pid" "$dir/unshare.pid"
+  setsid nsenter --net="/run/netns/$NODE_NETNS" \
+    env -i PATH="$node_path" HOME=/root LANG=C.UTF-8 \
+    unshare --mount --uts --pid --fork --mount-proc --propagation private \
+    /bin/bash "$dir/init.sh" "$dir" </dev/null >>"$dir/init.log" 2>&1 8>&- &
+  upid=$!
+  # setsid, nsenter and env exec one another: $! ends up as unshare, whose child is the node's init.
+  i=0
+  while :; do
+    ipid=$(pgrep -P "$upid" 2>/dev/null | head -n 1 || true)
+    if [ -n "$ipid" ] && [ "$(cat "/proc/$upid/comm" 2>/dev/null)" = unshare ]; then break; fi
+    [ -e "/proc/$upid" ] || die "$NODE_NAME: failed to start; see $dir/init.log"
+    [ "$i" -lt 100 ] || die "$NODE_NAME: init did not appear"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  record_pid "$dir/unshare.pid" "$upid"
+  record_pid "$dir/init.pid" "$ipid"
+  i=0
+  while [ ! -s "$dir/fleet/ready" ]; do
+    node_init_pid "$dir" >/dev/null || die "$NODE_NAME: init exited; see $dir/init.log"
+    [ "$i" -lt 600 ] || die "$NODE_NAME: not ready after 60 s; see $dir/init.log"
+    sleep 0.1
+    i=$((i + 1))
+  done
+  [ "$(cat "$dir/fleet/ready")" = ok ] ||
+    die "$NODE_NAME: containerd did not start; see $dir/run-containerd/containerd.log"
+}
+
+node_up() { # index generation initial-config
+  local name=node-$1 dir
+  dir=$state/nodes/$name
+  if node_alive "$dir"; then return 0; fi
+  if [ -f "$dir/node.env" ]; then
+    # A node left over from an earlier run (e.g. the machine rebooted): rebuild it as it was.
+    log "$name: restarting"
+    node_down "$dir" keep
+  else
+    mkdir -p "$dir"
+    write_node_env "$dir" "$name" "$1" "$2" "$3"
+  fi
+  node_env "$dir"
+  prepare_node_files "$dir"
+  setup_node_net "$dir"
+  launch_node "$dir"
+  log "$name: up at $NODE_ADDR, containerd $NODE_VERSION, initial config $NODE_INITIAL_CONFIG"
+}
+
+# Ends the node's processes: KILL to its init ends every process in its pid namespace, and with the
+# last one its mount namespace (all the node's mounts) goes away.
+node_kill() { # dir
+  local pid
+  if pid=$(recorded_pid "$1/init.pid"); then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait_gone "$1/init.pid" 5 || true
+  stop_recorded "$1/unshare.pid"
+  rm -f "$1/init.pid" "$1/fleet/ready"
+}
+
+node_down() { # dir [keep]
+  local dir=$1
+  node_kill "$dir"
+  if [ -f "$dir/node.env" ]; then
+    node_env "$dir"
+    ip netns del "$NODE_NETNS" 2>/dev/null || true
+    ip link del "$NODE_VETH" 2>/dev/null || true
+  fi
+  [ "${2:-}" = keep ] || rm -rf "$dir"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+node_json() { # dir
+  local dir=$1 key host_key
+  node_env "$dir"
+  key=$(cat "$state/ssh/id_ed25519")$'\n'
+  host_key=$(cut -d' ' -f1,2 "$dir/fleet/ssh_host_ed25519_key.pub")
+  printf '    { "name": %s, "host": %s, "port": 22, "user": "root",\n' \
+    "$(json_str "$NODE_NAME")" "$(json_str "$NODE_ADDR")"
+  printf '      "privateKey": %s,\n' "$(json_str "$key")"
+  printf '      "privateKeyPath": %s,\n' "$(json_str "$state/ssh/id_ed25519")"
+  printf '      "hostKey": %s,\n' "$(json_str "$host_key")"
+  printf '      "generation": %s, "containerdVersion": %s, "initialConfig": %s,\n' \
+    "$(json_str "$NODE_GEN")" "$(json_str "$NODE_VERSION")" "$(json_str "$NODE_INITIAL_CONFIG")"
+  printf '      "dir": %s,\n' "$(json_str "$dir")"
+  printf '      "containerdSocket": %s,\n' "$(json_str "$dir/run-containerd/containerd.sock")"
+  printf '      "configToml": %s,\n' "$(json_str "$dir/etc-containerd/config.toml")"
+  printf '      "restartLog": %s }' "$(json_str "$dir/fleet/restart.log")"
+}
+
+fleet_json() {
+  local sep="" dir mirrors="" port
+  for port in $registry_ports; do mirrors="$mirrors http://$host_addr:$port"; done
+  # shellcheck disable=SC2086
+  {
+    printf '{ "stateDir": %s,\n' "$(json_str "$state")"
+    printf '  "registry": { "host": %s, "port": 5000, "url": %s,\n' \
+      "$(json_str "$host_addr")" "$(json_str "http://$host_addr:5000")"
+    printf '                "mirrors": %s,\n' "$(json_array $mirrors)"
+    printf '                "images": %s,\n' "$(json_array $images)"
+    printf '                "logs": %s },\n' \
+      "$(json_array "$state/registry/5000.log" "$state/registry/5001.log")"
+    printf '  "knownHosts": %s,\n' "$(json_str "$state/ssh/known_hosts")"
+    printf '  "sshConfig": %s,\n' "$(json_str "$state/ssh/config")"
+    printf '  "nodes": [\n'
+    for dir in $(node_dirs); do
+      printf '%s' "$sep"
+      node_json "$dir"
+      sep=$',\n'
+    done
+    printf '\n  ] }\n'
+  }
+}
+
+# known_hosts and an ssh_config for people: `ssh -F <state>/ssh/config node-1`.
+write_ssh_files() {
+  local dir
+  : >"$state/ssh/known_hosts.tmp"
+  : >"$state/ssh/config.tmp"
+  for dir in $(node_dirs); do
+    node_env "$dir"
+    printf '%s %s\n' "$NODE_ADDR" "$(cut -d' ' -f1,2 "$dir/fleet/ssh_host_ed25519_key.pub")" \
+      >>"$state/ssh/known_hosts.tmp"
+    cat >>"$state/ssh/config.tmp" <<EOF
+Host $NODE_NAME
+  HostName $NODE_ADDR
+  User root
+  IdentityFile $state/ssh/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $state/ssh/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+
+EOF
+  done
+  mv "$state/ssh/known_hosts.tmp" "$state/ssh/known_hosts"
+  mv "$state/ssh/config.tmp" "$state/ssh/config"
+}
+
+# What is wrong with the fleet, one line each; nothing when it is fully up.
+fleet_problems() {
+  local port dir
+  [ -f "$state/fleet.env" ] || { echo "fleet is down (no $state/fleet.env)"; return; }
+  ip link show "$bridge" >/dev/null 2>&1 || echo "bridge $bridge is missing"
+  for port in $registry_ports; do
+    recorded_pid "$state/registry/$port.pid" >/dev/null || echo "registry :$port is not running"
+  done
+  [ -n "$(node_dirs)" ] || echo "no nodes"
+  for dir in $(node_dirs); do
+    node_alive "$dir" || echo "$(basename "$dir") is not running"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+cmd_up() {
+  local n=3 gens=1.6,1.7,2.1 initial=default gen i pids=() failed=0 t0 problems
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -n) n=${2:?-n needs a number}; shift ;;
+      -n*) n=${1#-n} ;;
+      --generations) gens=${2:?--generations needs a list}; shift ;;
+      --generations=*) gens=${1#--generations=} ;;
+      --initial-config) initial=${2:?--initial-config needs a value}; shift ;;
+      --initial-config=*) initial=${1#--initial-config=} ;;
+      *) die "up: unknown argument: $1" ;;
+    esac
+    shift
+  done
+  case "$n" in '' | *[!0-9]*) die "up: -n wants a number" ;; esac
+  [ "$n" -ge 1 ] && [ "$n" -le "$max_nodes" ] || die "up: -n must be 1..$max_nodes"
+  case "$initial" in default | debian | none) ;; *) die "up: --initial-config default|debian|none" ;; esac
+  IFS=, read -r -a gen_list <<<"$gens"
+  [ ${#gen_list[@]} -gt 0 ] || die "up: empty --generations"
+  for gen in "${gen_list[@]}"; do check_generation "$gen" >/dev/null; done
+  for tool in sshd ssh-keygen docker-registry skopeo umoci nsenter unshare ip flock; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+      die "$tool is missing (apt-get install -y containerd runc openssh-server openssh-client docker-registry skopeo umoci iproute2)"
+  done
+
+  take_lock
+  t0=$(date +%s.%N)
+  mkdir -p "$state/nodes"
+  [ -f "$state/fleet.env" ] || printf 'FLEET_CREATED=%s\n' "$(date -u +%FT%TZ)" >"$state/fleet.env"
+  ensure_client_key
+  ensure_bridge
+  ensure_registry
+
+  # Nodes come up a few at a time, in the background; each logs to stderr.
+  for i in $(seq 1 "$n"); do
+    gen=${gen_list[$(((i - 1) % ${#gen_list[@]}))]}
+    while [ "$(jobs -pr | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    node_up "$i" "$gen" "$initial" &
+    pids+=("$!")
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  [ "$failed" = 0 ] || die "up: some nodes failed; see the messages above"
+
+  write_ssh_files
+  problems=$(fleet_problems)
+  [ -z "$problems" ] || die "up: $problems"
+  log "fleet up: $(node_dirs | wc -l) nodes in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+  fleet_json
+}
+
+cmd_status() {
+  local problems
+  problems=$(fleet_problems)
+  if [ -n "$problems" ]; then
+    printf 'fleet: %s\n' "$problems" >&2
+    exit 1
+  fi
+  fleet_json
+}
+
+cmd_down() {
+  local dir ns pid
+  need_root
+  take_lock
+  # Processes first, all nodes at once, so no node's namespaces outlive the others'.
+  for dir in $(node_dirs); do
+    pid=$(recorded_pid "$dir/init.pid") && kill -KILL "$pid" 2>/dev/null || true
+  done
+  for dir in $(node_dirs); do node_down "$dir"; done
+  stop_registry
+  # Namespaces of ours whose records are gone (state dir removed by hand): end what runs in them.
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cdn-node-[0-9]+$/ { print $1 }'); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  for dev in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | sed -e 's/@.*//' |
+    grep -E '^cdnv[0-9]+$' || true); do
+    ip link del "$dev" 2>/dev/null || true
+  done
+  ip link del "$bridge" 2>/dev/null || true
+  rm -rf "$state"
+  log "fleet down"
+}
+
+cmd_exec() {
+  local dir
+  [ $# -ge 1 ] || die "usage: fleet.sh exec NODE -- CMD [ARGS...]"
+  dir=$(node_dir_of "$1")
+  shift
+  [ "${1:-}" = -- ] && shift
+  [ $# -ge 1 ] || die "usage: fleet.sh exec NODE -- CMD [ARGS...]"
+  in_node "$dir" "$@"
+}
+
+sshd_start_in() { # dir
+  in_node "$1" /bin/sh -c '
+    if [ -s /run/fleet/sshd.pid ] && kill -0 "$(cat /run/fleet/sshd.pid)" 2>/dev/null; then exit 0; fi
+    /usr/sbin/sshd -f /run/fleet/sshd_config -E /run/fleet/sshd.log </dev/null >/dev/null 2>&1'
+}
+
+sshd_stop_in() { # dir
+  in_node "$1" /bin/sh -c '
+    [ -s /run/fleet/sshd.pid ] || exit 0
+    pid=$(cat /run/fleet/sshd.pid)
+    kill -TERM "$pid" 2>/dev/null || exit 0
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f /run/fleet/sshd.pid'
+}
+
+# Kills every SSH session of the node, as if the network dropped: each per-connection sshd (any
+# sshd but the listener) and everything below it. Processes that left the session (setsid and
+# re-parented, like containerd) live on, as they would on a real machine.
+cut_sessions_in() { # dir
+  in_node "$1" /bin/bash -c '
+    listener=$(cat /run/fleet/sshd.pid 2>/dev/null || echo none)
+    tree() { local c; for c in $(pgrep -P "$1"); do echo "$c"; tree "$c"; done; }
+    victims=()
+    for p in $(pgrep -x sshd); do
+      [ "$p" = "$listener" ] && continue
+      victims+=("$p" $(tree "$p"))
+    done
+    [ ${#victims[@]} -eq 0 ] || kill -KILL "${victims[@]}" 2>/dev/null || true
+    echo "${#victims[@]}"'
+}
+
+node_reset() { # dir
+  local dir=$1
+  node_env "$dir"
+  node_init_pid "$dir" >/dev/null || die "$NODE_NAME is not running"
+  rm -f "$dir/fleet/fault-containerd-fail-start"
+  in_node "$dir" systemctl stop containerd
+  restore_etc "$dir"
+  # containerd's own state back to empty as well (pulled images, metadata, the log).
+  find "$dir/var-lib-containerd" "$dir/run-containerd" -mindepth 1 -delete 2>/dev/null ||
+    log "$NODE_NAME: could not empty all of /var/lib/containerd, /run/containerd"
+  rm -f "$dir/fleet/containerd.failed"
+  sshd_start_in "$dir"
+  in_node "$dir" systemctl start containerd || die "$NODE_NAME: containerd does not start after reset"
+  : >"$dir/fleet/restart.log"
+  log "$NODE_NAME: reset"
+}
+
+cmd_reset() {
+  local dirs=() d pids=() failed=0 p
+  [ $# -ge 1 ] || die "usage: fleet.sh reset NODE...|--all"
+  if [ "$1" = --all ]; then
+    mapfile -t dirs < <(node_dirs)
+  else
+    for d in "$@"; do dirs+=("$(node_dir_of "$d")"); done
+  fi
+  take_lock
+  for d in "${dirs[@]}"; do
+    while [ "$(jobs -pr | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    node_reset "$d" &
+    pids+=("$!")
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" = 0 ] || die "reset failed"
+}
+
+cmd_fault() {
+  local dir n
+  [ $# -eq 2 ] || die "usage: fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut"
+  dir=$(node_dir_of "$1")
+  take_lock
+  case "$2" in
+    sshd-stop) sshd_stop_in "$dir" ;;
+    sshd-start) sshd_start_in "$dir" ;;
+    containerd-fail-start) : >"$dir/fleet/fault-containerd-fail-start" ;;
+    containerd-fix) rm -f "$dir/fleet/fault-containerd-fail-start" ;;
+    cut)
+      n=$(cut_sessions_in "$dir")
+      log "$(basename "$dir"): killed $n session processes"
+      ;;
+    *) die "unknown fault: $2" ;;
+  esac
+}
+
+main() {
+  local cmd=${1:-}
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    up) need_root; cmd_up "$@" ;;
+    status) cmd_status ;;
+    down) cmd_down ;;
+    exec) need_root; cmd_exec "$@" ;;
+    reset) need_root; cmd_reset "$@" ;;
+    fault) need_root; cmd_fault "$@" ;;
+    *)
+      sed -n -e '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

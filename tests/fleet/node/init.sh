@@ -1,0 +1,93 @@
+#!/bin/bash
+# Init (pid 1) of one fleet node. fleet.sh starts it as
+#   nsenter --net=/run/netns/<ns> unshare --mount --uts --pid --fork --mount-proc --propagation private \
+#     bash init.sh <node dir>
+# so it already has the node's network, and a mount, UTS and pid namespace of its own.
+# It lays out the node's private file system, starts sshd and containerd, reports readiness in
+# /run/fleet/ready, then stays alive as the node's init: it reaps orphans (containerd is re-parented
+# to it) and, when it is killed from the machine, the kernel ends every process of the node.
+set -eu
+
+node_dir=$1
+# shellcheck source=/dev/null
+. "$node_dir/node.env" # NODE_NAME NODE_ADDR NODE_GEN NODE_BIN_DIR
+
+log() { printf '%s init[%s]: %s\n' "$(date -u '+%H:%M:%S.%3N')" "$NODE_NAME" "$*" >&2; }
+
+# Copies of the machine's /run/netns/* mounts came along into this mount namespace and would keep
+# other nodes' network namespaces alive after they are deleted: drop them first.
+drop_netns_mounts() {
+  local m
+  for m in $(awk '$5 ~ "^/run/netns(/|$)" { print $5 }' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
+# Writable private copies of /etc, /opt and /var/lib: whatever the code under test (or containerd
+# itself: /etc/cni/net.d, /opt/containerd) creates there lands in the node directory, never on the
+# machine. The machine's files stay readable underneath.
+overlay() { # dir name
+  mkdir -p "$node_dir/overlay/$2/upper" "$node_dir/overlay/$2/work"
+  mount -t overlay "fleet-$2" \
+    -o "lowerdir=$1,upperdir=$node_dir/overlay/$2/upper,workdir=$node_dir/overlay/$2/work" "$1"
+}
+
+bind() { # source target
+  mkdir -p "$2"
+  mount --bind "$1" "$2"
+}
+
+layout() {
+  drop_netns_mounts
+  # A private /run like a VM's: sshd's privilege separation dir, containerd's NRI socket and
+  # anything else under /run stay inside the node.
+  mount -t tmpfs -o mode=0755,size=64m "fleet-run-$NODE_NAME" /run
+  mkdir -p /run/sshd /run/lock
+  chmod 0755 /run/sshd
+  overlay /etc etc
+  overlay /opt opt
+  overlay /var/lib var-lib
+  bind "$node_dir/fleet" /run/fleet
+  bind "$node_dir/etc-containerd" /etc/containerd
+  bind "$node_dir/run-containerd" /run/containerd
+  bind "$node_dir/var-lib-containerd" /var/lib/containerd
+  bind "$node_dir/root" /root
+  bind "$node_dir/tmp" /tmp
+  bind "$node_dir/sbin" /usr/local/sbin
+  # Also put the stand-in where the real systemctl is, for callers whose PATH does not start with
+  # /usr/local/sbin (inside this mount namespace only).
+  [ ! -e /usr/bin/systemctl ] || mount --bind "$node_dir/sbin/systemctl" /usr/bin/systemctl
+  [ ! -e /usr/bin/journalctl ] || mount --bind "$node_dir/sbin/journalctl" /usr/bin/journalctl
+  # This node's containerd generation, over the machine's binaries, in this mount namespace only.
+  if [ "$NODE_BIN_DIR" != /usr/bin ]; then
+    local b
+    for b in containerd ctr containerd-shim-runc-v2; do
+      mount --bind "$NODE_BIN_DIR/$b" "/usr/bin/$b"
+    done
+  fi
+  hostname "$NODE_NAME"
+  printf '%s\t%s\n' "$NODE_ADDR" "$NODE_NAME" >>/etc/hosts
+}
+
+start_sshd() {
+  /usr/sbin/sshd -f /run/fleet/sshd_config -E /run/fleet/sshd.log
+}
+
+main() {
+  cd /
+  layout
+  start_sshd
+  if systemctl start containerd; then
+    echo ok >/run/fleet/ready
+  else
+    echo containerd-failed >/run/fleet/ready
+  fi
+  log "up: $(cat /run/fleet/ready)"
+  # Stay alive as init and reap whatever gets re-parented here (bash reaps any child while it waits).
+  while :; do
+    sleep 3600 &
+    wait "$!" || true
+  done
+}
+
+main
