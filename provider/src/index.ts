@@ -15,3 +15,5 @@ export type {
   RenderedFile,
   RenderResult,
 } from "./spec/types";
+export { ContainerdNode } from "./component/containerd-node";
+export type { ContainerdNodeArgs, NodeOperationArgs, ConnectionArgs, ManagedFile, FileApplyReport } from "./component/containerd-node";

@@ -8,8 +8,8 @@ import { renderRegistry } from "./hosts-toml";
  * directory name) its certificate files and hosts.toml. Pure and deterministic: the same spec gives
  * the same bytes whatever its key order. Throws SpecError listing every problem of a bad spec.
  */
-export function renderNode(spec: unknown): RenderResult {
-  const n = normalizeSpec(spec);
+export function renderNode(spec: unknown, options: { subject?: string } = {}): RenderResult {
+  const n = normalizeSpec(spec, options.subject);
   const files: RenderResult["files"] = [
     { path: n.configFile, content: renderConfigToml(n), mode: 0o644, secret: false, kind: "config" },
   ];

@@ -1,0 +1,294 @@
+/**
+ * ContainerdNode: one node's containerd configuration as Pulumi resources. One `remote.Command` per
+ * managed file, whose stdin is the file's exact content, so `pulumi preview --diff` shows a changed
+ * file as a line diff of that file on that node, and an unchanged file shows nothing.
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "crypto";
+import { Problem, SpecError, showValue } from "../errors";
+import { renderNode } from "../render/render-node";
+import { NodeCommandOptions, applyCommand, restoreCommand } from "../remote/commands";
+import type { NodeSpecOf, RenderedFile } from "../spec/types";
+import { parseVersion } from "../spec/version";
+import { Leaf, findInputLeaves, placeholder, withLeaves } from "./secret-leaves";
+
+export type ConnectionArgs = command.types.input.remote.ConnectionArgs;
+
+/** What the node does when it runs a managed file: settings of the component, not of containerd. */
+export interface NodeOperationArgs {
+  /**
+   * Shell command that restarts containerd, run by `sh -c` on the node after config.toml changed.
+   * @default "systemctl restart containerd"
+   */
+  readonly restartCommand?: string;
+  /**
+   * Seconds to wait after a restart for containerd to answer and report its CRI plugins `ok` (and
+   * for every `healthChecks` command to pass) before rolling back.
+   * @default 60
+   */
+  readonly healthTimeoutSeconds?: number;
+  /**
+   * Extra shell commands run on the node after a restart; all must exit 0 for the node to count as
+   * healthy, e.g. a pull of a canary image through the mirror.
+   * @default []
+   */
+  readonly healthChecks?: readonly string[];
+  /**
+   * What deleting the resource does on the node: "restore" puts back each file as it was before it
+   * was first managed (or removes it), restarting containerd for config.toml; "keep" leaves the files.
+   * @default "restore"
+   */
+  readonly onDelete?: "restore" | "keep";
+  /**
+   * Run the node commands through `sudo -n` (for a non-root SSH user with passwordless sudo).
+   * @default false
+   */
+  readonly sudo?: boolean;
+  /**
+   * The containerd binary on the node, used to validate a new config.toml and read the version.
+   * @default "containerd"
+   */
+  readonly containerdPath?: string;
+  /**
+   * The ctr binary on the node, used for the health check.
+   * @default "ctr"
+   */
+  readonly ctrPath?: string;
+}
+
+export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
+  /**
+   * How to reach the node, exactly as `remote.Command` takes it. Set `hostKey` (e.g. from
+   * `ssh-keyscan -t ed25519 HOST`): without it any host key is accepted.
+   */
+  readonly connection: pulumi.Input<ConnectionArgs>;
+  /**
+   * Resources that must finish before this node's config.toml changes (and containerd restarts).
+   * The fleet layer uses it for waves; hosts.toml files do not wait for them.
+   */
+  readonly restartAfter?: pulumi.Input<pulumi.Resource>[];
+}
+
+/** A managed file as the component reports it. */
+export interface ManagedFile {
+  path: string;
+  mode: number;
+  kind: RenderedFile["kind"];
+  secret: boolean;
+  /** The exact content (a secret in the component's outputs for secret files). */
+  content: string;
+}
+
+/** What the last run of one file's command did on the node. */
+export interface FileApplyReport {
+  path: string;
+  written: boolean;
+  restarted: boolean;
+}
+
+const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath"] as const;
+const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", ...OPERATION_KEYS]);
+
+/** Checks the component's own options; returns problems in the renderer's format. */
+export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem[] {
+  const problems: Problem[] = [];
+  const p = (k: string) => `${prefix}${k}`;
+  const commandText = (k: string, v: unknown) => {
+    if (typeof v !== "string" || v.trim() === "" || v.includes("\u0000")) {
+      problems.push({ path: p(k), message: `${showValue(v)} is not a non-empty shell command` });
+    }
+  };
+  if (args.restartCommand !== undefined) commandText("restartCommand", args.restartCommand);
+  if (args.healthChecks !== undefined) {
+    if (!Array.isArray(args.healthChecks)) problems.push({ path: p("healthChecks"), message: `${showValue(args.healthChecks)} is not a list of shell commands` });
+    else args.healthChecks.forEach((c, i) => commandText(`healthChecks[${i}]`, c));
+  }
+  const t = args.healthTimeoutSeconds;
+  if (t !== undefined && (typeof t !== "number" || !Number.isInteger(t) || t < 1 || t > 3600)) {
+    problems.push({ path: p("healthTimeoutSeconds"), message: `${showValue(t)} is not a whole number of seconds from 1 to 3600` });
+  }
+  if (args.onDelete !== undefined && args.onDelete !== "restore" && args.onDelete !== "keep") {
+    problems.push({ path: p("onDelete"), message: `${showValue(args.onDelete)} is not one of "restore", "keep"` });
+  }
+  if (args.sudo !== undefined && typeof args.sudo !== "boolean") problems.push({ path: p("sudo"), message: `${showValue(args.sudo)} is not true or false` });
+  for (const k of ["containerdPath", "ctrPath"] as const) {
+    const v = args[k];
+    if (v !== undefined && (typeof v !== "string" || !/^[A-Za-z0-9._\/+-]+$/.test(v))) {
+      problems.push({ path: p(k), message: `${showValue(v)} is not a command name or path of letters, digits and . _ / + -` });
+    }
+  }
+  return problems;
+}
+
+/** The renderer's spec: the args without the component's own fields. */
+export function specOf(args: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(args).filter(([k]) => !COMPONENT_KEYS.has(k)));
+}
+
+export class ContainerdNode extends pulumi.ComponentResource {
+  /** config.toml's `version`: 2 for containerd 1.x, 3 for 2.x. */
+  public readonly configVersion: 2 | 3;
+  /** Every managed file, in write order (certificates, hosts.toml, config.toml last). */
+  public readonly files: pulumi.Output<ManagedFile[]>;
+  /** sha256 of the rendered config.toml: changes exactly when containerd will restart. */
+  public readonly configHash: pulumi.Output<string>;
+  /** What each file's command did when it last ran. */
+  public readonly lastApply: pulumi.Output<FileApplyReport[]>;
+  /** Whether containerd restarted when config.toml's command last ran. */
+  public readonly restarted: pulumi.Output<boolean>;
+  /** The command that owns config.toml; waves chain on it. */
+  public readonly configCommand: command.remote.Command;
+  /** One command per managed file, same order as `files`. */
+  public readonly commands: command.remote.Command[];
+
+  constructor(name: string, args: ContainerdNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Validate before registering anything: a bad spec must not leave a half-declared node behind.
+    const { rendered, leaves, contentOf } = prepare(name, args);
+    super("containerd:index:ContainerdNode", name, {}, opts);
+    for (const w of rendered.warnings) pulumi.log.warn(w, this);
+    pulumi.output(args.connection).apply((c) => {
+      if (!c.hostKey) {
+        pulumi.log.warn(
+          `${name}: connection.hostKey is not set, so any SSH host key is accepted. Pin it, e.g. with the output of ` +
+            "`ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-`.",
+          this,
+        );
+      }
+    });
+
+    const nodeOpts: NodeCommandOptions = {
+      label: name,
+      lockFile: `${rendered.configFile.replace(/\/[^/]*$/, "")}/.containerd-node.lock`,
+      containerd: args.containerdPath ?? "containerd",
+      ctr: args.ctrPath ?? "ctr",
+      grpcAddress: rendered.grpcAddress,
+      restartCommand: args.restartCommand ?? "systemctl restart containerd",
+      healthTimeoutSeconds: args.healthTimeoutSeconds ?? 60,
+      configVersion: rendered.result.configVersion,
+      minimumVersion: rendered.minimumVersion,
+      healthChecks: args.healthChecks ?? [],
+      sudo: args.sudo ?? false,
+    };
+
+    // Write order on the node: certificates, then the hosts.toml that points at them, then
+    // config.toml (whose config_path must find complete hosts directories) with the restart.
+    const files = rendered.result.files;
+    const order = (f: RenderedFile) => (f.kind === "certificate" ? 0 : f.kind === "hosts" ? 1 : 2);
+    const sorted = [...files].sort((a, b) => order(a) - order(b) || (a.path < b.path ? -1 : 1));
+    const byRegistryCerts = new Map<string, command.remote.Command[]>();
+    const commands: command.remote.Command[] = [];
+    let configCommand: command.remote.Command | undefined;
+    for (const f of sorted) {
+      const content = contentOf(f, leaves);
+      const dependsOn: pulumi.Input<pulumi.Resource>[] = [];
+      if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
+      if (f.kind === "config") dependsOn.push(...commands, ...(args.restartAfter ?? []));
+      const cmd = new command.remote.Command(
+        `${name}:${f.path}`,
+        {
+          connection: args.connection,
+          create: applyCommand(f, nodeOpts),
+          delete: (args.onDelete ?? "restore") === "restore" ? restoreCommand(f, nodeOpts) : undefined,
+          stdin: content,
+          // We never read PULUMI_COMMAND_STDOUT; sending it only makes sshd refuse a Setenv and the
+          // provider warn (pulumi-command remote/commandOutputs.go).
+          addPreviousOutputInEnv: false,
+        },
+        // No triggers: every change is an update, never a replace whose old delete would run after
+        // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
+        { parent: this, dependsOn, deleteBeforeReplace: true },
+      );
+      if (f.kind === "certificate") byRegistryCerts.set(f.registry!, [...(byRegistryCerts.get(f.registry!) ?? []), cmd]);
+      if (f.kind === "config") configCommand = cmd;
+      commands.push(cmd);
+    }
+    this.configVersion = rendered.result.configVersion;
+    this.configCommand = configCommand!;
+    this.commands = commands;
+    this.files = pulumi.all(
+      sorted.map((f) => pulumi.all([contentOf(f, leaves)]).apply(([content]): ManagedFile => ({ path: f.path, mode: f.mode, kind: f.kind, secret: f.secret, content }))),
+    );
+    const config = files.find((f) => f.kind === "config")!;
+    this.configHash = pulumi.output(createHash("sha256").update(config.content).digest("hex"));
+    this.lastApply = pulumi.all(commands.map((c) => c.stdout)).apply((outs) => outs.map(parseReport).filter((r): r is FileApplyReport => r !== undefined));
+    this.restarted = this.lastApply.apply((rs) => rs.some((r) => r.restarted));
+    this.registerOutputs({
+      configVersion: this.configVersion,
+      files: this.files,
+      configHash: this.configHash,
+      lastApply: this.lastApply,
+      restarted: this.restarted,
+    });
+  }
+}
+
+function parseReport(stdout: string | undefined): FileApplyReport | undefined {
+  const line = (stdout ?? "").split("\n").reverse().find((l) => l.startsWith("{"));
+  if (!line) return undefined;
+  try {
+    const r = JSON.parse(line) as FileApplyReport;
+    return typeof r.path === "string" ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Validates the args (all problems at once, before any resource exists) and renders the file list
+ * with placeholders; `contentOf` gives each file's real content, plain when it depends on no input
+ * leaf, otherwise an Output of the leaves it depends on (secret when any of them is).
+ */
+export function prepare(name: string, args: ContainerdNodeArgs) {
+  const subject = `Invalid ContainerdNode args for "${name}"`;
+  const problems = operationProblems(args);
+  if (args.connection === undefined) problems.push({ path: "connection", message: "is required" });
+  const spec = specOf(args as unknown as Record<string, unknown>);
+  const leaves = findInputLeaves(spec);
+  const withPlaceholders = (variant: (i: number) => "a" | "b") =>
+    withLeaves(spec, leaves, leaves.map((l, i) => placeholder(l, variant(i))));
+  let result;
+  try {
+    result = renderNode(withPlaceholders(() => "a"), { subject });
+  } catch (e) {
+    if (e instanceof SpecError) throw new SpecError(subject, [...problems, ...e.problems]);
+    throw e;
+  }
+  if (problems.length > 0) throw new SpecError(subject, problems);
+
+  // Which files each leaf feeds: render once more per leaf with only that leaf changed.
+  const feeds: Set<string>[] = leaves.map((_, k) => {
+    const other = renderNode(withPlaceholders((i) => (i === k ? "b" : "a")), { subject });
+    return new Set(other.files.filter((f, i) => f.content !== result.files[i].content).map((f) => f.path));
+  });
+
+  const contentOf = (f: RenderedFile, ls: Leaf[]): pulumi.Input<string> => {
+    const deps = ls.map((l, k) => ({ l, k })).filter(({ k }) => feeds[k].has(f.path));
+    let content: pulumi.Input<string>;
+    if (deps.length === 0) content = f.content;
+    else {
+      content = pulumi.all(deps.map(({ l }) => l.value)).apply((values) => {
+        const vals = ls.map((l, k) => {
+          const d = deps.findIndex((x) => x.k === k);
+          return d === -1 ? placeholder(l, "a") : values[d];
+        });
+        const real = renderNode(withLeaves(spec, ls, vals), { subject });
+        return real.files.find((x) => x.path === f.path)!.content;
+      });
+    }
+    return f.secret ? pulumi.secret(content) : content;
+  };
+
+  const v = parseVersion(String(args.containerdVersion))!;
+  return {
+    leaves,
+    contentOf,
+    rendered: {
+      result,
+      warnings: result.warnings,
+      configFile: result.files.find((f) => f.kind === "config")!.path,
+      grpcAddress: args.grpcAddress ?? "/run/containerd/containerd.sock",
+      minimumVersion: `${v.major}.${v.minor}.${v.patch}`,
+    },
+  };
+}

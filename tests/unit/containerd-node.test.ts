@@ -1,0 +1,240 @@
+/**
+ * ContainerdNode under pulumi.runtime.setMocks: which child resources it declares, their inputs,
+ * their order, what is secret, and what a change touches. Nothing runs on a host here.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
+import { NODE_SCRIPT } from "../../provider/src/remote/node-script";
+import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
+import { seedSpec } from "../fixtures/specs";
+import { MockWorld, installMocks, valueOf } from "../support/mocks";
+
+const connection = { host: "10.0.0.11", user: "root", privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" };
+const commands = (w: MockWorld) => w.registered.filter((r) => r.type === "command:remote:Command");
+
+async function declare(args: ContainerdNodeArgs, world: MockWorld, name = "node-1"): Promise<ContainerdNode> {
+  const node = new ContainerdNode(name, args, { transformations: [world.transformation] });
+  await valueOf(node.lastApply);
+  return node;
+}
+
+describe("child resources", () => {
+  it("declares one remote.Command per rendered file, named after node and path, whose stdin is the file", async () => {
+    const world = installMocks();
+    const spec = seedSpec("1.7.24");
+    await declare({ ...spec, connection }, world);
+    const rendered = renderNode(spec);
+    expect(commands(world).map((c) => c.name).sort()).toEqual(rendered.files.map((f) => `node-1:${f.path}`).sort());
+    for (const f of rendered.files) expect(world.byName(`node-1:${f.path}`).inputs.stdin).toBe(f.content);
+    expect(world.byName("node-1").type).toBe("containerd:index:ContainerdNode");
+  });
+
+  it("puts the content only on stdin: the command is the constant script plus quoted arguments, no environment", async () => {
+    const world = installMocks();
+    await declare({ ...seedSpec("1.7"), connection }, world);
+    for (const c of commands(world)) {
+      expect(c.inputs.create.startsWith(`/bin/sh -c '`)).toBe(true);
+      expect(c.inputs.create).toContain(NODE_SCRIPT.split("\n")[0]);
+      expect(c.inputs.create).not.toContain("docker.mirrors.sjtug.sjtu.edu.cn");
+      expect(c.inputs.environment).toBeUndefined();
+      expect(c.inputs.addPreviousOutputInEnv).toBe(false);
+      expect(c.inputs.triggers).toBeUndefined();
+      expect(c.inputs.connection).toMatchObject(connection);
+    }
+    const config = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
+    expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0'$/);
+    const hosts = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.create as string;
+    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' '' '' '' '' '' '' ''$/);
+  });
+
+  it("orders writes: certificates, then their hosts.toml, then config.toml after everything; no replace can undo a file", async () => {
+    const world = installMocks();
+    await declare(
+      {
+        containerdVersion: "2.1",
+        connection,
+        registries: {
+          "registry.example.test": { server: { url: "https://registry.example.test", client: { cert: TEST_CLIENT_CERT_PEM, key: TEST_CLIENT_KEY_PEM } } },
+          "quay.io": { mirrors: ["https://q.test"] },
+        },
+      },
+      world,
+    );
+    const dir = "node-1:/etc/containerd/certs.d/registry.example.test";
+    const opt = (n: string) => world.options.find((o) => o.name === n)!;
+    expect(opt(`${dir}/hosts.toml`).dependsOn.sort()).toEqual([`${dir}/registry.example.test.client.cert`, `${dir}/registry.example.test.client.key`]);
+    expect(opt("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").dependsOn).toEqual([]);
+    expect(opt("node-1:/etc/containerd/config.toml").dependsOn.sort()).toEqual(
+      commands(world).map((c) => c.name).filter((n) => !n.endsWith("config.toml")).sort(),
+    );
+    for (const o of world.options.filter((x) => x.name.includes(":/"))) {
+      expect(o.deleteBeforeReplace).toBe(true);
+      expect(o.parent).toBe("node-1");
+    }
+  });
+
+  it("restores on delete by default and leaves files with onDelete keep", async () => {
+    const w1 = installMocks();
+    await declare({ ...seedSpec("1.7"), connection }, w1);
+    expect(w1.byName("node-1:/etc/containerd/config.toml").inputs.delete).toMatch(/^\/bin\/sh -c '.*' containerd-node 'restore' 'config' /s);
+    const w2 = installMocks();
+    await declare({ ...seedSpec("1.7"), connection, onDelete: "keep" }, w2);
+    for (const c of commands(w2)) expect(c.inputs.delete).toBeUndefined();
+  });
+
+  it("passes options through: restart command, timeout, health checks, sudo, binaries", async () => {
+    const world = installMocks();
+    await declare(
+      { ...seedSpec("2.1.9"), connection, restartCommand: "rc-service containerd restart", healthTimeoutSeconds: 90, healthChecks: ["crictl pull busybox"], sudo: true, containerdPath: "/usr/local/bin/containerd" },
+      world,
+    );
+    const create = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
+    expect(create.startsWith("sudo -n /bin/sh -c ")).toBe(true);
+    expect(create).toMatch(/'\/usr\/local\/bin\/containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'rc-service containerd restart' '90' '3' '2\.1\.9' 'crictl pull busybox'$/);
+  });
+});
+
+describe("secrets", () => {
+  it("makes only the hosts.toml holding credentials secret", async () => {
+    const world = installMocks();
+    await declare(
+      { containerdVersion: "1.7", connection, registries: { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "pw" } }] }, "quay.io": { mirrors: ["https://q.test"] } } },
+      world,
+    );
+    expect(world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").secretInputs).toContain("stdin");
+    expect(world.byName("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").secretInputs).not.toContain("stdin");
+    expect(world.byName("node-1:/etc/containerd/config.toml").secretInputs).not.toContain("stdin");
+    for (const c of commands(world)) {
+      expect(c.inputs.create).not.toContain("pw");
+      expect(c.inputs.delete).not.toContain("pw");
+    }
+  });
+
+  it("takes credentials as Pulumi secrets, renders the real value, and keeps it secret", async () => {
+    const world = installMocks();
+    const node = await declare(
+      {
+        containerdVersion: "2.1",
+        connection,
+        registries: {
+          "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "robot", password: pulumi.secret("s3cret") } }] },
+          "ghcr.io": { mirrors: [{ url: "https://g.test", headers: { "X-Tenant": pulumi.output("team-a") } }] },
+          "quay.io": { server: { url: "https://quay.example.test", client: { cert: TEST_CLIENT_CERT_PEM, key: pulumi.secret(TEST_CLIENT_KEY_PEM) } } },
+        },
+      },
+      world,
+    );
+    const hub = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml");
+    expect(hub.secretInputs).toContain("stdin");
+    expect(hub.inputs.stdin).toContain(`Authorization = "Basic ${Buffer.from("robot:s3cret").toString("base64")}"`);
+    const ghcr = world.byName("node-1:/etc/containerd/certs.d/ghcr.io/hosts.toml");
+    expect(ghcr.inputs.stdin).toContain('X-Tenant = "team-a"');
+    expect(ghcr.secretInputs).not.toContain("stdin");
+    const key = world.byName("node-1:/etc/containerd/certs.d/quay.io/quay.example.test.client.key");
+    expect(key.secretInputs).toContain("stdin");
+    expect(key.inputs.stdin).toContain(TEST_CLIENT_KEY_PEM.trim());
+    expect(world.byName("node-1:/etc/containerd/certs.d/quay.io/quay.example.test.client.cert").secretInputs).not.toContain("stdin");
+    const files = await valueOf(node.files);
+    expect(files.find((f) => f.path.endsWith("docker.io/hosts.toml"))!.secret).toBe(true);
+  });
+
+  it("warns once per node when the host key is not pinned", async () => {
+    installMocks();
+    const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
+    try {
+      const world = installMocks();
+      await declare({ ...seedSpec("1.7"), connection: { host: "10.0.0.12", privateKey: "KEY" } }, world, "node-2");
+      await declare({ ...seedSpec("1.7"), connection }, world, "node-3");
+      const msgs = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("hostKey"));
+      expect(msgs).toEqual([expect.stringMatching(/^node-2: connection\.hostKey is not set, so any SSH host key is accepted/)]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+});
+
+describe("what a change touches", () => {
+  const inputsOf = async (spec: ContainerdNodeArgs) => {
+    const world = installMocks();
+    await declare(spec, world);
+    return Object.fromEntries(commands(world).map((c) => [c.name, c.inputs]));
+  };
+
+  it("changing one registry's mirror changes only that hosts.toml child, and nothing that restarts", async () => {
+    const before = await inputsOf({ ...seedSpec("1.7"), connection });
+    const spec = seedSpec("1.7");
+    const after = await inputsOf({ ...spec, connection, registries: { ...spec.registries, "docker.io": { mirrors: ["https://other-mirror.test"] } } });
+    const changed = Object.keys(after).filter((k) => JSON.stringify(after[k]) !== JSON.stringify(before[k]));
+    expect(changed).toEqual(["node-1:/etc/containerd/certs.d/docker.io/hosts.toml"]);
+    expect(Object.keys(after).sort()).toEqual(Object.keys(before).sort());
+  });
+
+  it("changing SystemdCgroup changes only config.toml", async () => {
+    const before = await inputsOf({ ...seedSpec("2.1"), connection });
+    const after = await inputsOf({ ...seedSpec("2.1"), connection, systemdCgroup: false });
+    const changed = Object.keys(after).filter((k) => JSON.stringify(after[k]) !== JSON.stringify(before[k]));
+    expect(changed).toEqual(["node-1:/etc/containerd/config.toml"]);
+  });
+
+  it("changing the restart command or health checks touches config.toml only, not hosts files", async () => {
+    const before = await inputsOf({ ...seedSpec("1.7"), connection });
+    const after = await inputsOf({ ...seedSpec("1.7"), connection, restartCommand: "service containerd restart", healthChecks: ["true"] });
+    const changed = Object.keys(after).filter((k) => JSON.stringify(after[k]) !== JSON.stringify(before[k]));
+    expect(changed).toEqual(["node-1:/etc/containerd/config.toml"]);
+  });
+
+  it("removing a registry removes its child (its delete then restores the node)", async () => {
+    const spec = seedSpec("1.7");
+    const after = await inputsOf({ ...spec, connection, registries: { "docker.io": spec.registries!["docker.io"] } });
+    expect(Object.keys(after)).not.toContain("node-1:/etc/containerd/certs.d/registry.k8s.io/hosts.toml");
+  });
+});
+
+describe("preview", () => {
+  it("declares the same children with the same inputs, so an unchanged node shows no change", async () => {
+    const up = installMocks();
+    await declare({ ...seedSpec("1.7"), connection }, up);
+    const preview = installMocks({ preview: true });
+    new ContainerdNode("node-1", { ...seedSpec("1.7"), connection }, { transformations: [preview.transformation] });
+    await new Promise((r) => setTimeout(r, 200));
+    const strip = (w: MockWorld) => commands(w).map((c) => [c.name, c.inputs]).sort();
+    expect(strip(preview)).toEqual(strip(up));
+  });
+});
+
+describe("outputs", () => {
+  it("reports files, the config hash and what the last apply did", async () => {
+    const world = installMocks({ stdout: (r) => JSON.stringify({ path: r.name.split(":").slice(1).join(":"), written: true, restarted: r.name.endsWith("config.toml") }) });
+    const node = await declare({ ...seedSpec("1.6.20"), connection }, world);
+    const files = await valueOf(node.files);
+    expect(files.map((f) => f.kind)).toEqual(["hosts", "hosts", "config"]);
+    expect(node.configVersion).toBe(2);
+    expect(await valueOf(node.configHash)).toMatch(/^[0-9a-f]{64}$/);
+    expect(await valueOf(node.restarted)).toBe(true);
+    expect((await valueOf(node.lastApply)).find((r) => r.path === "/etc/containerd/config.toml")).toEqual({ path: "/etc/containerd/config.toml", written: true, restarted: true });
+  });
+});
+
+describe("bad args", () => {
+  it("are refused before any resource is declared, every problem at once", () => {
+    const world = installMocks();
+    expect(() =>
+      new ContainerdNode("node-9", {
+        containerdVersion: "1.7",
+        connection,
+        healthTimeoutSeconds: 0,
+        onDelete: "wipe" as "keep",
+        restartCommand: "",
+        registries: { "docker.io": { mirrors: ["ftp://x"] } },
+      }),
+    ).toThrow(SpecError);
+    try {
+      new ContainerdNode("node-9", { containerdVersion: "1.7", connection, healthTimeoutSeconds: 0, registries: { "docker.io": { mirrors: ["ftp://x"] } } });
+    } catch (e) {
+      expect((e as Error).message).toBe(
+        'Invalid ContainerdNode args for "node-9":\n - healthTimeoutSeconds: 0 is not a whole number of seconds from 1 to 3600\n - registries["docker.io"].mirrors[0]: "ftp://x" is not an http(s) URL',
+      );
+    }
+    expect(world.registered).toEqual([]);
+  });
+});
