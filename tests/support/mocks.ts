@@ -83,3 +83,14 @@ export function installMocks(opts: { preview?: boolean; stdout?: (r: Registered)
 export function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply(resolve));
 }
+
+/**
+ * Waits until the SDK has no RPC in flight (registrations, registerOutputs). Call after each test:
+ * a straggler from one test reaching the next test's fresh mock monitor fails as "unknown resource".
+ */
+export async function settle(): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const settings = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs: () => Promise<void> };
+  await new Promise((r) => setTimeout(r, 10));
+  await settings.waitForRPCs();
+}

@@ -7,7 +7,9 @@ import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../..
 import { NODE_SCRIPT } from "../../provider/src/remote/node-script";
 import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
 import { seedSpec } from "../fixtures/specs";
-import { MockWorld, installMocks, valueOf } from "../support/mocks";
+import { MockWorld, installMocks, settle, valueOf } from "../support/mocks";
+
+afterEach(settle);
 
 const connection = { host: "10.0.0.11", user: "root", privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" };
 const commands = (w: MockWorld) => w.registered.filter((r) => r.type === "command:remote:Command");

@@ -1,0 +1,163 @@
+/**
+ * ContainerdFleet: many ContainerdNodes from one shared spec, rolled out in waves. Changes that
+ * restart containerd (config.toml) go out wave by wave, each wave only after every node of the
+ * previous one came back healthy; hosts.toml changes need no restart and go everywhere at once.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { Problem, SpecError, showValue } from "../errors";
+import type { NodeSpecOf } from "../spec/types";
+import { ConnectionArgs, ContainerdNode, NodeOperationArgs, prepare } from "./containerd-node";
+
+/** One node of the fleet: its name, how to reach it, and anything that differs from the shared spec. */
+export interface FleetNodeArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
+  /** Unique within the fleet; the node's resources are named after it. */
+  readonly name: string;
+  readonly connection: pulumi.Input<ConnectionArgs>;
+}
+
+export interface RolloutArgs {
+  /**
+   * How many nodes may restart containerd at once: a number, or a percentage of the fleet
+   * ("25%", rounded down, at least 1).
+   * @default 1
+   */
+  readonly maxUnavailable?: number | string;
+  /**
+   * How many nodes (the first ones listed) form a first wave of their own.
+   * @default 0
+   */
+  readonly canary?: number;
+  /**
+   * Shell commands run on every node after its restart, in addition to the CRI check; a wave
+   * counts as healthy only when they pass on each of its nodes.
+   * @default []
+   */
+  readonly healthChecks?: readonly string[];
+}
+
+export interface ContainerdFleetArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
+  /** The nodes, in rollout order. */
+  readonly nodes: readonly FleetNodeArgs[];
+  readonly rollout?: RolloutArgs;
+}
+
+type AnyRecord = Record<string, unknown>;
+const isPlainRecord = (v: unknown): v is AnyRecord =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && !pulumi.Output.isInstance(v) && !(v instanceof Promise);
+
+/** Per-node overrides over the shared spec: tables merge, anything else (lists, scalars, Outputs) replaces. */
+export function mergeSpec(base: AnyRecord, over: AnyRecord): AnyRecord {
+  const out: AnyRecord = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = isPlainRecord(v) && isPlainRecord(out[k]) ? mergeSpec(out[k] as AnyRecord, v) : v;
+  }
+  return out;
+}
+
+/** maxUnavailable as a node count. */
+export function resolveMaxUnavailable(v: number | string | undefined, nodes: number): number | undefined {
+  if (v === undefined) return 1;
+  if (typeof v === "number") return Number.isInteger(v) && v >= 1 ? v : undefined;
+  const m = /^(\d{1,3})%$/.exec(v);
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 100) return undefined;
+  return Math.max(1, Math.floor((nodes * Number(m[1])) / 100));
+}
+
+/** Node indexes by wave: canaries first, then groups of maxUnavailable in list order. */
+export function planWaves(nodes: number, maxUnavailable: number, canary: number): number[][] {
+  const waves: number[][] = [];
+  const order = [...Array(nodes).keys()];
+  if (canary > 0) waves.push(order.splice(0, canary));
+  while (order.length > 0) waves.push(order.splice(0, maxUnavailable));
+  return waves;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export class ContainerdFleet extends pulumi.ComponentResource {
+  /** The nodes by name. */
+  public readonly nodes: Record<string, ContainerdNode>;
+  /** Node names by wave, in rollout order. */
+  public readonly waves: string[][];
+  /** config.toml hash per node: a node whose hash changes restarts in its wave. */
+  public readonly configHashes: pulumi.Output<Record<string, string>>;
+  /** Nodes whose containerd restarted when their config.toml last ran. */
+  public readonly restartedNodes: pulumi.Output<string[]>;
+
+  constructor(name: string, args: ContainerdFleetArgs, opts?: pulumi.ComponentResourceOptions) {
+    const { specs, waves } = validateFleet(name, args);
+    super("containerd:index:ContainerdFleet", name, {}, opts);
+    this.waves = waves.map((w) => w.map((i) => specs[i].name));
+    this.nodes = {};
+    let previous: pulumi.Resource[] = [];
+    for (const wave of waves) {
+      const current: pulumi.Resource[] = [];
+      for (const i of wave) {
+        const { name: nodeName, args: nodeArgs } = specs[i];
+        const node = new ContainerdNode(nodeName, { ...nodeArgs, restartAfter: previous } as never, { parent: this });
+        this.nodes[nodeName] = node;
+        current.push(node.configCommand);
+      }
+      previous = current;
+    }
+    const names = Object.keys(this.nodes);
+    this.configHashes = pulumi.all(names.map((n) => this.nodes[n].configHash)).apply((hs) => Object.fromEntries(names.map((n, i) => [n, hs[i]])));
+    this.restartedNodes = pulumi.all(names.map((n) => this.nodes[n].restarted)).apply((rs) => names.filter((_, i) => rs[i]));
+    this.registerOutputs({ waves: this.waves, configHashes: this.configHashes, restartedNodes: this.restartedNodes });
+  }
+}
+
+/** Every problem of the fleet at once, each node's under `nodes[i] (name).`; nothing declared on failure. */
+export function validateFleet(name: string, args: ContainerdFleetArgs) {
+  const subject = `Invalid ContainerdFleet args for "${name}"`;
+  const problems: Problem[] = [];
+  const nodes = Array.isArray(args.nodes) ? args.nodes : [];
+  if (!Array.isArray(args.nodes) || nodes.length === 0) {
+    problems.push({ path: "nodes", message: `${showValue(args.nodes)} is not a non-empty list of nodes` });
+  }
+  const rollout = args.rollout ?? {};
+  const maxUnavailable = resolveMaxUnavailable(rollout.maxUnavailable, nodes.length);
+  if (maxUnavailable === undefined) {
+    problems.push({ path: "rollout.maxUnavailable", message: `${showValue(rollout.maxUnavailable)} is not a whole number of nodes (1 or more) or a percentage such as "25%"` });
+  }
+  const canary = rollout.canary ?? 0;
+  if (!Number.isInteger(canary) || canary < 0 || (nodes.length > 0 && canary >= nodes.length && canary !== 0)) {
+    problems.push({ path: "rollout.canary", message: `${showValue(canary)} is not a whole number from 0 to ${Math.max(0, nodes.length - 1)} (the canaries must leave nodes for later waves)` });
+  }
+  const checks = rollout.healthChecks ?? [];
+  if (!Array.isArray(checks)) problems.push({ path: "rollout.healthChecks", message: `${showValue(checks)} is not a list of shell commands` });
+
+  const { nodes: _n, rollout: _r, ...shared } = args as unknown as AnyRecord;
+  const seen = new Map<string, number>();
+  const specs: { name: string; args: AnyRecord }[] = [];
+  nodes.forEach((node, i) => {
+    const at = `nodes[${i}]`;
+    if (!isPlainRecord(node)) {
+      problems.push({ path: at, message: `${showValue(node)} is not an object` });
+      return;
+    }
+    const nodeName = node.name;
+    if (typeof nodeName !== "string" || !NAME_RE.test(nodeName)) {
+      problems.push({ path: `${at}.name`, message: `${showValue(nodeName)} is not a node name of letters, digits and . _ - (up to 63)` });
+      return;
+    }
+    if (seen.has(nodeName)) {
+      problems.push({ path: `${at}.name`, message: `${showValue(nodeName)} repeats nodes[${seen.get(nodeName)}].name; names must be unique` });
+      return;
+    }
+    seen.set(nodeName, i);
+    const { name: _name, ...overrides } = node as unknown as AnyRecord;
+    const merged = mergeSpec(shared, overrides);
+    merged.healthChecks = [...((merged.healthChecks as string[] | undefined) ?? []), ...(Array.isArray(checks) ? checks : [])];
+    try {
+      prepare(nodeName, merged as never);
+    } catch (e) {
+      if (!(e instanceof SpecError)) throw e;
+      for (const p of e.problems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
+    }
+    specs.push({ name: nodeName, args: merged });
+  });
+  if (problems.length > 0) throw new SpecError(subject, problems);
+  return { specs, waves: planWaves(specs.length, maxUnavailable!, canary) };
+}

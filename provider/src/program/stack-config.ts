@@ -1,0 +1,136 @@
+/**
+ * The zero-code entry: a ContainerdFleet read entirely from stack configuration, so `pulumi up`
+ * on the root program needs no TypeScript from the user. Bad configuration gets the same field-by-field
+ * errors as the TypeScript API, before anything is declared.
+ *
+ *   <project>:nodes        list of { name, host, port?, user?, hostKey?, ...per-node spec overrides }
+ *   <project>:privateKey   SSH private key for every node (secret)
+ *   <project>:spec         the shared node spec (containerdVersion, registries, settings, restartCommand ...)
+ *   <project>:rollout      { maxUnavailable?, canary?, healthChecks? }
+ *   <project>:credentials  registry credentials by URL or host: { "https://harbor.example.com": { username, password } } (secret)
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { Problem, SpecError, showValue } from "../errors";
+import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs, RolloutArgs } from "../component/containerd-fleet";
+
+type AnyRecord = Record<string, unknown>;
+const isRecord = (v: unknown): v is AnyRecord => typeof v === "object" && v !== null && !Array.isArray(v);
+
+const CONNECTION_KEYS = ["host", "port", "user", "hostKey"] as const;
+
+interface RawConfig {
+  nodes?: unknown;
+  privateKey?: string;
+  spec?: unknown;
+  rollout?: unknown;
+  credentials?: unknown;
+}
+
+/** `secret` tells whether a key was set with --secret (undefined when the SDK cannot tell). */
+export function fleetArgsFromConfig(raw: RawConfig, isSecret: (key: string) => boolean | undefined): ContainerdFleetArgs {
+  const problems: Problem[] = [];
+  const at = (p: string) => `config ${p}`;
+  for (const key of ["privateKey", "credentials"] as const) {
+    if (raw[key] !== undefined && isSecret(key) === false) {
+      problems.push({ path: at(key), message: `is stored in plain text; set it with \`pulumi config set --secret ${key} ...\`` });
+    }
+  }
+  if (!Array.isArray(raw.nodes) || raw.nodes.length === 0) {
+    problems.push({ path: at("nodes"), message: `${showValue(raw.nodes)} is not a non-empty list of { name, host, ... }` });
+  }
+  if (raw.privateKey === undefined) {
+    problems.push({ path: at("privateKey"), message: "is required: `pulumi config set --secret privateKey < ~/.ssh/id_ed25519`" });
+  }
+  if (raw.spec !== undefined && !isRecord(raw.spec)) problems.push({ path: at("spec"), message: `${showValue(raw.spec)} is not an object` });
+  if (raw.rollout !== undefined && !isRecord(raw.rollout)) problems.push({ path: at("rollout"), message: `${showValue(raw.rollout)} is not an object` });
+  const credentials = raw.credentials === undefined ? {} : raw.credentials;
+  if (!isRecord(credentials)) problems.push({ path: at("credentials"), message: "[secret] is not an object of { username, password } or { token } by registry URL or host" });
+
+  const privateKey = pulumi.secret(raw.privateKey ?? "");
+  const nodes: FleetNodeArgs[] = [];
+  (Array.isArray(raw.nodes) ? raw.nodes : []).forEach((n, i) => {
+    if (!isRecord(n)) {
+      problems.push({ path: at(`nodes[${i}]`), message: `${showValue(n)} is not an object` });
+      return;
+    }
+    if (typeof n.host !== "string" || n.host === "") problems.push({ path: at(`nodes[${i}].host`), message: `${showValue(n.host)} is not a host name or address` });
+    if (n.port !== undefined && (!Number.isInteger(n.port) || (n.port as number) < 1 || (n.port as number) > 65535)) {
+      problems.push({ path: at(`nodes[${i}].port`), message: `${showValue(n.port)} is not a port number` });
+    }
+    for (const k of ["user", "hostKey"] as const) {
+      if (n[k] !== undefined && typeof n[k] !== "string") problems.push({ path: at(`nodes[${i}].${k}`), message: `${showValue(n[k])} is not a string` });
+    }
+    const overrides = Object.fromEntries(Object.entries(n).filter(([k]) => !(CONNECTION_KEYS as readonly string[]).includes(k)));
+    const connection = {
+      host: n.host as string,
+      port: (n.port as number | undefined) ?? 22,
+      user: (n.user as string | undefined) ?? "root",
+      privateKey,
+      ...(n.hostKey !== undefined ? { hostKey: n.hostKey as string } : {}),
+    };
+    nodes.push({ ...(overrides as unknown as FleetNodeArgs), connection });
+  });
+  if (problems.length > 0) throw new SpecError("Invalid stack configuration", problems);
+
+  const shared = withCredentials((raw.spec ?? {}) as AnyRecord, credentials as AnyRecord);
+  return { ...(shared as AnyRecord), nodes: nodes.map((n) => withCredentials(n as unknown as AnyRecord, credentials as AnyRecord) as unknown as FleetNodeArgs), rollout: raw.rollout as RolloutArgs | undefined };
+}
+
+/** Puts credentials (as Pulumi secrets) on every registry endpoint whose URL or host they name. */
+function withCredentials(spec: AnyRecord, credentials: AnyRecord): AnyRecord {
+  if (!isRecord(spec.registries) || Object.keys(credentials).length === 0) return spec;
+  const lookup = (url: string): AnyRecord | undefined => {
+    let host: string | undefined;
+    try {
+      host = new URL(url).host;
+    } catch {
+      host = undefined;
+    }
+    const c = credentials[url] ?? credentials[url.replace(/\/+$/, "")] ?? (host ? credentials[host] : undefined);
+    return isRecord(c) ? c : undefined;
+  };
+  const endpoint = (e: unknown): unknown => {
+    const obj = typeof e === "string" ? { url: e } : e;
+    if (!isRecord(obj) || typeof obj.url !== "string" || obj.auth !== undefined) return e;
+    const c = lookup(obj.url);
+    if (!c) return e;
+    const auth = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === "string" ? pulumi.secret(v) : v]));
+    return { ...obj, auth };
+  };
+  const registries = Object.fromEntries(
+    Object.entries(spec.registries).map(([ns, r]) => {
+      if (!isRecord(r)) return [ns, r];
+      const out: AnyRecord = { ...r };
+      if (r.server !== undefined) out.server = endpoint(r.server);
+      if (Array.isArray(r.mirrors)) out.mirrors = r.mirrors.map(endpoint);
+      return [ns, out];
+    }),
+  );
+  return { ...spec, registries };
+}
+
+function readJson(config: pulumi.Config, key: string): unknown {
+  const text = pulumi.runtime.getConfig(`${config.name}:${key}`);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Reads the stack configuration and declares the fleet. The program of the root Pulumi.yaml. */
+export function fleetFromStackConfig(name = "fleet", config = new pulumi.Config()): ContainerdFleet {
+  // Secret values are read raw here (getSecret would only give an Output, and the fleet's shape must
+  // be known now); they are wrapped in pulumi.secret before they go anywhere.
+  const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret;
+  const raw: RawConfig = {
+    nodes: readJson(config, "nodes"),
+    privateKey: pulumi.runtime.getConfig(`${config.name}:privateKey`),
+    spec: readJson(config, "spec"),
+    rollout: readJson(config, "rollout"),
+    credentials: readJson(config, "credentials"),
+  };
+  const args = fleetArgsFromConfig(raw, (k) => isConfigSecret?.(`${config.name}:${k}`));
+  return new ContainerdFleet(name, args);
+}
