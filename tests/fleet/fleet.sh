@@ -30,29 +30,34 @@ max_nodes=200
 # Nodes brought up at once: containerd's start is CPU-bound and the stand-in gives it ~10 s.
 parallel=${FLEET_PARALLEL:-5}
 
-log() { printf '%s fleet: %s\n' "$(date -u '+%H:%M:%S')" "$*" >&2; }
+log() { printf '%(%H:%M:%S)T fleet: %s\n' -1 "$*" >&2; }
 die() { printf 'fleet: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Recorded processes: "<pid> <start time>" files. The start time (field 22 of /proc/PID/stat)
 # makes a recycled pid harmless: a record only matches the very process that was started.
 
-proc_start() { # pid -> start time in clock ticks
-  sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+# Sets proc_state and proc_start from /proc/PID/stat (pure bash: this runs in polling loops).
+proc_info() { # pid
+  local line f
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+  # Fields after "pid (comm) ": state is the first, start time the 20th.
+  read -r -a f <<<"${line##*) }"
+  proc_state=${f[0]}
+  proc_start=${f[19]}
 }
 
 record_pid() { # file pid
-  printf '%s %s\n' "$2" "$(proc_start "$2")" >"$1"
+  proc_info "$2" || return 1
+  printf '%s %s\n' "$2" "$proc_start" >"$1"
 }
 
 recorded_pid() { # file -> pid, if that process is still the one recorded and not a zombie
-  local pid start st
+  local pid start
   [ -s "$1" ] || return 1
   read -r pid start <"$1" || return 1
-  [ -n "$pid" ] && [ -e "/proc/$pid/stat" ] || return 1
-  [ "$(proc_start "$pid")" = "$start" ] || return 1
-  st=$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
-  [ "$st" != Z ] || return 1
+  [ -n "$pid" ] && proc_info "$pid" || return 1
+  [ "$proc_start" = "$start" ] && [ "$proc_state" != Z ] || return 1
   printf '%s\n' "$pid"
 }
 
@@ -85,23 +90,25 @@ take_lock() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# JSON
+# JSON, built without subshells (status is called often, and a fork is not cheap here).
 
-json_str() {
-  local s=$1
+# Sets the variable named $1 to $2 as a JSON string literal.
+jstr() {
+  local s=$2
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
   s=${s//$'\n'/\\n}
   s=${s//$'\r'/\\r}
   s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
+  printf -v "$1" '"%s"' "$s"
 }
 
-json_array() { # words -> ["a","b"]
-  local sep="" w
-  printf '['
-  for w in "$@"; do printf '%s%s' "$sep" "$(json_str "$w")"; sep=", "; done
-  printf ']'
+# Sets the variable named $1 to a JSON array of the remaining arguments (strings).
+jarr() {
+  local var=$1 out="" sep="" w j
+  shift
+  for w in "$@"; do jstr j "$w"; out+=$sep$j; sep=", "; done
+  printf -v "$var" '[%s]' "$out"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -228,10 +235,15 @@ port_open() { # port
 start_registry() { # port
   local port=$1 dir=$state/registry pid i
   if recorded_pid "$dir/$port.pid" >/dev/null; then return 0; fi
+  # A registry listening on all addresses (Debian's docker-registry service uses :5000) would
+  # answer in place of ours.
+  ! port_open "$port" ||
+    die "something else listens on $host_addr:$port (the machine's docker-registry service? stop it)"
   registry_config "$port" >"$dir/config-$port.yml"
   # 8>&-: long-lived processes must not inherit (and so hold) the fleet lock.
   setsid docker-registry serve "$dir/config-$port.yml" </dev/null >>"$dir/$port.log" 2>&1 8>&- &
   pid=$!
+  disown "$pid" # not one of the jobs `wait -n` waits for
   i=0
   while ! port_open "$port"; do
     [ -e "/proc/$pid" ] || die "registry on port $port exited; see $dir/$port.log"
@@ -239,6 +251,7 @@ start_registry() { # port
     sleep 0.1
     i=$((i + 1))
   done
+  [ -e "/proc/$pid" ] || die "registry on port $port exited; see $dir/$port.log"
   record_pid "$dir/$port.pid" "$pid"
   log "registry mirror on $host_addr:$port (pid $pid)"
 }
@@ -455,42 +468,59 @@ node_down() { # dir [keep]
 # ---------------------------------------------------------------------------------------------
 # Output
 
-node_json() { # dir
-  local dir=$1 key host_key
+node_json() { # dir private-key
+  local dir=$1 j_name j_host j_key j_keypath j_hostkey j_gen j_ver j_init j_dir j_sock j_conf j_rlog kt kb
   node_env "$dir"
-  key=$(cat "$state/ssh/id_ed25519")$'\n'
-  host_key=$(cut -d' ' -f1,2 "$dir/fleet/ssh_host_ed25519_key.pub")
-  printf '    { "name": %s, "host": %s, "port": 22, "user": "root",\n' \
-    "$(json_str "$NODE_NAME")" "$(json_str "$NODE_ADDR")"
-  printf '      "privateKey": %s,\n' "$(json_str "$key")"
-  printf '      "privateKeyPath": %s,\n' "$(json_str "$state/ssh/id_ed25519")"
-  printf '      "hostKey": %s,\n' "$(json_str "$host_key")"
-  printf '      "generation": %s, "containerdVersion": %s, "initialConfig": %s,\n' \
-    "$(json_str "$NODE_GEN")" "$(json_str "$NODE_VERSION")" "$(json_str "$NODE_INITIAL_CONFIG")"
-  printf '      "dir": %s,\n' "$(json_str "$dir")"
-  printf '      "containerdSocket": %s,\n' "$(json_str "$dir/run-containerd/containerd.sock")"
-  printf '      "configToml": %s,\n' "$(json_str "$dir/etc-containerd/config.toml")"
-  printf '      "restartLog": %s }' "$(json_str "$dir/fleet/restart.log")"
+  read -r kt kb _ <"$dir/fleet/ssh_host_ed25519_key.pub"
+  jstr j_name "$NODE_NAME"
+  jstr j_host "$NODE_ADDR"
+  jstr j_key "$2"
+  jstr j_keypath "$state/ssh/id_ed25519"
+  jstr j_hostkey "$kt $kb"
+  jstr j_gen "$NODE_GEN"
+  jstr j_ver "$NODE_VERSION"
+  jstr j_init "$NODE_INITIAL_CONFIG"
+  jstr j_dir "$dir"
+  jstr j_sock "$dir/run-containerd/containerd.sock"
+  jstr j_conf "$dir/etc-containerd/config.toml"
+  jstr j_rlog "$dir/fleet/restart.log"
+  printf '    { "name": %s, "host": %s, "port": 22, "user": "root",\n' "$j_name" "$j_host"
+  printf '      "privateKey": %s,\n' "$j_key"
+  printf '      "privateKeyPath": %s,\n' "$j_keypath"
+  printf '      "hostKey": %s,\n' "$j_hostkey"
+  printf '      "generation": %s, "containerdVersion": %s, "initialConfig": %s,\n' "$j_gen" "$j_ver" "$j_init"
+  printf '      "dir": %s,\n' "$j_dir"
+  printf '      "containerdSocket": %s,\n' "$j_sock"
+  printf '      "configToml": %s,\n' "$j_conf"
+  printf '      "restartLog": %s }' "$j_rlog"
 }
 
 fleet_json() {
-  local sep="" dir mirrors="" port
-  for port in $registry_ports; do mirrors="$mirrors http://$host_addr:$port"; done
+  local sep="" dir key="" port mirrors=() j_state j_host j_url j_mirrors j_images j_logs j_kh j_cfg
+  for port in $registry_ports; do mirrors+=("http://$host_addr:$port"); done
+  # The key file's exact bytes, final newline included.
+  IFS= read -r -d '' key <"$state/ssh/id_ed25519" || true
+  jstr j_state "$state"
+  jstr j_host "$host_addr"
+  jstr j_url "http://$host_addr:5000"
+  jarr j_mirrors "${mirrors[@]}"
   # shellcheck disable=SC2086
+  jarr j_images $images
+  jarr j_logs "$state/registry/5000.log" "$state/registry/5001.log"
+  jstr j_kh "$state/ssh/known_hosts"
+  jstr j_cfg "$state/ssh/config"
   {
-    printf '{ "stateDir": %s,\n' "$(json_str "$state")"
-    printf '  "registry": { "host": %s, "port": 5000, "url": %s,\n' \
-      "$(json_str "$host_addr")" "$(json_str "http://$host_addr:5000")"
-    printf '                "mirrors": %s,\n' "$(json_array $mirrors)"
-    printf '                "images": %s,\n' "$(json_array $images)"
-    printf '                "logs": %s },\n' \
-      "$(json_array "$state/registry/5000.log" "$state/registry/5001.log")"
-    printf '  "knownHosts": %s,\n' "$(json_str "$state/ssh/known_hosts")"
-    printf '  "sshConfig": %s,\n' "$(json_str "$state/ssh/config")"
+    printf '{ "stateDir": %s,\n' "$j_state"
+    printf '  "registry": { "host": %s, "port": 5000, "url": %s,\n' "$j_host" "$j_url"
+    printf '                "mirrors": %s,\n' "$j_mirrors"
+    printf '                "images": %s,\n' "$j_images"
+    printf '                "logs": %s },\n' "$j_logs"
+    printf '  "knownHosts": %s,\n' "$j_kh"
+    printf '  "sshConfig": %s,\n' "$j_cfg"
     printf '  "nodes": [\n'
     for dir in $(node_dirs); do
       printf '%s' "$sep"
-      node_json "$dir"
+      node_json "$dir" "$key"
       sep=$',\n'
     done
     printf '\n  ] }\n'
@@ -499,13 +529,13 @@ fleet_json() {
 
 # known_hosts and an ssh_config for people: `ssh -F <state>/ssh/config node-1`.
 write_ssh_files() {
-  local dir
+  local dir kt kb
   : >"$state/ssh/known_hosts.tmp"
   : >"$state/ssh/config.tmp"
   for dir in $(node_dirs); do
     node_env "$dir"
-    printf '%s %s\n' "$NODE_ADDR" "$(cut -d' ' -f1,2 "$dir/fleet/ssh_host_ed25519_key.pub")" \
-      >>"$state/ssh/known_hosts.tmp"
+    read -r kt kb _ <"$dir/fleet/ssh_host_ed25519_key.pub"
+    printf '%s %s %s\n' "$NODE_ADDR" "$kt" "$kb" >>"$state/ssh/known_hosts.tmp"
     cat >>"$state/ssh/config.tmp" <<EOF
 Host $NODE_NAME
   HostName $NODE_ADDR
@@ -540,7 +570,7 @@ fleet_problems() {
 # Commands
 
 cmd_up() {
-  local n=3 gens=1.6,1.7,2.1 initial=default gen i pids=() failed=0 t0 problems
+  local n=3 gens=1.6,1.7,2.1 initial=default gen i active=0 failed=0 t0 problems
   while [ $# -gt 0 ]; do
     case "$1" in
       -n) n=${2:?-n needs a number}; shift ;;
@@ -572,14 +602,21 @@ cmd_up() {
   ensure_bridge
   ensure_registry
 
-  # Nodes come up a few at a time, in the background; each logs to stderr.
-  for i in $(seq 1 "$n"); do
+  # Missing nodes come up a few at a time, in the background; each logs to stderr.
+  for ((i = 1; i <= n; i++)); do
+    node_alive "$state/nodes/node-$i" && continue
     gen=${gen_list[$(((i - 1) % ${#gen_list[@]}))]}
-    while [ "$(jobs -pr | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    if [ "$active" -ge "$parallel" ]; then
+      wait -n || failed=1
+      active=$((active - 1))
+    fi
     node_up "$i" "$gen" "$initial" &
-    pids+=("$!")
+    active=$((active + 1))
   done
-  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  while [ "$active" -gt 0 ]; do
+    wait -n || failed=1
+    active=$((active - 1))
+  done
   [ "$failed" = 0 ] || die "up: some nodes failed; see the messages above"
 
   write_ssh_files
@@ -684,7 +721,7 @@ node_reset() { # dir
 }
 
 cmd_reset() {
-  local dirs=() d pids=() failed=0 p
+  local dirs=() d active=0 failed=0
   [ $# -ge 1 ] || die "usage: fleet.sh reset NODE...|--all"
   if [ "$1" = --all ]; then
     mapfile -t dirs < <(node_dirs)
@@ -693,11 +730,17 @@ cmd_reset() {
   fi
   take_lock
   for d in "${dirs[@]}"; do
-    while [ "$(jobs -pr | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    if [ "$active" -ge "$parallel" ]; then
+      wait -n || failed=1
+      active=$((active - 1))
+    fi
     node_reset "$d" &
-    pids+=("$!")
+    active=$((active + 1))
   done
-  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  while [ "$active" -gt 0 ]; do
+    wait -n || failed=1
+    active=$((active - 1))
+  done
   [ "$failed" = 0 ] || die "reset failed"
 }
 
