@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import type { NodeSpecOf } from "../spec/types";
-import { ConnectionArgs, ContainerdNode, NodeOperationArgs, prepare } from "./containerd-node";
+import { ConnectionArgs, ContainerdNode, ContainerdNodeArgs, NodeOperationArgs, prepare } from "./containerd-node";
 
 /** One node of the fleet: its name, how to reach it, and anything that differs from the shared spec. */
 export interface FleetNodeArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
@@ -95,7 +95,7 @@ export class ContainerdFleet extends pulumi.ComponentResource {
       const current: pulumi.Resource[] = [];
       for (const i of wave) {
         const { name: nodeName, args: nodeArgs } = specs[i];
-        const node = new ContainerdNode(nodeName, { ...nodeArgs, restartAfter: previous } as never, { parent: this });
+        const node = new ContainerdNode(nodeName, { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous }, { parent: this });
         this.nodes[nodeName] = node;
         current.push(node.configCommand);
       }
@@ -151,7 +151,7 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
     const merged = mergeSpec(shared, overrides);
     merged.healthChecks = [...((merged.healthChecks as string[] | undefined) ?? []), ...(Array.isArray(checks) ? checks : [])];
     try {
-      prepare(nodeName, merged as never);
+      prepare(nodeName, merged as unknown as ContainerdNodeArgs);
     } catch (e) {
       if (!(e instanceof SpecError)) throw e;
       for (const p of e.problems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
