@@ -8,6 +8,13 @@ const common = {
 module.exports = {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/tests/unit/**/*.test.ts"] },
-    { ...common, displayName: "e2e", testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"] },
+    {
+      ...common,
+      displayName: "e2e",
+      testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"],
+      // The local fleet (tests/fleet), up once for the run; KEEP_FLEET=1 leaves it up for the next.
+      globalSetup: "<rootDir>/tests/e2e/global-setup.ts",
+      globalTeardown: "<rootDir>/tests/e2e/global-teardown.ts",
+    },
   ],
 };

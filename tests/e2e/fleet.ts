@@ -1,0 +1,234 @@
+/**
+ * The local test fleet (tests/fleet/fleet.sh) as the e2e scenarios use it: the JSON that `fleet.sh up`
+ * printed (written by global-setup.ts), commands run inside a node (`fleet.sh exec`), resets, faults,
+ * and a plain `ssh` for applies that must run beside a harness run.
+ *
+ * Everything goes through fleet.sh's documented interface and the host-side paths its JSON names
+ * (containerdSocket, configToml, restartLog); nothing here knows how a node is built.
+ */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const REPO = path.resolve(__dirname, "..", "..");
+export const FLEET_SH = path.join(REPO, "tests", "fleet", "fleet.sh");
+
+/**
+ * Where global-setup.ts leaves the fleet JSON for the test files (and what teardown must do): one
+ * directory per fleet (FLEET_PREFIX, if fleet.sh is told to use another one).
+ */
+export const E2E_DIR = process.env.CONTAINERD_NODE_E2E_DIR ?? path.join(os.tmpdir(), `containerd-node-e2e-${process.env.FLEET_PREFIX ?? "cdn"}`);
+export const FLEET_JSON = path.join(E2E_DIR, "fleet.json");
+export const SETUP_JSON = path.join(E2E_DIR, "setup.json");
+/** Left by a KEEP_FLEET=1 run whose fleet it was: the host keys identify that very fleet. */
+export const KEPT_JSON = path.join(E2E_DIR, "kept.json");
+
+/** One node as `fleet.sh up` describes it. Paths are host-side (the node's directories on this machine). */
+export interface FleetNode {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  hostKey: string;
+  generation: string;
+  containerdVersion: string;
+  containerdSocket: string;
+  configToml: string;
+  restartLog: string;
+}
+
+export interface Fleet {
+  registry: { host: string; url: string; mirrors: string[]; images: string[]; logs: string[] };
+  nodes: FleetNode[];
+}
+
+/** What global-setup did, for global-teardown. */
+export interface SetupRecord {
+  /**
+   * Setup brought the fleet up (or reused the one an earlier KEEP_FLEET=1 run of these tests left):
+   * teardown takes it down unless KEEP_FLEET=1.
+   */
+  ours: boolean;
+  hostKeys: string[];
+}
+
+export function loadFleet(): Fleet {
+  if (!fs.existsSync(FLEET_JSON)) {
+    throw new Error(
+      `${FLEET_JSON} is missing: the e2e project's globalSetup (tests/e2e/global-setup.ts) writes it. ` +
+        "Run through jest's e2e project: npx jest --selectProjects e2e --runInBand tests/e2e/scenarios.test.ts",
+    );
+  }
+  return JSON.parse(fs.readFileSync(FLEET_JSON, "utf8")) as Fleet;
+}
+
+/** The first node of each generation, in the given order. */
+export function nodesByGeneration(fleet: Fleet, generations: readonly string[]): FleetNode[] {
+  return generations.map((g) => {
+    const n = fleet.nodes.find((x) => x.generation === g);
+    if (!n) {
+      throw new Error(
+        `the fleet has no containerd ${g} node (generations: ${fleet.nodes.map((x) => x.generation).join(", ")}). ` +
+          "Bring it down (bash tests/fleet/fleet.sh down) and let the e2e setup bring up 1.6, 1.7 and 2.1.",
+      );
+    }
+    return n;
+  });
+}
+
+// ---- processes ---------------------------------------------------------------------------------
+
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program without a shell; never throws for a non-zero exit. Async: harness runs go on meanwhile. */
+export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+async function fleetSh(args: string[], timeoutMs = 300_000): Promise<string> {
+  const r = await run("bash", [FLEET_SH, ...args], { timeoutMs });
+  if (r.status !== 0) throw new Error(`fleet.sh ${args.join(" ")} exited ${r.status}:\n${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** `fleet.sh exec NODE -- cmd...`: runs inside the node; the result, whatever the exit status. */
+export function nodeExec(node: FleetNode, ...cmd: string[]): Promise<Run> {
+  return run("bash", [FLEET_SH, "exec", node.name, "--", ...cmd]);
+}
+
+/** nodeExec with `input` on the command's stdin. */
+export function nodeExecInput(node: FleetNode, input: string, ...cmd: string[]): Promise<Run> {
+  return run("bash", [FLEET_SH, "exec", node.name, "--", ...cmd], { input });
+}
+
+/** Like nodeExec, but the exit status must be 0; returns stdout. */
+export async function nodeSh(node: FleetNode, script: string): Promise<string> {
+  const r = await nodeExec(node, "/bin/sh", "-c", script);
+  if (r.status !== 0) throw new Error(`${node.name}: sh -c ${JSON.stringify(script)} exited ${r.status}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Every named node back to its initial /etc/containerd, empty containerd state, fresh restart log. */
+export async function resetNodes(nodes: FleetNode[]): Promise<void> {
+  await fleetSh(["reset", ...nodes.map((n) => n.name)]);
+}
+
+export async function fault(node: FleetNode, what: "sshd-stop" | "sshd-start" | "containerd-fail-start" | "containerd-fix" | "cut"): Promise<void> {
+  await fleetSh(["fault", node.name, what], 60_000);
+}
+
+// ---- what a node shows -------------------------------------------------------------------------
+
+/** Start attempts of containerd since the last reset (one line each in the node's restart log). */
+export function restartLines(node: FleetNode): string[] {
+  if (!fs.existsSync(node.restartLog)) return [];
+  return fs.readFileSync(node.restartLog, "utf8").split("\n").filter((l) => l.trim() !== "");
+}
+
+export function restarts(node: FleetNode): number {
+  return restartLines(node).length;
+}
+
+/** containerd's main pid as the node's service manager reports it. */
+export async function containerdPid(node: FleetNode): Promise<number> {
+  const out = await nodeSh(node, "systemctl show --property MainPID --value containerd");
+  return Number(out.trim());
+}
+
+/** A file inside the node, by its path there (host-side paths are only documented for config.toml). */
+export async function nodeFile(node: FleetNode, file: string): Promise<string | undefined> {
+  const r = await nodeExec(node, "cat", file);
+  return r.status === 0 ? r.stdout : undefined;
+}
+
+export async function nodePathExists(node: FleetNode, p: string): Promise<boolean> {
+  return (await nodeExec(node, "test", "-e", p)).status === 0;
+}
+
+/** `ctr plugins ls` on the node: the status column of each CRI plugin ("ok", "error", ...). */
+export async function criPlugins(node: FleetNode): Promise<Record<string, string>> {
+  const r = await nodeExec(node, "ctr", "--address", "/run/containerd/containerd.sock", "plugins", "ls");
+  if (r.status !== 0) throw new Error(`${node.name}: ctr plugins ls exited ${r.status}: ${r.stderr.trim()}`);
+  const out: Record<string, string> = {};
+  for (const line of r.stdout.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    const cri = (f[0] === "io.containerd.grpc.v1" && f[1] === "cri") || f[0] === "io.containerd.cri.v1";
+    if (f.length >= 4 && cri) {
+      out[`${f[0]}.${f[1]}`] = f[f.length - 1];
+    }
+  }
+  return out;
+}
+
+// ---- plain ssh ---------------------------------------------------------------------------------
+
+/**
+ * One command over SSH to a node, as the provider sends it (exec request, no PTY, content on stdin),
+ * with the node's pinned host key. For a second apply that must run while a harness run is going on
+ * (the harness serialises its own runs within one process).
+ */
+export async function sshRun(node: FleetNode, command: string, stdin: string): Promise<Run> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "e2e-ssh-"));
+  try {
+    const key = path.join(dir, "id");
+    fs.writeFileSync(key, node.privateKey, { mode: 0o600 });
+    const known = path.join(dir, "known_hosts");
+    fs.writeFileSync(known, `${node.host} ${node.hostKey}\n`);
+    return await run(
+      "ssh",
+      [
+        "-T", "-F", "/dev/null",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", `UserKnownHostsFile=${known}`,
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "ConnectTimeout=10",
+        "-i", key,
+        "-p", String(node.port),
+        "-l", node.user,
+        "--", node.host, command,
+      ],
+      { input: stdin, timeoutMs: 300_000 },
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` every `everyMs` until it holds; throws after `timeoutMs`. */
+export async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 60_000, everyMs = 50): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
