@@ -20,8 +20,12 @@ state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
 state=${state%/}
 cache=${CONTAINERD_CACHE:-$repo/.cache/containerd}
 
-bridge=cdnbr0
-subnet=198.18.0
+# One fleet per prefix and subnet. The defaults are what tests expect; another pair (e.g.
+# FLEET_PREFIX=cdx FLEET_SUBNET=198.18.7 FLEET_STATE_DIR=/var/tmp/fleet-x) gives a second, separate
+# fleet on the same machine.
+prefix=${FLEET_PREFIX:-cdn}
+subnet=${FLEET_SUBNET:-198.18.0}
+bridge=${prefix}br0
 host_addr=$subnet.1
 registry_ports="5000 5001"
 images="library/tiny:1.0 pause:3.9 google_containers/pause:3.9"
@@ -81,11 +85,10 @@ stop_recorded() { # file: TERM, then KILL after 5 s
 
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
-# Serialises up/down/reset/fault between concurrent callers. One lock for the machine: there is
-# one bridge and one address range, so there can be only one fleet at a time anyway.
+# Serialises up/down/reset/fault between concurrent callers, per fleet (prefix).
 take_lock() {
   mkdir -p /run/lock
-  exec 8>>/run/lock/containerd-node-fleet.lock
+  exec 8>>"/run/lock/containerd-node-fleet-$prefix.lock"
   flock 8
 }
 
@@ -336,8 +339,8 @@ write_node_env() { # dir name index gen initial
 NODE_NAME='$2'
 NODE_INDEX='$3'
 NODE_ADDR='$addr'
-NODE_NETNS='cdn-$2'
-NODE_VETH='cdnv$3'
+NODE_NETNS='$prefix-$2'
+NODE_VETH='${prefix}v$3'
 NODE_GEN='$4'
 NODE_VERSION='$(version_of "$bin/containerd")'
 NODE_BIN_DIR='$bin'
@@ -390,7 +393,7 @@ setup_node_net() { # dir
   ip -n "$NODE_NETNS" link set lo up
   ip -n "$NODE_NETNS" addr add "$NODE_ADDR/24" dev eth0
   ip -n "$NODE_NETNS" link set eth0 up
-  # No default route and no NAT: only 198.18.0.0/24 is reachable from the node.
+  # No default route and no NAT: only $subnet.0/24 is reachable from the node.
 }
 
 launch_node() { # dir
@@ -647,12 +650,12 @@ cmd_down() {
   for dir in $(node_dirs); do node_down "$dir"; done
   stop_registry
   # Namespaces of ours whose records are gone (state dir removed by hand): end what runs in them.
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cdn-node-[0-9]+$/ { print $1 }'); do
+  for ns in $(ip netns list 2>/dev/null | awk -v p="^$prefix-node-[0-9]+\$" '$1 ~ p { print $1 }'); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
   for dev in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | sed -e 's/@.*//' |
-    grep -E '^cdnv[0-9]+$' || true); do
+    grep -E "^${prefix}v[0-9]+\$" || true); do
     ip link del "$dev" 2>/dev/null || true
   done
   ip link del "$bridge" 2>/dev/null || true
@@ -762,8 +765,16 @@ cmd_fault() {
   esac
 }
 
+check_names() {
+  case "$prefix" in [a-z] | [a-z][a-z] | [a-z][a-z][a-z] | [a-z][a-z][a-z][a-z] | [a-z][a-z][a-z][a-z][a-z]) ;;
+    *) die "FLEET_PREFIX must be 1-5 lower-case letters (interface names are limited to 15 bytes)" ;;
+  esac
+  [[ "$subnet" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "FLEET_SUBNET must look like 198.18.0"
+}
+
 main() {
   local cmd=${1:-}
+  check_names
   [ $# -gt 0 ] && shift
   case "$cmd" in
     up) need_root; cmd_up "$@" ;;

@@ -6,7 +6,9 @@
 #
 #   tests/fleet/selftest.sh [--big N]    (default: also brings up 20 nodes and times it; --big 0 skips)
 #
-# Run as root on a machine where the fleet is down: it brings the fleet up and down itself.
+# Run as root on a machine where the fleet is down: it brings the fleet up and down itself. To run it
+# beside a fleet someone else is using, give it its own: FLEET_PREFIX=cdx FLEET_SUBNET=198.18.7
+# FLEET_STATE_DIR=/var/tmp/fleet-selftest tests/fleet/selftest.sh
 set -eu
 set -o pipefail
 
@@ -21,8 +23,21 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# Same knobs as fleet.sh: a second fleet on the machine uses another prefix, subnet and state dir.
+prefix=${FLEET_PREFIX:-cdn}
+reg=${FLEET_SUBNET:-198.18.0}.1
+state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
+
 work=$(mktemp -d)
-cleanup() { rm -rf "$work"; }
+owns_fleet=0
+# On failure the fleet this test brought up goes down again (FLEET_SELFTEST_KEEP=1 keeps it to look at).
+cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ "$owns_fleet" = 1 ] && [ "${FLEET_SELFTEST_KEEP:-}" != 1 ]; then
+    "$fleet" down >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 step=""
@@ -129,7 +144,7 @@ if "$fleet" status >/dev/null 2>&1; then
   fail "the fleet is already up; bring it down first (tests/fleet/fleet.sh down)"
 fi
 check "down when already down is harmless" "$fleet" down
-state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
+owns_fleet=1
 check "no state dir" test ! -e "$state"
 
 begin "up -n 3"
@@ -141,7 +156,7 @@ awk -v t="$up3" 'BEGIN { exit !(t < 60) }' || fail "up -n 3 took ${up3} s (want 
 check "stdout is JSON only" node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$work/up.json"
 load_nodes "$work/up.json"
 [ ${#NODES[@]} -eq 3 ] || fail "expected 3 nodes, got ${#NODES[@]}"
-[ "$(json_get "$work/up.json" 'f.registry.url')" = http://198.18.0.1:5000 ] || fail "registry url"
+[ "$(json_get "$work/up.json" 'f.registry.url')" = http://$reg:5000 ] || fail "registry url"
 [ "$(json_get "$work/up.json" 'f.registry.mirrors.length')" = 2 ] || fail "two mirrors"
 [ "$(json_get "$work/up.json" 'f.nodes[0].privateKey.startsWith("-----BEGIN OPENSSH PRIVATE KEY-----\n")')" = true ] ||
   fail "privateKey in JSON"
@@ -208,16 +223,16 @@ done
 
 begin "pull through the mirror, and only through it"
 for n in "${NODES[@]}"; do
-  check "$n: pull via http://198.18.0.1:5000" pull_via "$n" http://198.18.0.1:5000
-  check "$n: pull via http://198.18.0.1:5001" pull_via "$n" http://198.18.0.1:5001
+  check "$n: pull via http://$reg:5000" pull_via "$n" http://$reg:5000
+  check "$n: pull via http://$reg:5001" pull_via "$n" http://$reg:5001
   check_fails "$n: pull without a mirror fails (no route out)" pull_via "$n" ""
   grep -q 'network is unreachable' "$work/out" || { cat "$work/out" >&2; fail "$n: not 'network is unreachable'"; }
 done
 for img in pause:3.9 google_containers/pause:3.9; do
-  check "registry serves $img" skopeo --insecure-policy inspect --raw --tls-verify=false "docker://198.18.0.1:5000/$img"
+  check "registry serves $img" skopeo --insecure-policy inspect --raw --tls-verify=false "docker://$reg:5000/$img"
 done
 check "the image is for this machine's platform" /bin/sh -c \
-  "skopeo --insecure-policy inspect --tls-verify=false docker://198.18.0.1:5000/library/tiny:1.0 |
+  "skopeo --insecure-policy inspect --tls-verify=false docker://$reg:5000/library/tiny:1.0 |
    grep -q '\"Architecture\": \"$(dpkg --print-architecture)\"'"
 
 begin "fault sshd-stop / sshd-start"
@@ -260,8 +275,9 @@ ok "containerd survived the cut"
 begin "reset"
 n=node-1
 init_conf=$(sha256sum <"${CONF[$n]}")
-node_ssh "$n" 'mkdir -p /etc/containerd/certs.d/docker.io && echo "[host.\"http://198.18.0.1:5000\"]" >/etc/containerd/certs.d/docker.io/hosts.toml &&
-  echo "# changed" >>/etc/containerd/config.toml && touch /etc/containerd/extra.toml && systemctl restart containerd'
+node_ssh "$n" "mkdir -p /etc/containerd/certs.d/docker.io &&
+  printf '[host.\"http://$reg:5000\"]\n' >/etc/containerd/certs.d/docker.io/hosts.toml &&
+  echo '# changed' >>/etc/containerd/config.toml && touch /etc/containerd/extra.toml && systemctl restart containerd"
 "$fleet" fault "$n" containerd-fail-start
 "$fleet" fault "$n" sshd-stop
 check "reset $n" "$fleet" reset "$n"
@@ -297,16 +313,36 @@ for p in $(cat "$work/pids"); do
   ! alive "$p" || fail "pid $p ($(cat "/proc/$p/cmdline" | tr '\0' ' ')) still running"
 done
 ok "none of the $(wc -l <"$work/pids") fleet processes is running"
-check "no namespaces of ours" /bin/sh -c "! ip netns list | grep -q '^cdn-'"
-check "no links of ours" /bin/sh -c "! ip -o link show | grep -Eq ': (cdnbr0|cdnv[0-9]+)[@:]'"
+check "no namespaces of ours" /bin/sh -c "! ip netns list | grep -q '^$prefix-'"
+check "no links of ours" /bin/sh -c "! ip -o link show | grep -Eq ': (${prefix}br0|${prefix}v[0-9]+)[@:]'"
 check "state dir removed" test ! -e "$state"
 check "down again is harmless" "$fleet" down
 check_fails "status after down exits non-zero" "$fleet" status
 
+begin "--generations and --initial-config debian|none"
+check "up -n 2 --generations 2.1,1.6 --initial-config debian" \
+  /bin/sh -c "'$fleet' up -n 2 --generations 2.1,1.6 --initial-config debian >'$work/deb.json'"
+load_nodes "$work/deb.json"
+[ "${GEN[node-1]}" = 2.1 ] && [ "${GEN[node-2]}" = 1.6 ] || fail "generations not in the order given"
+for n in node-1 node-2; do
+  grep -q '^version = 2$' "${CONF[$n]}" && grep -q 'bin_dir = "/usr/lib/cni"' "${CONF[$n]}" ||
+    fail "$n: not Debian's config.toml"
+  check "$n: containerd healthy on Debian's file" /bin/sh -c \
+    "'$fleet' exec '$n' -- ctr -a /run/containerd/containerd.sock plugins ls | grep -Eq 'io.containerd.grpc.v1 +cri +.* ok'"
+done
+check "down" "$fleet" down
+check "up -n 1 --initial-config none" /bin/sh -c "'$fleet' up -n 1 --initial-config none >'$work/none.json'"
+load_nodes "$work/none.json"
+check "no config.toml" test ! -e "${CONF[node-1]}"
+check "containerd runs on built-in defaults" node_ssh node-1 'systemctl is-active containerd && ctr version'
+node_ssh node-1 'echo "version = 2" >/etc/containerd/config.toml'
+check "reset removes a config.toml that was not there" /bin/sh -c "'$fleet' reset node-1 && test ! -e '${CONF[node-1]}'"
+check "down" "$fleet" down
+
 if [ "$big" -gt 0 ]; then
   begin "up -n $big"
   t0=$(date +%s.%N)
-  "$fleet" up -n "$big" >"$work/big.json" 2>"$work/big.err" || { cat "$work/big.err" >&2; "$fleet" down; fail "up -n $big"; }
+  "$fleet" up -n "$big" >"$work/big.json" 2>"$work/big.err" || { cat "$work/big.err" >&2; fail "up -n $big"; }
   upbig=$(elapsed "$t0")
   ok "up -n $big took ${upbig} s"
   load_nodes "$work/big.json"
@@ -322,7 +358,7 @@ if [ "$big" -gt 0 ]; then
   done
   bad=0
   for p in "${spids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-  [ "$bad" -eq 0 ] || { "$fleet" down; fail "$bad of ${#spids[@]} concurrent sessions failed"; }
+  [ "$bad" -eq 0 ] || fail "$bad of ${#spids[@]} concurrent sessions failed"
   ok "${#spids[@]} concurrent SSH sessions in $(elapsed "$t0") s"
   t0=$(date +%s.%N)
   check "down" "$fleet" down
