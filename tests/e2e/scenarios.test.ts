@@ -1,0 +1,705 @@
+/**
+ * End-to-end scenarios: the unmodified ContainerdNode component, deployed by the harness
+ * (tests/harness) over real SSH to the local fleet (tests/fleet): three nodes, one per containerd
+ * generation (1.6, 1.7, 2.1), each with its own sshd, containerd, restart log and files, and a
+ * plain-HTTP registry mirror on :5000 and :5001 that serves docker.io/library/tiny:1.0 and pause:3.9.
+ * The nodes have no route out: a pull succeeds only through the mirror.
+ *
+ * Each describe block is one scenario group with its own harness state, and starts from reset nodes.
+ * Tests inside a group run in order and build on each other. See tests/e2e/README.md.
+ */
+import { parse } from "smol-toml";
+import * as fs from "fs";
+import * as path from "path";
+import { randomBytes } from "crypto";
+import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
+import { specOf } from "../../provider/src/component/containerd-node";
+import type { NodeSpec } from "../../provider/src";
+import { COMMAND_TYPE, Harness, HarnessOptions, StepRecord, UpResult } from "../harness/harness";
+import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemoveImage, criStatus } from "../harness/cri";
+import * as F from "./fleet";
+import type { FleetNode } from "./fleet";
+
+jest.setTimeout(240_000);
+
+const fleet = F.loadFleet();
+const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
+const [N16, N17, N21] = NODES;
+const [MIRROR, MIRROR_B] = fleet.registry.mirrors; // http://198.18.0.1:5000, :5001
+const TINY = "docker.io/library/tiny:1.0";
+const PAUSE = "registry.k8s.io/pause:3.9";
+const CONFIG = "/etc/containerd/config.toml";
+const CERTS = "/etc/containerd/certs.d";
+const HUB_HOSTS = `${CERTS}/docker.io/hosts.toml`;
+const K8S_HOSTS = `${CERTS}/registry.k8s.io/hosts.toml`;
+
+const title = (n: FleetNode) => `containerd ${n.containerdVersion} (${n.name})`;
+const v3 = (n: FleetNode) => n.containerdVersion.startsWith("2.");
+
+// ---- specs and programs --------------------------------------------------------------------------
+
+type Spec = Omit<ContainerdNodeArgs, "connection">;
+type Specs = Map<FleetNode, Spec>;
+
+/** The operator's notes, pointed at the local mirror: docker.io and registry.k8s.io mirrors, pause, SystemdCgroup. */
+function seed(n: FleetNode, extra: Partial<Spec> = {}): Spec {
+  return {
+    containerdVersion: n.containerdVersion,
+    systemdCgroup: true,
+    sandboxImage: PAUSE,
+    registries: { "docker.io": { mirrors: [MIRROR] }, "registry.k8s.io": { mirrors: [MIRROR] } },
+    healthTimeoutSeconds: 30,
+    ...extra,
+  };
+}
+
+function connection(n: FleetNode) {
+  return { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1, perDialTimeout: 5 };
+}
+
+/** One ContainerdNode per node, named after the node; outputs: what each node's commands reported. */
+function program(specs: Specs) {
+  return () => {
+    const out: Record<string, unknown> = {};
+    for (const [n, spec] of specs) {
+      const node = new ContainerdNode(n.name, { ...spec, connection: connection(n) });
+      out[n.name] = { restarted: node.restarted, lastApply: node.lastApply };
+    }
+    return out;
+  };
+}
+
+const all = (f: (n: FleetNode) => Spec): Specs => new Map(NODES.map((n) => [n, f(n)]));
+
+function rendered(spec: Spec) {
+  return renderNode(specOf(spec as unknown as Record<string, unknown>) as unknown as NodeSpec);
+}
+const configOf = (spec: Spec) => rendered(spec).files.find((f) => f.kind === "config")!.content;
+const fileOf = (spec: Spec, p: string) => {
+  const f = rendered(spec).files.find((x) => x.path === p);
+  if (!f) throw new Error(`the spec renders no ${p}`);
+  return f.content;
+};
+
+function harness(opts: HarnessOptions = {}): Harness {
+  return new Harness({ dialRetryDelayMs: 50, ...opts });
+}
+
+// ---- what a run did --------------------------------------------------------------------------------
+
+function describeRun(res: UpResult): string {
+  const bad = res.steps.filter((s) => !s.ok).map((s) => `  ${s.op} ${s.name}: ${s.error}`);
+  return `ok=${res.ok} error=${res.error?.message ?? "-"}\n${bad.join("\n")}`;
+}
+
+function expectOk(res: UpResult): void {
+  if (!res.ok) throw new Error(`the run failed:\n${describeRun(res)}`);
+}
+
+const commandSteps = (res: UpResult, n?: FleetNode) =>
+  res.steps.filter((s) => s.type === COMMAND_TYPE && (n === undefined || s.name.startsWith(`${n.name}:`)));
+
+function stepOf(res: UpResult, n: FleetNode, file: string): StepRecord {
+  const s = res.steps.find((x) => x.type === COMMAND_TYPE && x.name === `${n.name}:${file}`);
+  if (!s) throw new Error(`no step for ${n.name}:${file}; steps: ${res.steps.map((x) => `${x.op} ${x.name}`).join(", ")}`);
+  return s;
+}
+
+/** "op name" of every step that is not `same`. */
+const changes = (res: UpResult) => res.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name}`).sort();
+
+// ---- what a node shows -----------------------------------------------------------------------------
+
+const configBytes = (n: FleetNode) => fs.readFileSync(n.configToml, "utf8");
+
+/** containerd answers CRI (RuntimeReady) and `ctr plugins ls` reports every CRI plugin ok. */
+async function expectCriHealthy(n: FleetNode): Promise<void> {
+  const status = await criStatus(n.containerdSocket);
+  expect(status.conditions.find((c) => c.type === "RuntimeReady")?.status).toBe(true);
+  const plugins = await F.criPlugins(n);
+  const want = v3(n) ? ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"] : ["io.containerd.grpc.v1.cri"];
+  for (const p of want) expect(`${p}=${plugins[p]}`).toBe(`${p}=ok`);
+}
+
+/** `containerd config dump` run on the node: what its containerd loads from /etc/containerd/config.toml. */
+async function configDump(n: FleetNode): Promise<Record<string, unknown>> {
+  const r = await F.nodeExec(n, "containerd", "config", "dump");
+  if (r.status !== 0) throw new Error(`${n.name}: containerd config dump exited ${r.status}: ${r.stderr}`);
+  return parse(r.stdout) as Record<string, unknown>;
+}
+
+function at(root: unknown, keys: string[]): unknown {
+  let v = root;
+  for (const k of keys) {
+    if (typeof v !== "object" || v === null) return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
+
+/** Where config_path, the sandbox image and runc's SystemdCgroup live for the node's config version. */
+function dumpPaths(n: FleetNode) {
+  if (v3(n)) {
+    const images = ["plugins", "io.containerd.cri.v1.images"];
+    return {
+      configPath: [...images, "registry", "config_path"],
+      sandbox: [...images, "pinned_images", "sandbox"],
+      systemdCgroup: ["plugins", "io.containerd.cri.v1.runtime", "containerd", "runtimes", "runc", "options", "SystemdCgroup"],
+    };
+  }
+  const cri = ["plugins", "io.containerd.grpc.v1.cri"];
+  return {
+    configPath: [...cri, "registry", "config_path"],
+    sandbox: [...cri, "sandbox_image"],
+    systemdCgroup: [...cri, "containerd", "runtimes", "runc", "options", "SystemdCgroup"],
+  };
+}
+
+async function expectDump(n: FleetNode, want: { configPath: string; sandbox: string; systemdCgroup: boolean }): Promise<void> {
+  const dump = await configDump(n);
+  const p = dumpPaths(n);
+  expect({
+    configPath: at(dump, p.configPath),
+    sandbox: at(dump, p.sandbox),
+    systemdCgroup: at(dump, p.systemdCgroup),
+  }).toEqual(want);
+}
+
+/** Lines a registry mirror logged for requests from `n` since `offset` bytes (its access log). */
+function mirrorRequests(logFile: string, offset: number, n: FleetNode): string[] {
+  const text = fs.readFileSync(logFile, "utf8").slice(offset);
+  return text.split("\n").filter((l) => l.startsWith(`${n.host} `));
+}
+const logSize = (f: string) => fs.statSync(f).size;
+const MIRROR_LOG = fleet.registry.logs[0];
+const MIRROR_B_LOG = fleet.registry.logs[1];
+
+/** A CRI pull of `image`, as kubelet does it (ctr would ignore config_path). */
+async function pull(n: FleetNode, image = TINY): Promise<string> {
+  return criPullImage(n.containerdSocket, image, { timeoutMs: 60_000 });
+}
+
+async function removeImages(n: FleetNode, ...images: string[]): Promise<void> {
+  for (const i of images) await criRemoveImage(n.containerdSocket, i);
+  for (const i of images) expect(await criImageStatus(n.containerdSocket, i)).toBeNull();
+}
+
+/** Every entry under /etc/containerd on the node: "path type" (f file, d directory), sorted. */
+async function etcListing(n: FleetNode): Promise<string[]> {
+  const out = await F.nodeSh(n, "find /etc/containerd -mindepth 1 -printf '%p %y\\n'");
+  return out.split("\n").filter((l) => l !== "").sort();
+}
+
+/**
+ * What a destroy leaves behind (seen): the node lock file (kept on purpose: removing a lock file
+ * others may be waiting on is racy), certs.d, which the first hosts.toml apply created (restore
+ * cannot know it was not there), and the empty .containerd-node record directory (restore runs
+ * `rmdir` while its own config.toml.out still exists; the EXIT trap removes that file later).
+ */
+const TOLERATED_LEFTOVERS = [
+  "/etc/containerd/.containerd-node.lock f",
+  "/etc/containerd/certs.d d",
+  "/etc/containerd/.containerd-node d",
+];
+
+/** restart log lines per node, taken before a step, to count what the step added. */
+const restartCounts = () => new Map(NODES.map((n) => [n, F.restarts(n)]));
+
+// =====================================================================================================
+// Scenarios 1-4 and 9: one deployment's life: first rollout, a no-op, a mirror change, a config
+// change, destroy.
+// =====================================================================================================
+
+describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)", () => {
+  const h = harness();
+  const original = new Map<FleetNode, string>();
+  const originalListing = new Map<FleetNode, string[]>();
+  const specs = all((n) => seed(n));
+
+  beforeAll(async () => {
+    await F.resetNodes(NODES);
+    for (const n of NODES) {
+      original.set(n, configBytes(n));
+      originalListing.set(n, await etcListing(n));
+    }
+  }, 180_000);
+  afterAll(() => h.dispose());
+
+  test.each(NODES)("1. before the rollout, a CRI pull of docker.io/library/tiny:1.0 fails on $containerdVersion ($name): no mirror is configured", async (n) => {
+    await removeImages(n, TINY);
+    await expect(criPullImage(n.containerdSocket, TINY, { timeoutMs: 60_000 })).rejects.toThrow(CriError);
+    expect(await criImageStatus(n.containerdSocket, TINY)).toBeNull();
+    expect(F.restarts(n)).toBe(0);
+  });
+
+  test("1. first rollout of the seed-like spec succeeds on all three nodes", async () => {
+    const res = await h.up(program(specs));
+    expectOk(res);
+    for (const n of NODES) {
+      expect(commandSteps(res, n).map((s) => s.op)).toEqual(["create", "create", "create"]);
+      expect((res.outputs[n.name] as { restarted: boolean }).restarted).toBe(true);
+    }
+  });
+
+  test.each(NODES)("1. $containerdVersion ($name): restarted exactly once; files as rendered; CRI pulls go through the mirror", async (n) => {
+    const lines = F.restartLines(n);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/start ok/);
+    const spec = specs.get(n)!;
+    expect(configBytes(n)).toBe(configOf(spec));
+    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(fileOf(spec, HUB_HOSTS));
+    expect(await F.nodeFile(n, K8S_HOSTS)).toBe(fileOf(spec, K8S_HOSTS));
+    await expectCriHealthy(n);
+
+    const offset = logSize(MIRROR_LOG);
+    await pull(n, TINY);
+    await pull(n, PAUSE);
+    expect(await criImageStatus(n.containerdSocket, TINY)).not.toBeNull();
+    // The mirror served this node: only the mirror can, the node has no route out.
+    const seen = mirrorRequests(MIRROR_LOG, offset, n);
+    expect(seen.some((l) => l.includes("/v2/library/tiny/manifests/1.0"))).toBe(true);
+    expect(seen.some((l) => l.includes("/v2/pause/manifests/3.9"))).toBe(true);
+  });
+
+  test.each(NODES)("1. $containerdVersion ($name): the running containerd and `config dump` on the node show config_path, the sandbox image and SystemdCgroup", async (n) => {
+    await expectDump(n, { configPath: CERTS, sandbox: PAUSE, systemdCgroup: true });
+    const status = await criStatus(n.containerdSocket);
+    if (!v3(n)) {
+      // 1.x reports the CRI config it runs with; 2.x moved the registry config out of the status.
+      expect(criRegistryConfigPath(status)).toBe(CERTS);
+      expect(at(status.info, ["config", "sandboxImage"])).toBe(PAUSE);
+    } else {
+      expect(criRegistryConfigPath(status)).toBeUndefined();
+    }
+  });
+
+  test("2. the same program again: no SSH session, no restart, every step `same`", async () => {
+    const before = restartCounts();
+    h.resetCounters();
+    const res = await h.up(program(specs));
+    expectOk(res);
+    expect(res.steps.length).toBeGreaterThan(0);
+    expect(changes(res)).toEqual([]);
+    expect(h.sessions()).toEqual({});
+    for (const n of NODES) {
+      expect(h.sessions(n.host)).toBe(0);
+      expect(F.restarts(n)).toBe(before.get(n));
+    }
+  });
+
+  test("3. one mirror changes (docker.io -> :5001): only that hosts.toml is updated on each node, no restart", async () => {
+    const before = restartCounts();
+    for (const [n, s] of specs) specs.set(n, { ...s, registries: { ...s.registries, "docker.io": { mirrors: [MIRROR_B] } } });
+    const res = await h.up(program(specs));
+    expectOk(res);
+    expect(changes(res)).toEqual(NODES.map((n) => `update ${n.name}:${HUB_HOSTS}`).sort());
+    for (const n of NODES) {
+      expect(stepOf(res, n, HUB_HOSTS).diffKeys).toEqual(["stdin"]);
+      expect(F.restarts(n)).toBe(before.get(n));
+    }
+  });
+
+  test.each(NODES)("3. $containerdVersion ($name): hosts.toml names :5001 and a new CRI pull goes there", async (n) => {
+    const hosts = (await F.nodeFile(n, HUB_HOSTS))!;
+    expect(hosts).toBe(fileOf(specs.get(n)!, HUB_HOSTS));
+    expect(hosts).toContain(`[host."${MIRROR_B}"]`);
+    expect(hosts).not.toContain(MIRROR);
+    await removeImages(n, TINY);
+    const offsetA = logSize(MIRROR_LOG);
+    const offsetB = logSize(MIRROR_B_LOG);
+    await pull(n, TINY);
+    expect(mirrorRequests(MIRROR_B_LOG, offsetB, n).some((l) => l.includes("/v2/library/tiny/manifests/1.0"))).toBe(true);
+    expect(mirrorRequests(MIRROR_LOG, offsetA, n).filter((l) => l.includes("/v2/library/tiny/"))).toEqual([]);
+  });
+
+  const NEW_SANDBOX = "registry.k8s.io/google_containers/pause:3.9";
+
+  test("4. SystemdCgroup and the sandbox image change: config.toml is updated and containerd restarts once per node", async () => {
+    const before = restartCounts();
+    for (const [n, s] of specs) specs.set(n, { ...s, systemdCgroup: false, sandboxImage: NEW_SANDBOX });
+    const res = await h.up(program(specs));
+    expectOk(res);
+    expect(changes(res)).toEqual(NODES.map((n) => `update ${n.name}:${CONFIG}`).sort());
+    for (const n of NODES) {
+      expect(F.restarts(n)).toBe(before.get(n)! + 1);
+      expect(F.restartLines(n).slice(-1)[0]).toMatch(/start ok/);
+      expect(configBytes(n)).toBe(configOf(specs.get(n)!));
+      expect((res.outputs[n.name] as { restarted: boolean }).restarted).toBe(true);
+    }
+  });
+
+  test.each(NODES)("4. $containerdVersion ($name): `config dump` on the node shows SystemdCgroup = false and the new sandbox image", async (n) => {
+    await expectDump(n, { configPath: CERTS, sandbox: NEW_SANDBOX, systemdCgroup: false });
+    if (!v3(n)) expect(at((await criStatus(n.containerdSocket)).info, ["config", "sandboxImage"])).toBe(NEW_SANDBOX);
+    await expectCriHealthy(n);
+  });
+
+  test("9. destroy restores every node's original config.toml byte for byte and removes the hosts.toml files and their directories", async () => {
+    const before = restartCounts();
+    const res = await h.destroy();
+    expectOk(res);
+    expect(h.state()).toEqual([]);
+    for (const n of NODES) {
+      expect(commandSteps(res, n).map((s) => s.op)).toEqual(["delete", "delete", "delete"]);
+      expect(configBytes(n)).toBe(original.get(n));
+      expect(F.restarts(n)).toBe(before.get(n)! + 1);
+      for (const p of [HUB_HOSTS, K8S_HOSTS, path.dirname(HUB_HOSTS), path.dirname(K8S_HOSTS)]) {
+        expect(`${p} exists: ${await F.nodePathExists(n, p)}`).toBe(`${p} exists: false`);
+      }
+      // Nothing else is left in /etc/containerd but what the component cannot know it may remove:
+      // the node lock, the certs.d it created (empty), and its own record directory (empty).
+      const left = (await etcListing(n)).filter((e) => !originalListing.get(n)!.includes(e));
+      expect(left.filter((e) => !TOLERATED_LEFTOVERS.includes(e))).toEqual([]);
+      await expectCriHealthy(n);
+    }
+  });
+});
+
+// =====================================================================================================
+// Scenarios 5, 12, 6, 10: what must be refused, and what must roll back.
+// =====================================================================================================
+
+describe("refusals and rollback on containerd 1.6, 1.7 and 2.1 (scenarios 5, 12, 6, 10)", () => {
+  const h = harness({ continueOnError: true });
+  const specs = all((n) => seed(n));
+
+  beforeAll(() => F.resetNodes(NODES), 180_000);
+  afterAll(() => h.dispose());
+
+  /** A setting our validator accepts (any TOML value goes in `settings`) but containerd's types refuse. */
+  const rejected = (n: FleetNode): Spec =>
+    seed(n, {
+      healthTimeoutSeconds: 15,
+      settings: { plugins: { [v3(n) ? "io.containerd.cri.v1.runtime" : "io.containerd.grpc.v1.cri"]: { max_container_log_line_size: "big" } } },
+    });
+  const containerdReason = (n: FleetNode) =>
+    v3(n) ? "toml: cannot decode TOML string into struct field config.RuntimeConfig.MaxContainerLogLineSize of type int" : "Can't convert big(string) to int";
+
+  test("5. a config.toml containerd rejects is refused on every node before it is installed; the up fails naming node and reason", async () => {
+    const before = new Map<FleetNode, { bytes: string; pid: number; restarts: number }>();
+    for (const n of NODES) before.set(n, { bytes: configBytes(n), pid: await F.containerdPid(n), restarts: F.restarts(n) });
+    const res = await h.up(program(all(rejected)));
+    expect(res.ok).toBe(false);
+    expect(res.error?.message).toMatch(/containerd-node: node-\d+: containerd \S+ rejected the new \/etc\/containerd\/config\.toml; nothing changed: /);
+    for (const n of NODES) {
+      const step = stepOf(res, n, CONFIG);
+      expect(step.ok).toBe(false);
+      expect(step.error).toContain(`containerd-node: ${n.name}: containerd ${n.containerdVersion} rejected the new ${CONFIG}; nothing changed: `);
+      expect(step.error).toContain(containerdReason(n));
+      const b = before.get(n)!;
+      expect(configBytes(n)).toBe(b.bytes);
+      expect(await F.containerdPid(n)).toBe(b.pid);
+      expect(F.restarts(n)).toBe(b.restarts);
+      await expectCriHealthy(n);
+    }
+  });
+
+  test.each([
+    { node: () => N16, specVersion: "2.1", cfg: 3 },
+    { node: () => N21, specVersion: "1.7", cfg: 2 },
+  ])("12. a spec for containerd $specVersion aimed at the other generation is refused by the node's version guard, naming both versions", async ({ node, specVersion, cfg }) => {
+    const n = node();
+    const own = harness({ continueOnError: true });
+    try {
+      const bytes = configBytes(n);
+      const pid = await F.containerdPid(n);
+      const restarts = F.restarts(n);
+      const res = await own.up(program(new Map([[n, seed(n, { containerdVersion: specVersion })]])));
+      expect(res.ok).toBe(false);
+      const step = stepOf(res, n, CONFIG);
+      expect(step.error).toContain(
+        `containerd-node: ${n.name}: refusing a version ${cfg} config.toml: the node runs containerd ${n.containerdVersion}, but the spec renders for containerd ${specVersion}.0`,
+      );
+      expect(configBytes(n)).toBe(bytes);
+      expect(await F.containerdPid(n)).toBe(pid);
+      expect(F.restarts(n)).toBe(restarts);
+      await expectCriHealthy(n);
+    } finally {
+      own.dispose();
+    }
+  });
+
+  test("6. baseline: the seed-like spec converges on every node (one restart each)", async () => {
+    const before = restartCounts();
+    const res = await h.up(program(specs));
+    expectOk(res);
+    for (const n of NODES) {
+      expect(configBytes(n)).toBe(configOf(specs.get(n)!));
+      expect(F.restarts(n)).toBe(before.get(n)! + 1);
+    }
+  });
+
+  /** Passes `config dump`, but the CRI plugin refuses a default runtime that is not in `runtimes`. */
+  const breaksCri = (n: FleetNode): Spec =>
+    seed(n, {
+      healthTimeoutSeconds: 15,
+      settings: { plugins: { [v3(n) ? "io.containerd.cri.v1.runtime" : "io.containerd.grpc.v1.cri"]: { containerd: { default_runtime_name: "missing" } } } },
+    });
+
+  const beforeBreak = new Map<FleetNode, { bytes: string; restarts: number }>();
+
+  test("6. a config.toml that passes `config dump` but breaks CRI: restart, health fails, automatic rollback on every node", async () => {
+    for (const n of NODES) {
+      beforeBreak.set(n, { bytes: configBytes(n), restarts: F.restarts(n) });
+      // The premise: the node's own containerd loads the file without complaint.
+      const r = await F.nodeExecInput(n, configOf(breaksCri(n)), "/bin/sh", "-c", 'f=$(mktemp) && cat >"$f" && containerd --config "$f" config dump >/dev/null 2>"$f.err"; s=$?; cat "$f.err" >&2; rm -f "$f" "$f.err"; exit $s');
+      expect(`${r.status} ${r.stderr.trim()}`).toBe("0 ");
+    }
+    const res = await h.up(program(all(breaksCri)));
+    expect(res.ok).toBe(false);
+    for (const n of NODES) {
+      const step = stepOf(res, n, CONFIG);
+      expect(step.ok).toBe(false);
+      expect(step.error).toMatch(
+        new RegExp(`containerd-node: ${n.name}: containerd was not healthy with the new /etc/containerd/config\\.toml \\(CRI plugin .* is (error|missing)`),
+      );
+      expect(step.error).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    }
+  });
+
+  test.each(NODES)("6. $containerdVersion ($name): exactly two restarts, the old file back byte for byte, CRI ok", async (n) => {
+    const b = beforeBreak.get(n)!;
+    const added = F.restartLines(n).slice(b.restarts);
+    // One restart with the broken file (containerd starts, its CRI plugin does not), one with the old.
+    expect(added).toHaveLength(2);
+    expect(added.every((l) => /start ok/.test(l))).toBe(true);
+    expect(configBytes(n)).toBe(b.bytes);
+    expect(configBytes(n)).toBe(configOf(specs.get(n)!));
+    await expectCriHealthy(n);
+  });
+
+  // ---- 10: hostile strings ----------------------------------------------------------------------------
+
+  const marker = `/tmp/pwned-${randomBytes(6).toString("hex")}`;
+
+  test.each([
+    { what: "a mirror URL with $(...)", registry: { mirrors: [`${MIRROR}/$(touch ${marker})`] }, where: 'registries["docker.io"].mirrors[0]' },
+    { what: "a mirror URL with backticks", registry: { mirrors: [`${MIRROR}/\`touch ${marker}\``] }, where: 'registries["docker.io"].mirrors[0]' },
+    { what: "a mirror URL with a double quote", registry: { mirrors: [`${MIRROR}/"]\n[x`] }, where: 'registries["docker.io"].mirrors[0]' },
+    { what: "a mirror URL with a newline", registry: { mirrors: [`${MIRROR}/\ntouch ${marker}`] }, where: 'registries["docker.io"].mirrors[0]' },
+    { what: "a server URL with single quotes", registry: { server: `${MIRROR}/'; touch ${marker}; '` }, where: 'registries["docker.io"].server' },
+    {
+      what: "a header value with a newline",
+      registry: { mirrors: [{ url: MIRROR, headers: { "X-Test": `ok\n[host."http://evil"]\n$(touch ${marker})` } }] },
+      where: 'registries["docker.io"].mirrors[0].headers["X-Test"]',
+    },
+    { what: "a header name with $(...)", registry: { mirrors: [{ url: MIRROR, headers: { [`X-$(touch ${marker})`]: "v" } }] }, where: "registries[\"docker.io\"].mirrors[0].headers[\"X-$(touch" },
+  ])("10. $what is refused by the constructor (SpecError) before any host is touched: no SSH session", async ({ registry, where }) => {
+    const stateBefore = h.state();
+    h.resetCounters();
+    const res = await h.up(program(all((n) => seed(n, { registries: { "docker.io": registry, "registry.k8s.io": { mirrors: [MIRROR] } } }))));
+    expect(res.ok).toBe(false);
+    expect(res.error).toBeInstanceOf(SpecError);
+    expect(res.error!.message).toContain(`Invalid ContainerdNode args for "${N16.name}":\n - ${where}`);
+    expect(commandSteps(res)).toEqual([]);
+    expect(h.sessions()).toEqual({});
+    expect(h.state()).toEqual(stateBefore);
+    for (const n of NODES) expect(await F.nodePathExists(n, marker)).toBe(false);
+  });
+
+  const hostileHeaders: Record<string, string | string[]> = {
+    "X-Quotes": `"double" 'single' """triple""" \\"escaped\\"`,
+    "X-Subst": `$(touch ${marker})`,
+    "X-Backticks": `\`touch ${marker}\``,
+    "X-Break-Out": `'; touch ${marker}; echo '`,
+    "X-Toml-Break": `"]\n`.replace("\n", "") + ` = 1 # [host."http://evil"]`,
+    "X-List": [`$(touch ${marker})`, `\${IFS}\`id\`;touch ${marker}`],
+  };
+  const withHeaders = (n: FleetNode): Spec => {
+    const base = specs.get(n)!;
+    return { ...base, registries: { ...base.registries, "docker.io": { mirrors: [{ url: MIRROR, headers: hostileHeaders }] } } };
+  };
+
+  test("10. header values full of quotes, $(...) and backticks are accepted, and only docker.io's hosts.toml changes", async () => {
+    const before = restartCounts();
+    const res = await h.up(program(all(withHeaders)));
+    expectOk(res);
+    expect(changes(res)).toEqual(NODES.map((n) => `update ${n.name}:${HUB_HOSTS}`).sort());
+    for (const n of NODES) expect(F.restarts(n)).toBe(before.get(n));
+  });
+
+  test.each(NODES)("10. $containerdVersion ($name): nothing ran, hosts.toml holds the exact values, and containerd reads it (a CRI pull works)", async (n) => {
+    expect(await F.nodePathExists(n, marker)).toBe(false);
+    const text = (await F.nodeFile(n, HUB_HOSTS))!;
+    expect(text).toBe(fileOf(withHeaders(n), HUB_HOSTS));
+    const parsed = parse(text) as { host: Record<string, { header: Record<string, unknown> }> };
+    expect(parsed.host[MIRROR].header).toEqual(hostileHeaders);
+    // containerd ignores a hosts.toml it cannot parse and goes upstream, which fails here: a pull
+    // that works proves containerd parsed the file.
+    await removeImages(n, TINY);
+    const offset = logSize(MIRROR_LOG);
+    await pull(n, TINY);
+    expect(mirrorRequests(MIRROR_LOG, offset, n).some((l) => l.includes("/v2/library/tiny/manifests/1.0"))).toBe(true);
+    expect(await F.nodePathExists(n, marker)).toBe(false);
+  });
+});
+
+// =====================================================================================================
+// Scenarios 7, 8, 11: an unreachable node, a connection cut in the middle of an apply, and two
+// applies racing for one node.
+// =====================================================================================================
+
+describe("faults: unreachable node, cut connection, concurrent applies (scenarios 7, 8, 11)", () => {
+  // Like `pulumi up --continue-on-error`: one node's failure must not stop the others.
+  const h = harness({ continueOnError: true });
+  const specs = all((n) => seed(n));
+
+  beforeAll(() => F.resetNodes(NODES), 180_000);
+  afterAll(async () => {
+    h.dispose();
+    await F.fault(N17, "sshd-start"); // whatever happened in 7
+  });
+
+  test(`7. ${title(N17)} unreachable (sshd stopped): with continueOnError the other nodes converge`, async () => {
+    const originalBytes = configBytes(N17);
+    await F.fault(N17, "sshd-stop");
+    const started = Date.now();
+    const res = await h.up(program(specs));
+    const took = Date.now() - started;
+    expect(res.ok).toBe(false);
+    for (const s of commandSteps(res, N17)) {
+      expect(s.ok).toBe(false);
+      expect(s.op).toBe("create");
+    }
+    // Its hosts.toml steps fail to dial; its config.toml step is skipped because they failed.
+    expect(stepOf(res, N17, HUB_HOSTS).error).toMatch(/after 1 failed attempts: .*connection refused/);
+    expect(stepOf(res, N17, CONFIG).error).toMatch(/skipped because its dependency .* failed/);
+    expect(configBytes(N17)).toBe(originalBytes);
+    expect(F.restarts(N17)).toBe(0);
+    for (const n of [N16, N21]) {
+      expect(commandSteps(res, n).every((s) => s.ok && s.op === "create")).toBe(true);
+      expect(configBytes(n)).toBe(configOf(specs.get(n)!));
+      expect(F.restarts(n)).toBe(1);
+      await expectCriHealthy(n);
+    }
+    expect(took).toBeLessThan(60_000);
+  });
+
+  test(`7. after sshd-start the next up converges ${title(N17)}, and only it runs commands`, async () => {
+    await F.fault(N17, "sshd-start");
+    h.resetCounters();
+    const res = await h.up(program(specs));
+    expectOk(res);
+    expect(changes(res)).toEqual([`create ${N17.name}:${CONFIG}`, `create ${N17.name}:${HUB_HOSTS}`, `create ${N17.name}:${K8S_HOSTS}`].sort());
+    expect(h.sessions(N17.host)).toBe(3);
+    expect(h.sessions(N16.host)).toBe(0);
+    expect(h.sessions(N21.host)).toBe(0);
+    expect(configBytes(N17)).toBe(configOf(specs.get(N17)!));
+    expect(F.restarts(N17)).toBe(1);
+    await expectCriHealthy(N17);
+  });
+
+  // 8: the cut comes while the node script is inside an apply. On the 1.6 node the restart command
+  // starts with a pause (the new file is installed, containerd not restarted yet); on the 2.1 node a
+  // health check pauses (containerd restarted with the new file, not yet confirmed healthy).
+  const cutSpecs = () => {
+    const m: Specs = new Map(specs);
+    m.set(N16, { ...specs.get(N16)!, systemdCgroup: false, restartCommand: "sleep 3; systemctl restart containerd" });
+    m.set(N21, { ...specs.get(N21)!, systemdCgroup: false, healthChecks: ["sleep 3"] });
+    return m;
+  };
+  const cutNodes = [N16, N21];
+  const beforeCut = new Map<FleetNode, { old: string; next: string; restarts: number }>();
+
+  test(`8. connections cut during config.toml applies on ${title(N16)} (before the restart) and ${title(N21)} (during the health check)`, async () => {
+    const next = cutSpecs();
+    for (const n of cutNodes) beforeCut.set(n, { old: configBytes(n), next: configOf(next.get(n)!), restarts: F.restarts(n) });
+    const up = h.up(program(next));
+    const windows = [
+      F.waitFor(`the new config.toml on ${N16.name}`, () => configBytes(N16) === beforeCut.get(N16)!.next, 60_000).then(() => F.fault(N16, "cut")),
+      F.waitFor(`a restart on ${N21.name}`, () => F.restarts(N21) > beforeCut.get(N21)!.restarts, 60_000).then(() => F.fault(N21, "cut")),
+    ];
+    const cuts = await Promise.allSettled(windows);
+    const res = await up;
+    for (const c of cuts) if (c.status === "rejected") throw c.reason;
+    expect(res.ok).toBe(false);
+    for (const n of cutNodes) {
+      expect(stepOf(res, n, CONFIG).ok).toBe(false);
+      expect(stepOf(res, n, CONFIG).op).toBe("update");
+    }
+    expect(commandSteps(res, N17).every((s) => s.ok && s.op === "same")).toBe(true);
+  });
+
+  test.each(cutNodes)("8. $containerdVersion ($name) after the cut: config.toml is wholly old or wholly new, no temp file, containerd healthy", async (n) => {
+    const b = beforeCut.get(n)!;
+    const bytes = configBytes(n);
+    expect([b.old, b.next]).toContain(bytes);
+    // No candidate file is left beside it. (Its config-dump stderr, `.config.toml.XXXXXX.err`, is:
+    // the script removes it only in its EXIT trap, which a killed script never runs.)
+    const dir = path.dirname(n.configToml);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith(".config.toml.") && !f.endsWith(".err"))).toEqual([]);
+    await expectCriHealthy(n);
+  });
+
+  test("8. the next up converges both nodes: the new file, one more restart each, CRI ok", async () => {
+    const next = cutSpecs();
+    const before = restartCounts();
+    const res = await h.up(program(next));
+    expectOk(res);
+    for (const n of cutNodes) {
+      expect(configBytes(n)).toBe(configOf(next.get(n)!));
+      expect(F.restarts(n)).toBe(before.get(n)! + 1);
+      await expectCriHealthy(n);
+      await expectDump(n, { configPath: CERTS, sandbox: PAUSE, systemdCgroup: false });
+    }
+    for (const [n, s] of next) specs.set(n, s);
+  });
+
+  test(`11. two applies to ${title(N17)} at once (this deployment and a second one over plain ssh) are serialised by the node lock`, async () => {
+    const n = N17;
+    const trace = `/tmp/e2e-trace-${randomBytes(6).toString("hex")}`;
+    const stamp = "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)";
+    const tracing = (label: string, downloads: number): Spec => ({
+      ...specs.get(n)!,
+      maxConcurrentDownloads: downloads,
+      healthChecks: [`echo "${label} start ${stamp}" >>${trace}; sleep 1; echo "${label} end ${stamp}" >>${trace}`],
+    });
+    const X = tracing("X", 4);
+    const Y = tracing("Y", 5);
+    // The second deployment's command for the node's config.toml, exactly as the component builds it.
+    const other = harness();
+    let command: string;
+    let stdin: string;
+    try {
+      const pv = await other.preview(program(new Map([[n, Y]])));
+      const step = stepOf(pv, n, CONFIG);
+      command = step.newInputs!.create as string;
+      stdin = step.newInputs!.stdin as string;
+    } finally {
+      other.dispose();
+    }
+    expect(stdin).toBe(configOf(Y));
+    const restartsBefore = F.restarts(n);
+
+    const mine = new Map(specs);
+    mine.set(n, X);
+    const [res, raw] = await Promise.all([h.up(program(mine)), F.sshRun(n, command, stdin)]);
+
+    expectOk(res);
+    expect(`${raw.status} ${raw.stderr}`).toBe("0 ");
+    expect(JSON.parse(raw.stdout.trim().split("\n").pop()!)).toMatchObject({ path: CONFIG, written: true, restarted: true });
+    expect(changes(res)).toEqual([`update ${n.name}:${CONFIG}`]);
+
+    // Both restarted containerd, one after the other: each apply's health check (inside the lock)
+    // ended before the other apply's restart began.
+    const added = F.restartLines(n).slice(restartsBefore);
+    expect(added).toHaveLength(2);
+    const restartAt = added.map((l) => l.split(" ")[0]);
+    const lines = (await F.nodeFile(n, trace))!.trim().split("\n").map((l) => l.split(" "));
+    const span = (label: string) => {
+      const mine = lines.filter((l) => l[0] === label);
+      return { start: mine.find((l) => l[1] === "start")![2], end: mine.filter((l) => l[1] === "end").pop()![2] };
+    };
+    const [first, second] = [span("X"), span("Y")].sort((a, b) => (a.start < b.start ? -1 : 1));
+    expect(first.end < second.start).toBe(true);
+    expect(restartAt[0] < first.start).toBe(true);
+    expect(first.end < restartAt[1]).toBe(true);
+    expect(restartAt[1] < second.start).toBe(true);
+
+    // The file is the one whose apply finished last, whole; containerd runs healthy on it.
+    const last = span("X").end > span("Y").end ? X : Y;
+    expect(configBytes(n)).toBe(configOf(last));
+    await expectCriHealthy(n);
+    await F.nodeExec(n, "rm", "-f", trace);
+  });
+});
