@@ -18,6 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
 state=${state%/}
+case "$state" in /*) ;; *) state=$PWD/$state ;; esac
 cache=${CONTAINERD_CACHE:-$repo/.cache/containerd}
 
 # One fleet per prefix and subnet. The defaults are what tests expect; another pair (e.g.
@@ -203,6 +204,11 @@ ensure_bridge() {
   fi
   ip -4 addr show dev "$bridge" | grep -q "inet $host_addr/24" ||
     ip addr add "$host_addr/24" dev "$bridge"
+  # Nothing from the nodes is ever routed on, even on a machine with ip_forward=1 and even if
+  # something in a node adds a default route: IPv4 forwarding off for packets arriving on the
+  # bridge, and no IPv6 on it at all.
+  echo 0 >"/proc/sys/net/ipv4/conf/$bridge/forwarding"
+  echo 1 >"/proc/sys/net/ipv6/conf/$bridge/disable_ipv6"
   ip link set "$bridge" up
 }
 
@@ -362,6 +368,7 @@ prepare_node_files() { # dir
   cp "$state/ssh/id_ed25519.pub" "$dir/root/.ssh/authorized_keys"
   install -m 0755 "$here/node/systemctl" "$here/node/journalctl" "$dir/sbin/"
   cp "$here/node/init.sh" "$dir/init.sh"
+  install -m 0755 "$here/node/cri-ok" "$dir/fleet/cri-ok"
   [ -f "$dir/fleet/ssh_host_ed25519_key" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "root@$NODE_NAME" -f "$dir/fleet/ssh_host_ed25519_key" >&2
   sshd_config "$NODE_ADDR" >"$dir/fleet/sshd_config"
@@ -424,8 +431,11 @@ launch_node() { # dir
     sleep 0.1
     i=$((i + 1))
   done
-  [ "$(cat "$dir/fleet/ready")" = ok ] ||
-    die "$NODE_NAME: containerd did not start; see $dir/run-containerd/containerd.log"
+  case "$(cat "$dir/fleet/ready")" in
+    ok) ;;
+    cri-failed) die "$NODE_NAME: containerd runs but its CRI plugins are not ok; see $dir/init.log" ;;
+    *) die "$NODE_NAME: containerd did not start; see $dir/run-containerd/containerd.log" ;;
+  esac
 }
 
 node_up() { # index generation initial-config
@@ -719,6 +729,7 @@ node_reset() { # dir
   rm -f "$dir/fleet/containerd.failed"
   sshd_start_in "$dir"
   in_node "$dir" systemctl start containerd || die "$NODE_NAME: containerd does not start after reset"
+  in_node "$dir" /run/fleet/cri-ok || die "$NODE_NAME: CRI plugins not ok after reset"
   : >"$dir/fleet/restart.log"
   log "$NODE_NAME: reset"
 }

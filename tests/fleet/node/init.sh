@@ -77,10 +77,12 @@ main() {
   cd /
   layout
   start_sshd
-  if systemctl start containerd; then
-    echo ok >/run/fleet/ready
-  else
+  if ! systemctl start containerd; then
     echo containerd-failed >/run/fleet/ready
+  elif ! /run/fleet/cri-ok; then
+    echo cri-failed >/run/fleet/ready
+  else
+    echo ok >/run/fleet/ready
   fi
   log "up: $(cat /run/fleet/ready)"
   # Stay alive as init and reap whatever gets re-parented here (bash reaps any child while it waits).
