@@ -11,6 +11,8 @@
 # up and status print the fleet as JSON on stdout and nothing else; logs go to stderr.
 # Everything started is recorded (pid and start time, namespace names) under the state dir, and
 # down ends exactly that: never processes picked by name across the machine.
+# Scripts run inside nodes are single-quoted on purpose: they expand there, not here.
+# shellcheck disable=SC2016
 set -eu
 set -o pipefail
 
@@ -597,7 +599,7 @@ cmd_up() {
     shift
   done
   case "$n" in '' | *[!0-9]*) die "up: -n wants a number" ;; esac
-  [ "$n" -ge 1 ] && [ "$n" -le "$max_nodes" ] || die "up: -n must be 1..$max_nodes"
+  if [ "$n" -lt 1 ] || [ "$n" -gt "$max_nodes" ]; then die "up: -n must be 1..$max_nodes"; fi
   case "$initial" in default | debian | none) ;; *) die "up: --initial-config default|debian|none" ;; esac
   IFS=, read -r -a gen_list <<<"$gens"
   [ ${#gen_list[@]} -gt 0 ] || die "up: empty --generations"
@@ -655,7 +657,7 @@ cmd_down() {
   take_lock
   # Processes first, all nodes at once, so no node's namespaces outlive the others'.
   for dir in $(node_dirs); do
-    pid=$(recorded_pid "$dir/init.pid") && kill -KILL "$pid" 2>/dev/null || true
+    if pid=$(recorded_pid "$dir/init.pid"); then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   for dir in $(node_dirs); do node_down "$dir"; done
   stop_registry
@@ -795,7 +797,8 @@ main() {
     reset) need_root; cmd_reset "$@" ;;
     fault) need_root; cmd_fault "$@" ;;
     *)
-      sed -n -e '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+      # The usage is the header comment down to the list of commands.
+      sed -n -e '2,/^# up and status/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
       exit 2
       ;;
   esac

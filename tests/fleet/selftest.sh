@@ -9,6 +9,8 @@
 # Run as root on a machine where the fleet is down: it brings the fleet up and down itself. To run it
 # beside a fleet someone else is using, give it its own: FLEET_PREFIX=cdx FLEET_SUBNET=198.18.7
 # FLEET_STATE_DIR=/var/tmp/fleet-selftest tests/fleet/selftest.sh
+# Commands for the nodes are single-quoted on purpose: they expand there, not here.
+# shellcheck disable=SC2016
 set -eu
 set -o pipefail
 
@@ -156,7 +158,7 @@ awk -v t="$up3" 'BEGIN { exit !(t < 60) }' || fail "up -n 3 took ${up3} s (want 
 check "stdout is JSON only" node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$work/up.json"
 load_nodes "$work/up.json"
 [ ${#NODES[@]} -eq 3 ] || fail "expected 3 nodes, got ${#NODES[@]}"
-[ "$(json_get "$work/up.json" 'f.registry.url')" = http://$reg:5000 ] || fail "registry url"
+[ "$(json_get "$work/up.json" 'f.registry.url')" = "http://$reg:5000" ] || fail "registry url"
 [ "$(json_get "$work/up.json" 'f.registry.mirrors.length')" = 2 ] || fail "two mirrors"
 [ "$(json_get "$work/up.json" 'f.nodes[0].privateKey.startsWith("-----BEGIN OPENSSH PRIVATE KEY-----\n")')" = true ] ||
   fail "privateKey in JSON"
@@ -216,15 +218,15 @@ for n in "${NODES[@]}"; do
   pid2=$(node_ssh "$n" 'systemctl show -p MainPID --value containerd')
   after=$(lines "${RLOG[$n]}")
   [ "$after" -eq $((before + 1)) ] || fail "$n: restart log $before -> $after lines"
-  [ "$pid1" != "$pid2" ] && [ "$pid2" != 0 ] || fail "$n: containerd pid $pid1 -> $pid2"
+  if [ "$pid1" = "$pid2" ] || [ "$pid2" = 0 ]; then fail "$n: containerd pid $pid1 -> $pid2"; fi
   [ "$(node_ssh "$n" 'systemctl is-active containerd')" = active ] || fail "$n: not active after restart"
   ok "$n: restart log $before -> $after, pid $pid1 -> $pid2, active"
 done
 
 begin "pull through the mirror, and only through it"
 for n in "${NODES[@]}"; do
-  check "$n: pull via http://$reg:5000" pull_via "$n" http://$reg:5000
-  check "$n: pull via http://$reg:5001" pull_via "$n" http://$reg:5001
+  check "$n: pull via http://$reg:5000" pull_via "$n" "http://$reg:5000"
+  check "$n: pull via http://$reg:5001" pull_via "$n" "http://$reg:5001"
   check_fails "$n: pull without a mirror fails (no route out)" pull_via "$n" ""
   grep -q 'network is unreachable' "$work/out" || { cat "$work/out" >&2; fail "$n: not 'network is unreachable'"; }
 done
@@ -282,8 +284,9 @@ node_ssh "$n" "mkdir -p /etc/containerd/certs.d/docker.io &&
 "$fleet" fault "$n" sshd-stop
 check "reset $n" "$fleet" reset "$n"
 [ "$(sha256sum <"${CONF[$n]}")" = "$init_conf" ] || fail "config.toml not restored"
-[ ! -e "${DIR[$n]}/etc-containerd/certs.d" ] && [ ! -e "${DIR[$n]}/etc-containerd/extra.toml" ] ||
+if [ -e "${DIR[$n]}/etc-containerd/certs.d" ] || [ -e "${DIR[$n]}/etc-containerd/extra.toml" ]; then
   fail "files added under /etc/containerd survived"
+fi
 [ "$(lines "${RLOG[$n]}")" -eq 0 ] || fail "restart log not emptied"
 check "ssh works after reset" node_ssh "$n" true
 check "containerd healthy after reset" node_ssh "$n" 'systemctl is-active containerd && ctr plugins ls | grep -Eq "grpc.v1 +cri .* ok"'
@@ -309,9 +312,9 @@ fleet_pids "$state" | sort -u >"$work/pids"
 [ "$(wc -l <"$work/pids")" -gt 10 ] || fail "too few recorded processes: $(wc -l <"$work/pids")"
 check "down" "$fleet" down
 sleep 0.5
-for p in $(cat "$work/pids"); do
-  ! alive "$p" || fail "pid $p ($(cat "/proc/$p/cmdline" | tr '\0' ' ')) still running"
-done
+while read -r p; do
+  ! alive "$p" || fail "pid $p ($(tr '\0' ' ' <"/proc/$p/cmdline")) still running"
+done <"$work/pids"
 ok "none of the $(wc -l <"$work/pids") fleet processes is running"
 check "no namespaces of ours" /bin/sh -c "! ip netns list | grep -q '^$prefix-'"
 check "no links of ours" /bin/sh -c "! ip -o link show | grep -Eq ': (${prefix}br0|${prefix}v[0-9]+)[@:]'"
@@ -323,10 +326,11 @@ begin "--generations and --initial-config debian|none"
 check "up -n 2 --generations 2.1,1.6 --initial-config debian" \
   /bin/sh -c "'$fleet' up -n 2 --generations 2.1,1.6 --initial-config debian >'$work/deb.json'"
 load_nodes "$work/deb.json"
-[ "${GEN[node-1]}" = 2.1 ] && [ "${GEN[node-2]}" = 1.6 ] || fail "generations not in the order given"
+if [ "${GEN[node-1]}" != 2.1 ] || [ "${GEN[node-2]}" != 1.6 ]; then fail "generations not in the order given"; fi
 for n in node-1 node-2; do
-  grep -q '^version = 2$' "${CONF[$n]}" && grep -q 'bin_dir = "/usr/lib/cni"' "${CONF[$n]}" ||
+  if ! grep -q '^version = 2$' "${CONF[$n]}" || ! grep -q 'bin_dir = "/usr/lib/cni"' "${CONF[$n]}"; then
     fail "$n: not Debian's config.toml"
+  fi
   check "$n: containerd healthy on Debian's file" /bin/sh -c \
     "'$fleet' exec '$n' -- ctr -a /run/containerd/containerd.sock plugins ls | grep -Eq 'io.containerd.grpc.v1 +cri +.* ok'"
 done

@@ -18,9 +18,8 @@ log() { printf '%s init[%s]: %s\n' "$(date -u '+%H:%M:%S.%3N')" "$NODE_NAME" "$*
 # other nodes' network namespaces alive after they are deleted: drop them first.
 drop_netns_mounts() {
   local m
-  for m in $(awk '$5 ~ "^/run/netns(/|$)" { print $5 }' /proc/self/mountinfo | sort -r); do
-    umount -l "$m" 2>/dev/null || true
-  done
+  awk '$5 ~ "^/run/netns(/|$)" { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 # Writable private copies of /etc, /opt and /var/lib: whatever the code under test (or containerd
