@@ -6,7 +6,7 @@ export interface PrivatePullThroughArgs {
   containerdVersion: string;
   /** The cache's base URL, e.g. https://harbor.example.com. */
   harborUrl: string;
-  /** Proxy-cache project per upstream registry, e.g. { "docker.io": "dockerhub" }. */
+  /** Proxy-cache project per upstream registry, e.g. { "docker.io": "dockerhub" } ("" = the cache's root). */
   projects: Record<string, string>;
   /** The cache's CA certificate (PEM), shipped to every node beside hosts.toml; https only. */
   caPem?: string;
@@ -31,7 +31,8 @@ export function privatePullThrough(name: string, args: PrivatePullThroughArgs): 
   });
   const registries: Record<string, { mirrors: RegistryHostOf<pulumi.Input<string>>[] }> = {};
   for (const [upstream, project] of Object.entries(args.projects)) {
-    registries[upstream] = { mirrors: [cache(`/v2/${project}`)] };
+    // An empty project name proxies at the cache's root API (/v2).
+    registries[upstream] = { mirrors: [cache(project ? `/v2/${project}` : "/v2")] };
   }
   // Everything else: the cache itself, as a plain registry.
   registries["*"] = { mirrors: [cache("")] };
