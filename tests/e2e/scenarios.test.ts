@@ -395,10 +395,9 @@ describe("refusals and rollback on containerd 1.6, 1.7 and 2.1 (scenarios 5, 12,
   });
 
   test.each([
-    { node: () => N16, specVersion: "2.1", cfg: 3 },
-    { node: () => N21, specVersion: "1.7", cfg: 2 },
-  ])("12. a spec for containerd $specVersion aimed at the other generation is refused by the node's version guard, naming both versions", async ({ node, specVersion, cfg }) => {
-    const n = node();
+    { n: N16, specVersion: "2.1", cfg: 3 },
+    { n: N21, specVersion: "1.7", cfg: 2 },
+  ])("12. a spec for containerd $specVersion aimed at containerd $n.containerdVersion ($n.name) is refused by the node's version guard, naming both versions", async ({ n, specVersion, cfg }) => {
     const own = harness({ continueOnError: true });
     try {
       const bytes = configBytes(n);
@@ -532,6 +531,42 @@ describe("refusals and rollback on containerd 1.6, 1.7 and 2.1 (scenarios 5, 12,
     expect(mirrorRequests(MIRROR_LOG, offset, n).some((l) => l.includes("/v2/library/tiny/manifests/1.0"))).toBe(true);
     expect(await F.nodePathExists(n, marker)).toBe(false);
   });
+
+  // The version guard runs only in config.toml's command, which comes after the hosts.toml
+  // commands. A wrong containerdVersion therefore still replaces hosts.toml files, and a feature of
+  // the newer version in them (the referrers capability, 2.2+) makes the node's containerd drop the
+  // whole file ("failed to decode hosts.toml": containerd-facts) and pull upstream. This test pins
+  // that behaviour as it is; when the guard also covers hosts.toml, turn its assertions around.
+  test(`12. DEFECT: a 2.2 spec aimed at ${title(N16)} is refused for config.toml, but its hosts.toml (capability referrers) is installed and the mirror is bypassed`, async () => {
+    const n = N16;
+    const good = withHeaders(n);
+    const wrong: Spec = {
+      ...good,
+      containerdVersion: "2.2.0",
+      registries: { ...good.registries, "docker.io": { mirrors: [{ url: MIRROR, capabilities: ["pull", "resolve", "referrers"] }] } },
+    };
+    const others = all(withHeaders);
+    const bytes = configBytes(n);
+    const res = await h.up(program(new Map([...others, [n, wrong]])));
+    expect(res.ok).toBe(false);
+    expect(stepOf(res, n, CONFIG).error).toContain(
+      `refusing a version 3 config.toml: the node runs containerd ${n.containerdVersion}, but the spec renders for containerd 2.2.0`,
+    );
+    expect(configBytes(n)).toBe(bytes);
+    // What should not happen: the hosts.toml for 2.2 was installed on the 1.6 node...
+    expect(stepOf(res, n, HUB_HOSTS)).toMatchObject({ op: "update", ok: true });
+    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(fileOf(wrong, HUB_HOSTS));
+    // ...containerd cannot decode it, and a CRI pull goes upstream instead of to the mirror.
+    await removeImages(n, TINY);
+    await expect(pull(n, TINY)).rejects.toThrow(/registry-1\.docker\.io/);
+    expect(await F.nodeSh(n, "grep -c 'failed to decode hosts.toml' /run/containerd/containerd.log || true")).not.toBe("0\n");
+
+    // The right spec puts the node back.
+    const back = await h.up(program(others));
+    expectOk(back);
+    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(fileOf(good, HUB_HOSTS));
+    await pull(n, TINY);
+  });
 });
 
 // =====================================================================================================
@@ -594,8 +629,8 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
   // health check pauses (containerd restarted with the new file, not yet confirmed healthy).
   const cutSpecs = () => {
     const m: Specs = new Map(specs);
-    m.set(N16, { ...specs.get(N16)!, systemdCgroup: false, restartCommand: "sleep 3; systemctl restart containerd" });
-    m.set(N21, { ...specs.get(N21)!, systemdCgroup: false, healthChecks: ["sleep 3"] });
+    m.set(N16, { ...specs.get(N16)!, systemdCgroup: false, restartCommand: "sleep 5; systemctl restart containerd" });
+    m.set(N21, { ...specs.get(N21)!, systemdCgroup: false, healthChecks: ["sleep 5"] });
     return m;
   };
   const cutNodes = [N16, N21];
