@@ -1,0 +1,129 @@
+/**
+ * ContainerdFleet's rollout rules on the local fleet (containerd 1.6.20, 1.7.24, 2.1.9), through the
+ * harness: waves gated on health, a failing node stopping later waves, hosts.toml changes going out
+ * at once, what a preview names, and node removal.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs } from "../../provider/src";
+import { Harness, StepRecord } from "../harness/harness";
+import * as F from "./fleet";
+import type { FleetNode } from "./fleet";
+
+jest.setTimeout(300_000);
+
+const fleet = F.loadFleet();
+const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
+const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
+const CONFIG = "/etc/containerd/config.toml";
+
+const node = (n: FleetNode, extra: Partial<FleetNodeArgs> = {}): FleetNodeArgs => ({
+  name: n.name,
+  containerdVersion: n.containerdVersion,
+  connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 },
+  ...extra,
+});
+
+function spec(over: Partial<ContainerdFleetArgs> = {}): ContainerdFleetArgs {
+  return {
+    systemdCgroup: true,
+    sandboxImage: "registry.k8s.io/pause:3.9",
+    registries: { "docker.io": { mirrors: [MIRROR] } },
+    healthTimeoutSeconds: 20,
+    nodes: NODES.map((n) => node(n)),
+    rollout: { maxUnavailable: 1 },
+    ...over,
+  };
+}
+
+const configStep = (steps: StepRecord[], n: FleetNode) => steps.find((s) => s.name === `${n.name}:${CONFIG}`);
+
+describe("ContainerdFleet rollout", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    await F.resetNodes(NODES);
+    h = new Harness({ stateFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "rollout-")), "state.json"), dialRetryDelayMs: 100 });
+  });
+  afterAll(() => h?.dispose());
+
+  it("restarts one wave at a time: each node's config.toml starts after the previous wave's finished", async () => {
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec()));
+    expect(res.error?.message).toBeUndefined();
+    const [a, b, c] = NODES.map((n) => configStep(res.steps, n)!);
+    expect(b.startedAt).toBeGreaterThanOrEqual(a.endedAt);
+    expect(c.startedAt).toBeGreaterThanOrEqual(b.endedAt);
+    expect(NODES.map(F.restarts)).toEqual([1, 1, 1]);
+  });
+
+  it("sends a hosts.toml-only change to every node at once, without restarts", async () => {
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } } })));
+    expect(res.ok).toBe(true);
+    const changed = res.steps.filter((s) => s.op !== "same");
+    expect(changed.map((s) => s.name).sort()).toEqual(NODES.map((n) => `${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml`).sort());
+    // Side by side: every one started before any finished.
+    expect(Math.max(...changed.map((s) => s.startedAt))).toBeLessThan(Math.min(...changed.map((s) => s.endedAt)));
+    expect(NODES.map(F.restarts)).toEqual([1, 1, 1]);
+  });
+
+  it("previews, per node, the files that will change and which nodes will restart", async () => {
+    const next = spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } }, maxConcurrentDownloads: 4 });
+    h.resetCounters();
+    const res = await h.preview(() => void new ContainerdFleet("fleet", next));
+    expect(res.ok).toBe(true);
+    const changes = res.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name} [${s.diffKeys.join(",")}]`).sort();
+    expect(changes).toEqual(NODES.map((n) => `update ${n.name}:${CONFIG} [stdin]`).sort());
+    expect(NODES.map((n) => h.sessions(`${n.host}:${n.port}`))).toEqual([0, 0, 0]);
+  });
+
+  it("stops later waves when a node fails; that node rolls itself back", async () => {
+    // A change that breaks the CRI plugin of the second node only (a default runtime it does not have).
+    const broken = NODES[1];
+    const before = NODES.map((n) => fs.readFileSync(n.configToml, "utf8"));
+    const restartsBefore = NODES.map(F.restarts);
+    const res = await h.up(
+      () =>
+        void new ContainerdFleet(
+          "fleet",
+          spec({
+            registries: { "docker.io": { mirrors: [MIRROR_B] } },
+            maxConcurrentDownloads: 4,
+            nodes: NODES.map((n) =>
+              n === broken ? node(n, { settings: { plugins: { "io.containerd.grpc.v1.cri": { containerd: { default_runtime_name: "missing" } } } } }) : node(n),
+            ),
+          }),
+        ),
+    );
+    expect(res.ok).toBe(false);
+    expect(res.error?.message).toContain(`${broken.name}: containerd was not healthy with the new ${CONFIG}`);
+    expect(res.error?.message).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    const after = NODES.map((n) => fs.readFileSync(n.configToml, "utf8"));
+    expect(after[0]).not.toBe(before[0]); // wave 1 went out
+    expect(after[0]).toContain("max_concurrent_downloads = 4");
+    expect(after[1]).toBe(before[1]); // wave 2 failed and rolled back
+    expect(after[2]).toBe(before[2]); // wave 3 never started
+    expect(NODES.map(F.restarts)).toEqual([restartsBefore[0] + 1, restartsBefore[1] + 2, restartsBefore[2]]);
+    expect((await F.criPlugins(broken))["io.containerd.grpc.v1.cri"]).toBe("ok");
+  });
+
+  it("converges once the bad override is gone, restarting only the nodes still behind", async () => {
+    const restartsBefore = NODES.map(F.restarts);
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } }, maxConcurrentDownloads: 4 })));
+    expect(res.error?.message).toBeUndefined();
+    expect(NODES.map(F.restarts)).toEqual([restartsBefore[0], restartsBefore[1] + 1, restartsBefore[2] + 1]);
+    for (const n of NODES) expect(fs.readFileSync(n.configToml, "utf8")).toContain("max_concurrent_downloads = 4");
+  });
+
+  it("restores a node that leaves the fleet", async () => {
+    const gone = NODES[2];
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } }, maxConcurrentDownloads: 4, nodes: NODES.slice(0, 2).map((n) => node(n)) })));
+    expect(res.error?.message).toBeUndefined();
+    expect(res.steps.filter((s) => s.op === "delete" && s.type === "command:remote:Command").map((s) => s.name).sort()).toEqual(
+      [`${gone.name}:${CONFIG}`, `${gone.name}:/etc/containerd/certs.d/docker.io/hosts.toml`].sort(),
+    );
+    expect(fs.readFileSync(gone.configToml, "utf8")).not.toContain("containerd-node");
+    expect(await F.nodePathExists(gone, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
+    expect((await F.criPlugins(gone))["io.containerd.grpc.v1.cri"]).toBe("ok");
+    expect((await h.destroy()).ok).toBe(true);
+  });
+});
