@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { renderNode } from "../../provider/src";
 import { NodeCommandOptions, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
-import { END_MARKER_LINE } from "../../provider/src/remote/node-script";
+import { END_MARKER_LINE, NODE_SCRIPT } from "../../provider/src/remote/node-script";
 import { configDump } from "../support/config-dump";
 import { ScratchNode, scratchNode } from "../support/scratch-node";
 
@@ -274,5 +274,19 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     expect(r.status).toBe(0);
     expect(fs.existsSync(hosts.path)).toBe(false);
     expect(fs.existsSync(path.dirname(hosts.path))).toBe(false);
+  });
+});
+
+describe("the node script's text", () => {
+  it("is clean POSIX sh for shellcheck", () => {
+    const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: NODE_SCRIPT, encoding: "utf8" });
+    expect(r.error).toBeUndefined();
+    expect(r.stdout).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("parses under dash -n and has no backslash, so any POSIX login shell's quoting carries it unchanged", () => {
+    expect(spawnSync("dash", ["-n"], { input: NODE_SCRIPT }).status).toBe(0);
+    expect(NODE_SCRIPT).not.toContain("\\");
   });
 });

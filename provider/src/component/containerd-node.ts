@@ -179,8 +179,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
     const byRegistryCerts = new Map<string, command.remote.Command[]>();
     const commands: command.remote.Command[] = [];
     let configCommand: command.remote.Command | undefined;
-    for (const f of sorted) {
-      const content = contentOf(f, leaves);
+    const contents = sorted.map((f) => contentOf(f, leaves));
+    sorted.forEach((f, i) => {
+      const content = contents[i];
       const dependsOn: pulumi.Input<pulumi.Resource>[] = [];
       if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
       if (f.kind === "config") dependsOn.push(...commands, ...(args.restartAfter ?? []));
@@ -202,12 +203,12 @@ export class ContainerdNode extends pulumi.ComponentResource {
       if (f.kind === "certificate") byRegistryCerts.set(f.registry!, [...(byRegistryCerts.get(f.registry!) ?? []), cmd]);
       if (f.kind === "config") configCommand = cmd;
       commands.push(cmd);
-    }
+    });
     this.configVersion = rendered.result.configVersion;
     this.configCommand = configCommand!;
     this.commands = commands;
     this.files = pulumi.all(
-      sorted.map((f) => pulumi.all([contentOf(f, leaves)]).apply(([content]): ManagedFile => ({ path: f.path, mode: f.mode, kind: f.kind, secret: f.secret, content }))),
+      sorted.map((f, i) => pulumi.output(contents[i]).apply((content): ManagedFile => ({ path: f.path, mode: f.mode, kind: f.kind, secret: f.secret, content }))),
     );
     const config = files.find((f) => f.kind === "config")!;
     this.configHash = pulumi.output(createHash("sha256").update(config.content).digest("hex"));
