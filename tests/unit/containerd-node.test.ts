@@ -46,7 +46,8 @@ describe("child resources", () => {
     const config = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
     expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0'$/);
     const hosts = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.create as string;
-    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' '' '' '' '' '' '' ''$/);
+    // Files get the version guard (containerd, config version, minimum) but no restart settings.
+    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' 'containerd' '' '' '' '' '2' '1\.7\.0'$/);
   });
 
   it("orders writes: certificates, then their hosts.toml, then config.toml after everything; no replace can undo a file", async () => {

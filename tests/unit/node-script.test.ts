@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { renderNode } from "../../provider/src";
-import { NodeCommandOptions, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
+import { NodeCommandOptions, SENT_SCRIPT, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
 import { END_MARKER_LINE, NODE_SCRIPT } from "../../provider/src/remote/node-script";
 import { configDump } from "../support/config-dump";
 import { ScratchNode, scratchNode } from "../support/scratch-node";
@@ -163,6 +163,15 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     expect(read(node.configFile)).toBe(before);
   });
 
+  it("refuses a hosts.toml rendered for the other major version too, leaving the file as it was", () => {
+    const other = gen === "1.6" ? { configVersion: 3 as const, minimumVersion: "2.2.0" } : { configVersion: 2 as const, minimumVersion: "1.7.0" };
+    const file = { path: path.join(node.registryConfigPath, "guarded.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const r = run(applyCommand(file, { ...opts, ...other }), `server = "https://guarded.test"\n${END_MARKER_LINE}\n`);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`refusing ${file.path}: the node runs containerd ${node.bin.version}, but the spec renders for containerd ${other.minimumVersion}`);
+    expect(fs.existsSync(file.path)).toBe(false);
+  });
+
   it("refuses a node older than the spec's containerdVersion", () => {
     const newer = gen === "1.6" ? "1.6.99" : "2.1.99";
     const r = apply(configOf({ maxConcurrentDownloads: 9 }), { minimumVersion: newer });
@@ -265,7 +274,8 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     expect(read(node.configFile)).toBe(original);
     expect(node.restarts()).toBe(restarts + 1);
     expect(criStatus(node)).toBe("ok");
-    expect(fs.readdirSync(path.join(node.dir, "etc/containerd/.containerd-node")).filter((f) => f.startsWith("config.toml"))).toEqual([]);
+    // Its records are gone, and with them the (then empty) record directory.
+    expect(fs.existsSync(path.join(node.dir, "etc/containerd/.containerd-node"))).toBe(false);
   });
 
   it("removes a hosts.toml that did not exist before, and its empty directory", () => {
@@ -278,8 +288,11 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
 });
 
 describe("the node script's text", () => {
-  it("is clean POSIX sh for shellcheck", () => {
-    const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: NODE_SCRIPT, encoding: "utf8" });
+  it.each([
+    ["source", NODE_SCRIPT],
+    ["as sent, without comment lines", SENT_SCRIPT],
+  ])("is clean POSIX sh for shellcheck (%s)", (_name, script) => {
+    const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8" });
     expect(r.error).toBeUndefined();
     expect(r.stdout).toBe("");
     expect(r.status).toBe(0);

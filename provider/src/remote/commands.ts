@@ -5,6 +5,15 @@
  */
 import { NODE_SCRIPT } from "./node-script";
 
+/**
+ * The script as sent: without its comment lines and blank lines. The provider puts the whole
+ * command into every error message and a preview shows it, so the shorter the better; the
+ * commented source is node-script.ts.
+ */
+export const SENT_SCRIPT = NODE_SCRIPT.split("\n")
+  .filter((line) => line.trim() !== "" && !/^\s*#/.test(line))
+  .join("\n");
+
 /** Single-quote for POSIX sh: the only character to handle inside single quotes is the quote itself. */
 export function shellQuote(s: string): string {
   if (s.includes("\u0000")) throw new Error("a shell argument cannot contain NUL");
@@ -44,18 +53,18 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
     "0" + file.mode.toString(8),
     o.lockFile,
     o.label,
-    // Files need none of the containerd settings; leaving them out keeps a change of, say, the
-    // restart command from touching every hosts.toml resource.
-    isConfig ? o.containerd : "",
+    // Files need the version guard but none of the restart settings; leaving those out keeps a
+    // change of, say, the restart command from touching every hosts.toml resource.
+    o.containerd,
     isConfig ? o.ctr : "",
     isConfig ? o.grpcAddress : "",
     isConfig ? o.restartCommand : "",
     isConfig ? String(o.healthTimeoutSeconds) : "",
-    isConfig ? String(o.configVersion) : "",
-    isConfig ? o.minimumVersion : "",
+    String(o.configVersion),
+    o.minimumVersion,
     ...(isConfig ? o.healthChecks : []),
   ];
-  const sh = `/bin/sh -c ${shellQuote(NODE_SCRIPT)} containerd-node ${args.map(shellQuote).join(" ")}`;
+  const sh = `/bin/sh -c ${shellQuote(SENT_SCRIPT)} containerd-node ${args.map(shellQuote).join(" ")}`;
   return o.sudo ? `sudo -n ${sh}` : sh;
 }
 

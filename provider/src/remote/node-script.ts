@@ -11,13 +11,13 @@
  *   4 mode        octal, e.g. 0644
  *   5 lock        lock file serialising every apply on the node
  *   6 label       the node's name, for messages
- *   7 containerd  containerd binary            (config only; "" for files)
+ *   7 containerd  containerd binary: validation and the version guard
  *   8 ctr         ctr binary                   (config only)
  *   9 socket      containerd's gRPC socket     (config only)
  *  10 restart     restart command, run by sh  (config only)
  *  11 timeout     health timeout in seconds    (config only)
- *  12 cfgver      config.toml version, 2 | 3  (config only)
- *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0 (config only)
+ *  12 cfgver      config.toml version, 2 | 3: which containerd major the files are for
+ *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0
  *  14.. checks    extra health checks, each run by sh; all must exit 0 (config only)
  *
  * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
@@ -207,13 +207,29 @@ if [ "$action" = restore ]; then
     fi
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
-  rm -f "$orig" "$absent" "$applied" "$prev"
+  rm -f "$orig" "$absent" "$applied" "$prev" "$out"
   rmdir "$state" 2>/dev/null || :
   report
   exit 0
 fi
 
 # --- apply ---------------------------------------------------------------------------------------
+# Files rendered for another containerd are ignored or misread without a word: a version 3
+# config.toml on 1.x (before 1.6.32/1.7.17) loads and drops every CRI setting, and a hosts.toml with a
+# capability 1.6 does not know ("referrers") is skipped whole, so pulls bypass the mirror. Refuse
+# before anything changes.
+check_version() { # what
+  ver_line=$("$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
+  node_ver=$(version_of "$ver_line")
+  [ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
+  want_major=1
+  [ "$cfgver" = 3 ] && want_major=2
+  if [ "$(ver_part "$node_ver" 1)" != "$want_major" ]; then
+    fail "refusing $1: the node runs containerd $node_ver, but the spec renders for containerd $minver (containerdVersion); containerd $node_ver would ignore or misread it. Set containerdVersion to $node_ver"
+  fi
+  ver_ge "$node_ver" "$minver" || fail "refusing $1: the node runs containerd $node_ver, older than containerdVersion $minver in the spec; set containerdVersion to $node_ver"
+}
+
 [ "$action" = apply ] || fail "unknown action $action"
 (umask 022 && mkdir -p "$dir")
 tmp=$(mktemp "$dir/.$base.XXXXXX")
@@ -229,6 +245,7 @@ if [ "$kind" = file ]; then
   if [ "$same" = true ]; then
     chmod "$mode" "$path"
   else
+    check_version "$path"
     keep_original
     sync_path "$tmp"
     mv -f "$tmp" "$path"
@@ -246,18 +263,7 @@ if [ "$same" = true ] && [ -f "$applied" ] && cmp -s "$path" "$applied"; then
   exit 0
 fi
 
-# A config for the wrong major version is ignored silently by containerd (version 3 on 1.x before
-# 1.6.32/1.7.17 loads and drops every CRI setting): refuse it before anything changes.
-ver_line=$("$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
-node_ver=$(version_of "$ver_line")
-[ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
-node_major=$(ver_part "$node_ver" 1)
-want_major=1
-[ "$cfgver" = 3 ] && want_major=2
-if [ "$node_major" != "$want_major" ]; then
-  fail "refusing a version $cfgver config.toml: the node runs containerd $node_ver, but the spec renders for containerd $minver (containerdVersion); containerd $node_ver would ignore it. Set containerdVersion to $node_ver"
-fi
-ver_ge "$node_ver" "$minver" || fail "the node runs containerd $node_ver, older than containerdVersion $minver in the spec; set containerdVersion to $node_ver"
+check_version "a version $cfgver config.toml"
 
 # The node's own containerd must load the candidate, and must not ignore any of its keys.
 if ! "$containerd" --config "$tmp" config dump >/dev/null 2>"$tmp.err"; then
@@ -266,6 +272,7 @@ fi
 if grep -q 'Ignoring unknown key' "$tmp.err"; then
   fail "containerd $node_ver would ignore keys of the new $path; nothing changed: $(grep 'Ignoring unknown key' "$tmp.err" | head -n 5)"
 fi
+rm -f "$tmp.err"
 
 # What to roll back to: the file on disk now; when the new content is already on disk (an earlier
 # apply was interrupted before containerd was confirmed healthy), the last healthy config instead.
