@@ -6,15 +6,19 @@
  *   npm run bench                # 20 nodes
  *   BENCH_NODES=3 npm run bench
  *
- * It brings the fleet up (tests/fleet/fleet.sh up -n N) and down again (unless KEEP_FLEET=1), so it
- * must not run while the end-to-end tests hold the fleet.
+ * The floor of a run is the slowest single-node apply of the same change times the number of waves.
+ * Single-node applies are measured, not estimated: three probe nodes (one per containerd generation)
+ * outside the fleet get each change alone, one after the other, just before the fleet does.
+ *
+ * It brings N + 3 nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
+ * fleet of its own (FLEET_PREFIX, FLEET_SUBNET, FLEET_STATE_DIR) to run beside other tests.
  */
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ContainerdFleet, FleetNodeArgs } from "../../provider/src";
-import { Harness, StepRecord, UpResult } from "../harness/harness";
+import { Harness, UpResult } from "../harness/harness";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const FLEET_SH = path.join(REPO, "tests", "fleet", "fleet.sh");
@@ -53,46 +57,53 @@ interface Row {
   sessionsPerNode: number;
   restarts: number;
   waves: number;
-  /** Slowest single-node apply (its steps' chain) x waves; undefined when nothing ran. */
+  /** Slowest single-node apply of the same change (measured alone) x waves; undefined when nothing ran. */
   floorSeconds?: number;
   ok: boolean;
 }
 
-/** A node's apply: its certificate/hosts steps run side by side, config.toml after them. */
-function nodeApplySeconds(steps: StepRecord[], node: string): number {
-  const mine = steps.filter((s) => s.name.startsWith(`${node}:`) && s.op !== "same");
-  if (mine.length === 0) return 0;
-  const d = (s: StepRecord) => (s.endedAt - s.startedAt) / 1000;
-  const files = mine.filter((s) => !s.name.endsWith("config.toml")).map(d);
-  const config = mine.filter((s) => s.name.endsWith("config.toml")).map(d);
-  return Math.max(0, ...files) + Math.max(0, ...config);
+interface Scenario {
+  name: string;
+  mirror: string;
+  downloads: number;
+}
+
+async function timed(h: Harness, program: () => void): Promise<{ seconds: number; res: UpResult }> {
+  const t0 = Date.now();
+  const res = await h.up(program);
+  return { seconds: (Date.now() - t0) / 1000, res };
 }
 
 async function measure(
-  scenario: string,
-  h: Harness,
-  nodes: FleetNode[],
-  waves: number,
-  program: () => void,
+  s: Scenario,
+  fleetRun: { h: Harness; nodes: FleetNode[]; waves: number; program: (s: Scenario) => () => void },
+  probes: { h: Harness; program: (s: Scenario) => () => void }[],
 ): Promise<Row> {
+  // The floor: the same change on one node alone, for each generation; the slowest counts.
+  let single = 0;
+  for (const p of probes) {
+    const r = await timed(p.h, p.program(s));
+    if (!r.res.ok) console.error(`${s.name} (probe): ${r.res.error?.message}`);
+    single = Math.max(single, r.seconds);
+  }
+  const { h, nodes, waves } = fleetRun;
   h.resetCounters();
   const before = restarts(nodes);
-  const t0 = Date.now();
-  const res: UpResult = await h.up(program);
-  const wall = (Date.now() - t0) / 1000;
-  if (!res.ok) console.error(`${scenario}: ${res.error?.message}`);
+  const r = await timed(h, fleetRun.program(s));
+  if (!r.res.ok) console.error(`${s.name}: ${r.res.error?.message}`);
   const after = restarts(nodes);
   const sessions = nodes.reduce((sum, n) => sum + (h.sessions(`${n.host}:${n.port}`) as number), 0);
-  const slowest = Math.max(0, ...nodes.map((n) => nodeApplySeconds(res.steps, n.name)));
-  const restarted = after.reduce((s, a, i) => s + a - before[i], 0);
+  const restarted = after.reduce((sum, a, i) => sum + a - before[i], 0);
+  const w = restarted > 0 ? waves : 1;
+  const ran = r.res.steps.some((x) => x.op !== "same");
   return {
-    scenario,
-    wallSeconds: wall,
+    scenario: s.name,
+    wallSeconds: r.seconds,
     sessionsPerNode: sessions / nodes.length,
     restarts: restarted,
-    waves: restarted > 0 ? waves : 1,
-    floorSeconds: slowest > 0 ? slowest * (restarted > 0 ? waves : 1) : undefined,
-    ok: res.ok,
+    waves: w,
+    floorSeconds: ran ? single * w : undefined,
+    ok: r.res.ok,
   };
 }
 
@@ -132,42 +143,55 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
-  console.error(`bringing up ${N} nodes ...`);
+  console.error(`bringing up ${N} + 3 nodes ...`);
   const t0 = Date.now();
-  const f = JSON.parse(fleet("up", "-n", String(N))) as FleetJson;
+  const f = JSON.parse(fleet("up", "-n", String(N + 3))) as FleetJson;
   const nodes = f.nodes.slice(0, N);
+  const probeNodes = f.nodes.slice(N, N + 3);
   console.error(`fleet up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const stateFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bench-state-")), "state.json");
-  const h = new Harness({ stateFile, dialRetryDelayMs: 200 });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-state-"));
   const [mirrorA, mirrorB] = f.registry.mirrors;
-  const program = (mirror: string, downloads: number) => () => {
-    const fleetNodes: FleetNodeArgs[] = nodes.map((n) => ({
+  const program = (name: string, members: FleetNode[]) => (s: Scenario) => () => {
+    const fleetNodes: FleetNodeArgs[] = members.map((n) => ({
       name: n.name,
       containerdVersion: n.containerdVersion,
       connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey },
     }));
-    new ContainerdFleet("bench", {
+    new ContainerdFleet(name, {
       systemdCgroup: true,
       sandboxImage: "registry.k8s.io/pause:3.9",
-      maxConcurrentDownloads: downloads,
-      registries: { "docker.io": { mirrors: [mirror] }, "registry.k8s.io": { mirrors: [mirrorA] } },
+      maxConcurrentDownloads: s.downloads,
+      registries: { "docker.io": { mirrors: [s.mirror] }, "registry.k8s.io": { mirrors: [mirrorA] } },
       healthTimeoutSeconds: 30,
       nodes: fleetNodes,
       rollout: { maxUnavailable: MAX_UNAVAILABLE },
     });
   };
   const maxUnavailable = Math.max(1, Math.floor((nodes.length * 25) / 100));
-  const waves = Math.ceil(nodes.length / maxUnavailable);
+  const fleetRun = {
+    h: new Harness({ stateFile: path.join(tmp, "fleet.json"), dialRetryDelayMs: 200 }),
+    nodes,
+    waves: Math.ceil(nodes.length / maxUnavailable),
+    program: program("bench", nodes),
+  };
+  const probes = probeNodes.map((n) => ({
+    h: new Harness({ stateFile: path.join(tmp, `${n.name}.json`), dialRetryDelayMs: 200 }),
+    program: program(`probe-${n.name}`, [n]),
+  }));
+  const scenarios: Scenario[] = [
+    { name: "first rollout", mirror: mirrorA, downloads: 9 },
+    { name: "no-op up", mirror: mirrorA, downloads: 9 },
+    { name: "hosts.toml only (mirror switch)", mirror: mirrorB, downloads: 9 },
+    { name: `config change, maxUnavailable ${MAX_UNAVAILABLE}`, mirror: mirrorB, downloads: 10 },
+  ];
   const rows: Row[] = [];
   try {
     fleet("reset", "--all");
-    rows.push(await measure("first rollout", h, nodes, waves, program(mirrorA, 9)));
-    rows.push(await measure("no-op up", h, nodes, waves, program(mirrorA, 9)));
-    rows.push(await measure("hosts.toml only (mirror switch)", h, nodes, waves, program(mirrorB, 9)));
-    rows.push(await measure(`config change, maxUnavailable ${MAX_UNAVAILABLE}`, h, nodes, waves, program(mirrorB, 10)));
+    for (const s of scenarios) rows.push(await measure(s, fleetRun, probes));
     rows.push(await baseline(nodes, 10, 11));
   } finally {
-    h.dispose?.();
+    for (const h of [fleetRun.h, ...probes.map((p) => p.h)]) h.dispose();
+    fs.rmSync(tmp, { recursive: true, force: true });
     if (process.env.KEEP_FLEET !== "1") fleet("down");
   }
   const cpu = os.cpus();
