@@ -38,6 +38,15 @@ bind() { # source target
 
 layout() {
   drop_netns_mounts
+  # This node's containerd generation, over the machine's binaries, in this mount namespace only.
+  # First of all: the binaries may live under /tmp or /run (a clone of the repository there), which
+  # the private mounts below hide.
+  if [ "$NODE_BIN_DIR" != /usr/bin ]; then
+    local b
+    for b in containerd ctr containerd-shim-runc-v2; do
+      mount --bind "$NODE_BIN_DIR/$b" "/usr/bin/$b"
+    done
+  fi
   # A private /run like a VM's: sshd's privilege separation dir, containerd's NRI socket and
   # anything else under /run stay inside the node.
   mount -t tmpfs -o mode=0755,size=64m "fleet-run-$NODE_NAME" /run
@@ -57,13 +66,6 @@ layout() {
   # /usr/local/sbin (inside this mount namespace only).
   [ ! -e /usr/bin/systemctl ] || mount --bind "$node_dir/sbin/systemctl" /usr/bin/systemctl
   [ ! -e /usr/bin/journalctl ] || mount --bind "$node_dir/sbin/journalctl" /usr/bin/journalctl
-  # This node's containerd generation, over the machine's binaries, in this mount namespace only.
-  if [ "$NODE_BIN_DIR" != /usr/bin ]; then
-    local b
-    for b in containerd ctr containerd-shim-runc-v2; do
-      mount --bind "$NODE_BIN_DIR/$b" "/usr/bin/$b"
-    done
-  fi
   hostname "$NODE_NAME"
   printf '%s\t%s\n' "$NODE_ADDR" "$NODE_NAME" >>/etc/hosts
 }
