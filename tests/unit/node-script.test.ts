@@ -72,6 +72,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
       configVersion: gen === "1.6" ? 2 : 3,
       minimumVersion: node.bin.version,
       healthChecks: [],
+      owner: `test/scratch/${gen}`,
       sudo: false,
     };
     // The node's own config before we manage it: a plain file like an installer leaves.
@@ -276,6 +277,38 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     expect(criStatus(node)).toBe("ok");
     // Its records are gone, and with them the (then empty) record directory.
     expect(fs.existsSync(path.join(node.dir, "etc/containerd/.containerd-node"))).toBe(false);
+  });
+
+  it("leaves a file alone when another owner applied it since (a renamed node's old resource is deleted last)", () => {
+    const content = configOf({ maxConcurrentDownloads: 13 });
+    expect(apply(content).status).toBe(0);
+    // The renamed resource applies the same content: no restart, but it becomes the owner.
+    const restarts = node.restarts();
+    const renamed = apply(content, { owner: "test/scratch/renamed" });
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ written: false, restarted: false });
+    expect(node.restarts()).toBe(restarts);
+    // Then the old resource's delete runs: it must not put the original back.
+    const r = run(restoreCommand(configRef(), opts));
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("is managed by test/scratch/renamed now; left in place");
+    expect(read(node.configFile)).toBe(content);
+    expect(node.restarts()).toBe(restarts);
+    // The new owner can still restore it.
+    const back = run(restoreCommand(configRef(), { ...opts, owner: "test/scratch/renamed" }));
+    expect(back.status).toBe(0);
+    expect(read(node.configFile)).toBe(original);
+  });
+
+  it("restarts onto the original when an earlier restore was killed after putting the file back", () => {
+    expect(apply(configOf({ maxConcurrentDownloads: 14 })).status).toBe(0);
+    // The killed restore got as far as the file: containerd still runs the managed config.
+    fs.writeFileSync(node.configFile, original);
+    const restarts = node.restarts();
+    const r = run(restoreCommand(configRef(), opts));
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split("\n").pop()!)).toMatchObject({ restarted: true });
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(read(node.configFile)).toBe(original);
   });
 
   it("removes a hosts.toml that did not exist before, and its empty directory", () => {

@@ -168,6 +168,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
       configVersion: rendered.result.configVersion,
       minimumVersion: rendered.minimumVersion,
       healthChecks: args.healthChecks ?? [],
+      owner: `${pulumi.getProject()}/${pulumi.getStack()}/${name}`,
       sudo: args.sudo ?? false,
     };
 

@@ -34,6 +34,11 @@ export interface NodeCommandOptions {
   /** Lowest containerd version allowed on the node: the spec's containerdVersion, patch defaulted. */
   minimumVersion: string;
   healthChecks: readonly string[];
+  /**
+   * Who manages the node's files (project/stack/node): recorded on apply; a restore by another
+   * owner (a renamed node's old resource, deleted after the new one applied) leaves the file alone.
+   */
+  owner: string;
   /** Prefix with `sudo -n` (non-interactive: fails instead of prompting). */
   sudo: boolean;
 }
@@ -62,6 +67,7 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
     isConfig ? String(o.healthTimeoutSeconds) : "",
     String(o.configVersion),
     o.minimumVersion,
+    o.owner,
     ...(isConfig ? o.healthChecks : []),
   ];
   const sh = `/bin/sh -c ${shellQuote(SENT_SCRIPT)} containerd-node ${args.map(shellQuote).join(" ")}`;

@@ -18,13 +18,15 @@
  *  11 timeout     health timeout in seconds    (config only)
  *  12 cfgver      config.toml version, 2 | 3: which containerd major the files are for
  *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0
- *  14.. checks    extra health checks, each run by sh; all must exit 0 (config only)
+ *  14 owner       who manages the file (project/stack/node): a restore by anyone else is a no-op
+ *  15.. checks    extra health checks, each run by sh; all must exit 0 (config only)
  *
  * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
  *   F.original  the file as it was before it was first managed (restored on delete)
  *   F.absent    marker: there was no such file before
  *   F.applied   config.toml only: the content containerd last ran healthy with
  *   F.previous  config.toml only, during an apply: what to roll back to
+ *   F.owner     the owner argument of the last successful apply
  *
  * stdout: one JSON line {"path":..,"written":..,"restarted":..} for the component's outputs.
  */
@@ -41,8 +43,8 @@ export PATH
 
 action=$1 kind=$2 path=$3 mode=$4 lock=$5 label=$6 containerd=$7 ctr=$8 socket=$9
 shift 9
-restart=$1 timeout=$2 cfgver=$3 minver=$4
-shift 4
+restart=$1 timeout=$2 cfgver=$3 minver=$4 owner=$5
+shift 5
 
 end_marker='${END_MARKER_LINE}'
 dir=\${path%/*}
@@ -52,6 +54,7 @@ orig="$state/$base.original"
 absent="$state/$base.absent"
 applied="$state/$base.applied"
 prev="$state/$base.previous"
+ownerf="$state/$base.owner"
 tmp=''
 written=false
 restarted=false
@@ -72,7 +75,8 @@ report() { printf '{"path":"%s","written":%s,"restarted":%s}' "$path" "$written"
 command -v flock >/dev/null 2>&1 || fail "flock (util-linux) is required on the node"
 (umask 022 && mkdir -p "\${lock%/*}")
 exec 9>>"$lock"
-flock -w 900 9 || fail "another apply held $lock for 15 minutes; giving up"
+# Long enough for another apply's restart, health wait and rollback at the largest timeout.
+flock -w 7500 9 || fail "another apply held $lock for over two hours; giving up"
 
 # --- helpers -----------------------------------------------------------------------------------
 sync_path() { sync "$1" 2>/dev/null || sync; }
@@ -100,7 +104,11 @@ keep_original() {
 
 # The restart command and health checks are the user's own shell commands: run them with sh, with
 # the lock's descriptor closed (a daemon started by them must not inherit and hold the lock).
-run_restart() { sh -c "$restart" 9>&- </dev/null; }
+run_restart() { bounded sh -c "$restart" 9>&- </dev/null; }
+# A hung restart command or check must not hold the node's lock forever: bound it by the timeout.
+bounded() {
+  if command -v timeout >/dev/null 2>&1; then timeout "$timeout" "$@"; else "$@"; fi
+}
 
 version_of() { # "containerd github.com/containerd/containerd 1.7.24~ds1 ..." -> 1.7.24
   printf '%s\n' "$1" | awk '{print $3}' | sed -e 's/^v//' -e 's/[^0-9.].*$//'
@@ -140,7 +148,7 @@ cri_ok() {
 out="$state/$base.out"
 checks_ok() {
   for _c in "$@"; do
-    if ! sh -c "$_c" 9>&- </dev/null >"$out" 2>&1; then
+    if ! bounded sh -c "$_c" 9>&- </dev/null >"$out" 2>&1; then
       reason="health check failed: $_c: $(tail -n 5 "$out")"
       return 1
     fi
@@ -168,8 +176,20 @@ restart_healthy() {
   wait_healthy "$@"
 }
 
+set_owner() {
+  (umask 022 && mkdir -p "$state")
+  printf '%s\n' "$owner" >"$ownerf.tmp" && mv -f "$ownerf.tmp" "$ownerf"
+}
+
 # --- restore (delete) --------------------------------------------------------------------------
 if [ "$action" = restore ]; then
+  # Another owner took the file over (the node or stack was renamed, and the new resource applied
+  # before this old one is deleted): restoring now would undo the new owner's file.
+  if [ -e "$ownerf" ] && [ "$(cat "$ownerf")" != "$owner" ]; then
+    say "$path is managed by $(cat "$ownerf") now; left in place"
+    report
+    exit 0
+  fi
   if [ "$kind" = file ]; then
     if [ -e "$orig" ]; then
       install_copy "$orig" "$path"
@@ -181,6 +201,7 @@ if [ "$action" = restore ]; then
     else
       say "no record of the original $path; left in place"
     fi
+    rm -f "$ownerf"
     rmdir "$state" 2>/dev/null || :
     rmdir "$dir" 2>/dev/null || :
     report
@@ -193,13 +214,18 @@ if [ "$action" = restore ]; then
     exit 0
   fi
   if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+  # containerd last ran healthy with the managed file: it must restart onto the original even if
+  # an earlier, interrupted restore already put the file back.
+  needs_restart=false
+  [ -e "$applied" ] && needs_restart=true
   if [ -e "$orig" ]; then
     if [ -e "$path" ] && cmp -s "$orig" "$path"; then :; else install_copy "$orig" "$path"; written=true; fi
   elif [ -e "$path" ]; then
     rm -f "$path"
     written=true
   fi
-  if [ "$written" = true ] && ! restart_healthy "$@"; then
+  [ "$written" = true ] && needs_restart=true
+  if [ "$needs_restart" = true ] && ! restart_healthy "$@"; then
     why=$reason
     if [ -e "$prev" ]; then install_copy "$prev" "$path"; fi
     if restart_healthy "$@"; then
@@ -207,7 +233,7 @@ if [ "$action" = restore ]; then
     fi
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
-  rm -f "$orig" "$absent" "$applied" "$prev" "$out"
+  rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf"
   rmdir "$state" 2>/dev/null || :
   report
   exit 0
@@ -252,6 +278,7 @@ if [ "$kind" = file ]; then
     sync_path "$dir"
     written=true
   fi
+  set_owner
   report
   exit 0
 fi
@@ -259,6 +286,7 @@ fi
 # config.toml. Unchanged and known healthy: nothing to do, no restart.
 if [ "$same" = true ] && [ -f "$applied" ] && cmp -s "$path" "$applied"; then
   chmod "$mode" "$path"
+  set_owner
   report
   exit 0
 fi
@@ -299,6 +327,7 @@ if ! restart_healthy "$@"; then
 fi
 cp -p "$path" "$applied.tmp" && mv -f "$applied.tmp" "$applied"
 rm -f "$prev"
+set_owner
 sync_path "$state"
 report
 `;
