@@ -113,7 +113,7 @@ describe("ContainerdFleet", () => {
 });
 
 describe("root program stack configuration", () => {
-  const secret = () => true;
+  const secret = (k: string) => k === "privateKey" || k === "credentials";
   const raw = {
     nodes: [
       { name: "node-1", host: "10.0.0.11", hostKey: "ssh-ed25519 AAAA1" },
@@ -150,7 +150,7 @@ describe("root program stack configuration", () => {
   });
 
   it("refuses bad config with field paths, and plain-text secrets", () => {
-    expect(() => fleetArgsFromConfig({ ...raw, nodes: [{ name: "x", port: "22" }] }, (k) => k !== "privateKey")).toThrow(
+    expect(() => fleetArgsFromConfig({ ...raw, nodes: [{ name: "x", port: "22" }] }, (k) => k === "credentials")).toThrow(
       [
         "Invalid stack configuration:",
         " - config privateKey: is stored in plain text; set it with `pulumi config set --secret privateKey ...`",
@@ -159,6 +159,14 @@ describe("root program stack configuration", () => {
       ].join("\n"),
     );
     expect(() => fleetArgsFromConfig({ nodes: [] }, secret)).toThrow(/config nodes: \[\] is not a non-empty list[\s\S]*config privateKey: is required/);
+  });
+
+  it("refuses secrets in spec or nodes, and takes numeric credentials as strings", async () => {
+    expect(() => fleetArgsFromConfig(raw, () => true)).toThrow(/config spec: holds a secret; keep credentials in the `credentials` key/);
+    const world = installMocks();
+    new ContainerdFleet("fleet", fleetArgsFromConfig({ ...raw, credentials: { "harbor.example.test": { username: "robot", password: 12345 } } }, (k) => k === "privateKey" || k === "credentials"));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.stdin).toContain(Buffer.from("robot:12345").toString("base64"));
   });
 
   it("gives spec errors from stack config the same messages as the TypeScript API", () => {

@@ -132,13 +132,31 @@ describe("secrets", () => {
     expect(hub.inputs.stdin).toContain(`Authorization = "Basic ${Buffer.from("robot:s3cret").toString("base64")}"`);
     const ghcr = world.byName("node-1:/etc/containerd/certs.d/ghcr.io/hosts.toml");
     expect(ghcr.inputs.stdin).toContain('X-Tenant = "team-a"');
-    expect(ghcr.secretInputs).not.toContain("stdin");
+    // Fed by an Output: treated as secret even though this one was not marked secret.
+    expect(ghcr.secretInputs).toContain("stdin");
+    expect(world.byName("node-1:/etc/containerd/config.toml").secretInputs).not.toContain("stdin");
     const key = world.byName("node-1:/etc/containerd/certs.d/quay.io/quay.example.test.client.key");
     expect(key.secretInputs).toContain("stdin");
     expect(key.inputs.stdin).toContain(TEST_CLIENT_KEY_PEM.trim());
     expect(world.byName("node-1:/etc/containerd/certs.d/quay.io/quay.example.test.client.cert").secretInputs).not.toContain("stdin");
     const files = await valueOf(node.files);
     expect(files.find((f) => f.path.endsWith("docker.io/hosts.toml"))!.secret).toBe(true);
+  });
+
+  it("treats any file fed by an Output as secret and 0600, whatever the header is called", async () => {
+    const world = installMocks();
+    const node = await declare({ containerdVersion: "2.1", connection, registries: { "ghcr.io": { mirrors: [{ url: "https://g.test", headers: { "X-Api-Key": pulumi.secret("k-123") } }] } } }, world);
+    const hosts = world.byName("node-1:/etc/containerd/certs.d/ghcr.io/hosts.toml");
+    expect(hosts.secretInputs).toContain("stdin");
+    expect(hosts.inputs.create).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/ghcr\.io\/hosts\.toml' '0600' /);
+    expect((await valueOf(node.files)).find((f) => f.path.endsWith("ghcr.io/hosts.toml"))).toMatchObject({ secret: true, mode: 0o600 });
+  });
+
+  it("refuses Outputs inside settings, saying where", () => {
+    installMocks();
+    expect(() => new ContainerdNode("node-8", { containerdVersion: "1.7", connection, settings: { plugins: { "io.containerd.grpc.v1.cri": { sandbox_image: pulumi.output("x") } } } })).toThrow(
+      'Invalid ContainerdNode args for "node-8":\n - settings.plugins["io.containerd.grpc.v1.cri"].sandbox_image: is an Output or Promise; settings must be plain values known when the program runs',
+    );
   });
 
   it("warns once per node when the host key is not pinned", async () => {

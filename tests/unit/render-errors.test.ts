@@ -46,6 +46,12 @@ const cases: [string, unknown, string][] = [
   ["2.x plugin in a v2 file", { ...base, settings: { plugins: { "io.containerd.cri.v1.images": { snapshotter: "x" } } } }, 'settings.plugins["io.containerd.cri.v1.images"]: is a containerd 2.x plugin; containerd 1.7.22 (config version 2) would ignore it silently'],
   ["null in settings", { ...base, settings: { oom_score: null } }, "settings.oom_score: null is not a TOML value"],
   ["legacy endpoint not a URL", { ...base, settings: { plugins: { "io.containerd.grpc.v1.cri": { registry: { mirrors: { "docker.io": { endpoint: ["docker.mirror"] } } } } } } }, 'settings.plugins["io.containerd.grpc.v1.cri"].registry.mirrors["docker.io"].endpoint[0]: "docker.mirror" is not an http(s) URL'],
+  ["colon in a username", mirror({ url: "https://m.test", auth: { username: "a:b", password: "p" } }), 'registries["docker.io"].mirrors[0].auth.username: [secret] contains a colon or control character'],
+  ["newline in a token", mirror({ url: "https://m.test", auth: { token: "abc\n" } }), 'registries["docker.io"].mirrors[0].auth.token: [secret] is not a token of visible ASCII characters (no spaces or newlines)'],
+  ["CRI plugin disabled", { ...base, disabledPlugins: ["io.containerd.grpc.v1.cri"] }, 'disabledPlugins[0]: "io.containerd.grpc.v1.cri" is a CRI plugin: kubelet needs it, and the health check after every restart waits for it'],
+  ["SystemdCgroup as a string", { ...base, runtimes: { runc: { options: { SystemdCgroup: "true" } } } }, 'runtimes.runc.options.SystemdCgroup: "true" is not true or false'],
+  ["imports in settings", { ...base, settings: { imports: ["/etc/containerd/conf.d/*.toml"] } }, 'settings.imports: ["/etc/containerd/conf.d/*.toml"] is refused: imported files replace whole plugin sections on containerd 1.x'],
+  ["credentials in config.toml", { ...base, settings: { plugins: { "io.containerd.grpc.v1.cri": { registry: { configs: { "m.test": { auth: { password: "hunter2" } } } } } } } }, 'settings.plugins["io.containerd.grpc.v1.cri"].registry.configs["m.test"].auth: [secret] is refused: config.toml is world-readable and not secret'],
 ];
 
 describe("bad specs are refused with the field, the value and what is allowed", () => {

@@ -193,6 +193,14 @@ describe("hosts.toml", () => {
   });
 });
 
+describe("hand-written Authorization headers", () => {
+  it("make that hosts.toml secret and 0600 as well", () => {
+    const r = renderNode({ containerdVersion: "1.7", registries: { "ghcr.io": { mirrors: [{ url: "https://g.test", headers: { authorization: "Bearer x" } }] }, "quay.io": { mirrors: [{ url: "https://q.test", headers: { "X-Team": "a" } }] } } });
+    expect(file(r, "ghcr.io/hosts.toml")).toMatchObject({ secret: true, mode: 0o600 });
+    expect(file(r, "quay.io/hosts.toml")).toMatchObject({ secret: false, mode: 0o644 });
+  });
+});
+
 describe("legacy registry.mirrors in settings", () => {
   const legacy = (v: string, id = "io.containerd.grpc.v1.cri") => ({
     containerdVersion: v,

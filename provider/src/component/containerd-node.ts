@@ -225,6 +225,18 @@ export class ContainerdNode extends pulumi.ComponentResource {
   }
 }
 
+/** Outputs and Promises in settings cannot be rendered now; say where they are. */
+function outputsIn(v: unknown, at: string): Problem[] {
+  if (pulumi.Output.isInstance(v) || v instanceof Promise) {
+    return [{ path: at, message: "is an Output or Promise; settings must be plain values known when the program runs (credentials belong in registries[...].auth)" }];
+  }
+  if (Array.isArray(v)) return v.flatMap((x, i) => outputsIn(x, `${at}[${i}]`));
+  if (typeof v === "object" && v !== null) {
+    return Object.entries(v).flatMap(([k, x]) => outputsIn(x, /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? `${at}.${k}` : `${at}[${JSON.stringify(k)}]`));
+  }
+  return [];
+}
+
 function parseReport(stdout: string | undefined): FileApplyReport | undefined {
   const line = (stdout ?? "").split("\n").reverse().find((l) => l.startsWith("{"));
   if (!line) return undefined;
@@ -246,9 +258,11 @@ export function prepare(name: string, args: ContainerdNodeArgs) {
   const problems = operationProblems(args);
   if (args.connection === undefined) problems.push({ path: "connection", message: "is required" });
   const spec = specOf(args as unknown as Record<string, unknown>);
+  problems.push(...outputsIn(spec.settings, "settings"));
   const leaves = findInputLeaves(spec);
   const withPlaceholders = (variant: (i: number) => "a" | "b") =>
     withLeaves(spec, leaves, leaves.map((l, i) => placeholder(l, variant(i))));
+  if (problems.some((p) => p.path.startsWith("settings"))) throw new SpecError(subject, problems);
   let result;
   try {
     result = renderNode(withPlaceholders(() => "a"), { subject });
@@ -264,6 +278,15 @@ export function prepare(name: string, args: ContainerdNodeArgs) {
     return new Set(other.files.filter((f, i) => f.content !== result.files[i].content).map((f) => f.path));
   });
 
+  // A file fed by an Output (a credential, a header value, a key) is treated as secret: 0600 on the
+  // node and a secret input, whatever the value turns out to be.
+  for (const f of result.files) {
+    if (feeds.some((paths) => paths.has(f.path))) {
+      f.secret = true;
+      f.mode = 0o600;
+    }
+  }
+
   const contentOf = (f: RenderedFile, ls: Leaf[]): pulumi.Input<string> => {
     const deps = ls.map((l, k) => ({ l, k })).filter(({ k }) => feeds[k].has(f.path));
     let content: pulumi.Input<string>;
@@ -275,7 +298,13 @@ export function prepare(name: string, args: ContainerdNodeArgs) {
           return d === -1 ? placeholder(l, "a") : values[d];
         });
         const real = renderNode(withLeaves(spec, ls, vals), { subject });
-        return real.files.find((x) => x.path === f.path)!.content;
+        const same = real.files.find((x) => x.path === f.path);
+        if (!same) {
+          // Only a client key given as an Output can do this: its value decides whether a key file
+          // exists, and it was taken for PEM content when the file list was made.
+          throw new SpecError(subject, [{ path: deps.map(({ l }) => l.path.join(".")).join(", "), message: "[secret] must be PEM content when given as an Output (a path on the node must be a plain string)" }]);
+        }
+        return same.content;
       });
     }
     return f.secret ? pulumi.secret(content) : content;

@@ -35,6 +35,13 @@ export function fleetArgsFromConfig(raw: RawConfig, isSecret: (key: string) => b
       problems.push({ path: at(key), message: `is stored in plain text; set it with \`pulumi config set --secret ${key} ...\`` });
     }
   }
+  // spec and nodes are read as plain values (they shape the fleet): a secret in them would end up
+  // in plain resource inputs. Credentials have their own secret key.
+  for (const key of ["spec", "nodes", "rollout"] as const) {
+    if (raw[key] !== undefined && isSecret(key) === true) {
+      problems.push({ path: at(key), message: "holds a secret; keep credentials in the `credentials` key (set with --secret) and spec, nodes and rollout in plain config" });
+    }
+  }
   if (!Array.isArray(raw.nodes) || raw.nodes.length === 0) {
     problems.push({ path: at("nodes"), message: `${showValue(raw.nodes)} is not a non-empty list of { name, host, ... }` });
   }
@@ -94,7 +101,10 @@ function withCredentials(spec: AnyRecord, credentials: AnyRecord): AnyRecord {
     if (!isRecord(obj) || typeof obj.url !== "string" || obj.auth !== undefined) return e;
     const c = lookup(obj.url);
     if (!c) return e;
-    const auth = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === "string" ? pulumi.secret(v) : v]));
+    // `pulumi config set --path` stores digits-only values as numbers: credentials are strings.
+    const auth = Object.fromEntries(
+      Object.entries(c).map(([k, v]) => [k, typeof v === "string" || typeof v === "number" ? pulumi.secret(String(v)) : v]),
+    );
     return { ...obj, auth };
   };
   const registries = Object.fromEntries(

@@ -98,7 +98,11 @@ export function renderRegistry(reg: NormalizedRegistry, registryConfigPath: stri
     hosts[server.url] = hostFields(server, ctx);
   }
   body.host = hosts;
-  const secret = [reg.server, ...reg.mirrors].some((h) => h?.auth !== undefined);
+  // Credentials make the file secret (0600, a Pulumi secret): auth, or a hand-written
+  // Authorization / Proxy-Authorization header.
+  const secret = [reg.server, ...reg.mirrors].some(
+    (h) => h !== undefined && (h.auth !== undefined || Object.keys(h.headers).some((k) => /^(proxy-)?authorization$/i.test(k))),
+  );
   const hostsFile: RenderedFile = {
     path: `${dir}/hosts.toml`,
     content: managedToml(body, { ordered: true }),

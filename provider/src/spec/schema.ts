@@ -93,9 +93,12 @@ const clientCertificate = z.union([
 ]);
 
 const auth = strictObject({
-  username: z.string().optional(),
-  password: z.string().optional(),
-  token: z.string().optional(),
+  // Basic auth joins username and password with ":", so the username cannot hold one.
+  username: z.string().refine((s) => !/[\u0000-\u001f\u007f:]/.test(s), "contains a colon or control character").optional(),
+  // The password is base64-encoded into the header, so any character survives; NUL does not.
+  password: z.string().refine((s) => !s.includes("\u0000"), "contains a NUL character").optional(),
+  // A token goes into the header as it is: one line of visible characters.
+  token: z.string().refine((s) => /^[\x21-\x7e]+$/.test(s), "is not a token of visible ASCII characters (no spaces or newlines)").optional(),
 });
 
 export const registryHost = strictObject({

@@ -208,8 +208,29 @@ function needs(ctx: Ctx, path: string, what: string, minimum: string): void {
   });
 }
 
+/** The health check needs these: disabling one would make every config change roll back. */
+const CRI_PLUGIN_IDS = new Set([CRI_V1X, CRI_IMAGES, "io.containerd.cri.v1.runtime"]);
+
+/** Runtime options that the runc shim reads as booleans; a string there is dropped without a word. */
+const BOOLEAN_RUNC_OPTIONS = new Set(["SystemdCgroup", "NoPivotRoot", "NoNewKeyring"]);
+
 function checkRuntimes(raw: Record<string, unknown>, ctx: Ctx): void {
+  if (Array.isArray(raw.disabledPlugins)) {
+    raw.disabledPlugins.forEach((id, i) => {
+      if (typeof id === "string" && CRI_PLUGIN_IDS.has(id)) {
+        ctx.problems.push({ path: `disabledPlugins[${i}]`, message: `${showValue(id)} is a CRI plugin: kubelet needs it, and the health check after every restart waits for it` });
+      }
+    });
+  }
   const runtimes = isTable(raw.runtimes) ? (raw.runtimes as Record<string, RuntimeSpec>) : {};
+  for (const [name, rt] of Object.entries(runtimes)) {
+    if (!isTable(rt) || !isTable(rt.options)) continue;
+    for (const [k, v] of Object.entries(rt.options)) {
+      if (BOOLEAN_RUNC_OPTIONS.has(k) && typeof v !== "boolean") {
+        ctx.problems.push({ path: formatPath(["runtimes", name, "options", k]), message: `${showValue(v)} is not true or false` });
+      }
+    }
+  }
   for (const [name, rt] of Object.entries(runtimes)) {
     if (isTable(rt) && rt.snapshotter !== undefined && ctx.version && !supportsRuntimeSnapshotter(ctx.version)) {
       needs(ctx, formatPath(["runtimes", name, "snapshotter"]), "a per-runtime snapshotter", "1.7+");
@@ -325,6 +346,12 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
   if (!isTable(raw.settings)) return empty;
   const { settings, mirrors } = extractLegacyMirrors(raw.settings);
   checkTomlValue(settings, ["settings"], ctx);
+  if ("imports" in settings) {
+    ctx.problems.push({
+      path: "settings.imports",
+      message: `${showValue(settings.imports)} is refused: imported files replace whole plugin sections on containerd 1.x and merge on 2.x; put their settings in settings instead, so one complete file is written`,
+    });
+  }
   if ("version" in settings) {
     ctx.problems.push({ path: "settings.version", message: `${showValue(settings.version)} cannot be set; the config version follows containerdVersion (2 for 1.x, 3 for 2.x)` });
   }
@@ -340,6 +367,12 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
     }
     if (isTable(registry.configs)) {
       for (const [host, c] of Object.entries(registry.configs)) {
+        if (isTable(c) && "auth" in c) {
+          ctx.problems.push({
+            path: `settings.plugins["${id}"].registry.configs[${JSON.stringify(host)}].auth`,
+            message: `[secret] is refused: config.toml is world-readable and not secret; use auth on registries[...] (its hosts.toml is 0600 and a Pulumi secret)`,
+          });
+        }
         if (isTable(c) && "tls" in c) {
           ctx.problems.push({
             path: `settings.plugins["${id}"].registry.configs[${JSON.stringify(host)}].tls`,
