@@ -17,6 +17,7 @@ import { specOf } from "../../provider/src/component/containerd-node";
 import type { NodeSpec } from "../../provider/src";
 import { COMMAND_TYPE, Harness, HarnessOptions, StepRecord, UpResult } from "../harness/harness";
 import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemoveImage, criStatus } from "../harness/cri";
+import { valueAtPath } from "../support/config-dump";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 
@@ -136,15 +137,6 @@ async function configDump(n: FleetNode): Promise<Record<string, unknown>> {
   return parse(r.stdout) as Record<string, unknown>;
 }
 
-function at(root: unknown, keys: string[]): unknown {
-  let v = root;
-  for (const k of keys) {
-    if (typeof v !== "object" || v === null) return undefined;
-    v = (v as Record<string, unknown>)[k];
-  }
-  return v;
-}
-
 /** Where config_path, the sandbox image and runc's SystemdCgroup live for the node's config version. */
 function dumpPaths(n: FleetNode) {
   if (v3(n)) {
@@ -167,9 +159,9 @@ async function expectDump(n: FleetNode, want: { configPath: string; sandbox: str
   const dump = await configDump(n);
   const p = dumpPaths(n);
   expect({
-    configPath: at(dump, p.configPath),
-    sandbox: at(dump, p.sandbox),
-    systemdCgroup: at(dump, p.systemdCgroup),
+    configPath: valueAtPath(dump, p.configPath),
+    sandbox: valueAtPath(dump, p.sandbox),
+    systemdCgroup: valueAtPath(dump, p.systemdCgroup),
   }).toEqual(want);
 }
 
@@ -269,7 +261,7 @@ describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)"
     if (!v3(n)) {
       // 1.x reports the CRI config it runs with; 2.x moved the registry config out of the status.
       expect(criRegistryConfigPath(status)).toBe(CERTS);
-      expect(at(status.info, ["config", "sandboxImage"])).toBe(PAUSE);
+      expect(valueAtPath(status.info, ["config", "sandboxImage"])).toBe(PAUSE);
     } else {
       expect(criRegistryConfigPath(status)).toBeUndefined();
     }
@@ -332,7 +324,7 @@ describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)"
 
   test.each(NODES)("4. $containerdVersion ($name): `config dump` on the node shows SystemdCgroup = false and the new sandbox image", async (n) => {
     await expectDump(n, { configPath: CERTS, sandbox: NEW_SANDBOX, systemdCgroup: false });
-    if (!v3(n)) expect(at((await criStatus(n.containerdSocket)).info, ["config", "sandboxImage"])).toBe(NEW_SANDBOX);
+    if (!v3(n)) expect(valueAtPath((await criStatus(n.containerdSocket)).info, ["config", "sandboxImage"])).toBe(NEW_SANDBOX);
     await expectCriHealthy(n);
   });
 

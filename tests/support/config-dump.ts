@@ -41,7 +41,8 @@ function leaves(v: unknown, at: string[] = []): Leaf[] {
   return [{ path: at, value: v }];
 }
 
-function get(root: unknown, p: string[]): unknown {
+/** The value at a key path in parsed TOML or JSON (undefined where the path does not exist). */
+export function valueAtPath(root: unknown, p: readonly string[]): unknown {
   let v = root;
   for (const k of p) {
     if (typeof v !== "object" || v === null) return undefined;
@@ -54,7 +55,7 @@ function get(root: unknown, p: string[]): unknown {
 export function missingValues(intended: Record<string, unknown>, loaded: Record<string, unknown>): string[] {
   const missing: string[] = [];
   for (const { path: p, value } of leaves(intended)) {
-    const got = get(loaded, p);
+    const got = valueAtPath(loaded, p);
     if (JSON.stringify(got) !== JSON.stringify(value)) {
       missing.push(`${p.join(".")}: intended ${JSON.stringify(value)}, loaded ${JSON.stringify(got)}`);
     }
