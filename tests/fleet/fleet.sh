@@ -621,17 +621,9 @@ cmd_up() {
   for ((i = 1; i <= n; i++)); do
     node_alive "$state/nodes/node-$i" && continue
     gen=${gen_list[$(((i - 1) % ${#gen_list[@]}))]}
-    if [ "$active" -ge "$parallel" ]; then
-      wait -n || failed=1
-      active=$((active - 1))
-    fi
-    node_up "$i" "$gen" "$initial" &
-    active=$((active + 1))
+    job_start node_up "$i" "$gen" "$initial"
   done
-  while [ "$active" -gt 0 ]; do
-    wait -n || failed=1
-    active=$((active - 1))
-  done
+  jobs_wait
   [ "$failed" = 0 ] || die "up: some nodes failed; see the messages above"
 
   write_ssh_files
@@ -736,6 +728,24 @@ node_reset() { # dir
   log "$NODE_NAME: reset"
 }
 
+# Bounded background jobs, at most $parallel at once (process starts are what is slow here). The
+# caller declares `active=0 failed=0`; bash's dynamic scope lets these two update them.
+job_start() {
+  if [ "$active" -ge "$parallel" ]; then
+    wait -n || failed=1
+    active=$((active - 1))
+  fi
+  "$@" &
+  active=$((active + 1))
+}
+
+jobs_wait() {
+  while [ "$active" -gt 0 ]; do
+    wait -n || failed=1
+    active=$((active - 1))
+  done
+}
+
 cmd_reset() {
   local dirs=() d active=0 failed=0
   [ $# -ge 1 ] || die "usage: fleet.sh reset NODE...|--all"
@@ -746,17 +756,9 @@ cmd_reset() {
   fi
   take_lock
   for d in "${dirs[@]}"; do
-    if [ "$active" -ge "$parallel" ]; then
-      wait -n || failed=1
-      active=$((active - 1))
-    fi
-    node_reset "$d" &
-    active=$((active + 1))
+    job_start node_reset "$d"
   done
-  while [ "$active" -gt 0 ]; do
-    wait -n || failed=1
-    active=$((active - 1))
-  done
+  jobs_wait
   [ "$failed" = 0 ] || die "reset failed"
 }
 
