@@ -11,10 +11,27 @@ mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 apt_dir="$cache/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
-cat >"$apt_dir/sources.list" <<LIST
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-LIST
+# The archive is the one this machine already uses for Debian's main suites (its deb822
+# /etc/apt/sources.list.d/*.sources, else the one-line /etc/apt/sources.list); the repository names none.
+archive_uri() {
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    # One stanza per blank-line-separated block: take the URI of a stanza with a plain (non-security) suite.
+    awk 'BEGIN { RS = ""; FS = "\n" }
+         { uri = ""; plain = 0
+           for (i = 1; i <= NF; i++) {
+             if ($i ~ /^URIs:/) { split($i, u, " "); uri = u[2] }
+             if ($i ~ /^Suites:/) { n = split($i, s, " "); for (j = 2; j <= n; j++) if (s[j] !~ /-security$/) plain = 1 }
+           }
+           if (uri != "" && plain) { print uri; exit } }' "$f"
+  done
+  [ -f /etc/apt/sources.list ] &&
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i + 1) !~ /-security$/) print $i; break } }' /etc/apt/sources.list
+}
+uri=$(archive_uri | head -n 1)
+[ -n "$uri" ] || { echo "fetch-containerd: no Debian archive found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list" >&2; exit 1; }
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "$uri" trixie "$keyring" "$uri" sid >"$apt_dir/sources.list"
 aptopts="-oDir::Etc::SourceList=$apt_dir/sources.list -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists=$apt_dir/lists -oDir::Cache::Archives=$apt_dir/archives -oAPT::Default-Release="
 
 # Wanted versions; sid moves, so a missing pin falls back to what madison lists for that suite.
@@ -45,7 +62,7 @@ fetch() { # generation wanted-version suite
   tmp=$(mktemp -d)
   # shellcheck disable=SC2086
   (cd "$tmp" && apt-get $aptopts download "containerd=$ver" >&2)
-  rm -rf "$cache/$gen"
+  rm -rf "${cache:?}/$gen"
   mkdir -p "$cache/$gen"
   dpkg -x "$tmp"/containerd_*.deb "$cache/$gen"
   rm -rf "$tmp"
