@@ -16,7 +16,7 @@ export type {
   RenderResult,
 } from "./spec/types";
 export { ContainerdNode } from "./component/containerd-node";
-export type { ContainerdNodeArgs, NodeOperationArgs, ConnectionArgs, ManagedFile, FileApplyReport } from "./component/containerd-node";
+export type { ContainerdNodeArgs, NodeOperationArgs, ConnectionArgs, ManagedFile, FileApplyReport, Deprecation } from "./component/containerd-node";
 export { ContainerdFleet, planWaves, resolveMaxUnavailable } from "./component/containerd-fleet";
 export type { ContainerdFleetArgs, FleetNodeArgs, RolloutArgs } from "./component/containerd-fleet";
 export { fleetFromStackConfig, fleetArgsFromConfig } from "./program/stack-config";

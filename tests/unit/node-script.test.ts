@@ -1,6 +1,7 @@
 /**
  * The node script, run for real by dash (Debian's /bin/sh, what sshd runs the command with) against
- * real containerd daemons in scratch directories: containerd 1.6.20 and 2.1.9.
+ * real containerd daemons in scratch directories: containerd 1.6.20 (config version 2), 2.1.9 (3) and
+ * 2.3.7 (4).
  */
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -45,7 +46,7 @@ function criStatus(node: ScratchNode): string {
   return line ? line.trim().split(/\s+/).pop()! : `no answer: ${r.stderr}`;
 }
 
-describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen) => {
+describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s", (gen) => {
   let node: ScratchNode;
   let opts: NodeCommandOptions;
   let original: string;
@@ -69,7 +70,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
       grpcAddress: node.socket,
       restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
       healthTimeoutSeconds: 15,
-      configVersion: gen === "1.6" ? 2 : 3,
+      configVersion: renderNode(node.baseSpec()).configVersion,
       minimumVersion: node.bin.version,
       healthChecks: [],
       owner: `test/scratch/${gen}`,
@@ -91,7 +92,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     const r = apply(content);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: true, restarted: true });
+    expect(JSON.parse(r.stdout)).toMatchObject({ path: node.configFile, written: true, restarted: true });
     expect(read(node.configFile)).toBe(content);
     expect(modeOf(node.configFile)).toBe(0o644);
     expect(read(path.join(node.dir, "etc/containerd/.containerd-node/config.toml.original"))).toBe(original);
@@ -108,7 +109,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     const before = fs.statSync(node.configFile).mtimeMs;
     const r = apply(read(node.configFile));
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: false, restarted: false });
+    expect(JSON.parse(r.stdout)).toMatchObject({ path: node.configFile, written: false, restarted: false });
     expect(node.restarts()).toBe(restarts);
     expect(node.pid()).toBe(pid);
     expect(fs.statSync(node.configFile).mtimeMs).toBe(before);
@@ -122,7 +123,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     expect(cmd).not.toContain("p'");
     const first = run(cmd, hosts.content);
     expect(first.status).toBe(0);
-    expect(JSON.parse(first.stdout)).toEqual({ path: hosts.path, written: true, restarted: false });
+    expect(JSON.parse(first.stdout)).toMatchObject({ path: hosts.path, written: true, restarted: false });
     expect(read(hosts.path)).toBe(hosts.content);
     expect(modeOf(hosts.path)).toBe(0o600);
     expect(fs.existsSync(path.join(path.dirname(hosts.path), ".containerd-node", "hosts.toml.absent"))).toBe(true);
@@ -174,13 +175,26 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
   });
 
   it("refuses a node older than the spec's containerdVersion", () => {
-    const newer = gen === "1.6" ? "1.6.99" : "2.1.99";
+    const newer = `${gen}.99`;
     const r = apply(configOf({ maxConcurrentDownloads: 9 }), { minimumVersion: newer });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`the node runs containerd ${node.bin.version}, older than containerdVersion ${newer}`);
   });
 
-  if (gen === "2.1") {
+  if (gen !== "1.6") {
+    it("reports containerd's own deprecations after the apply (a cni.bin_dir that 2.x deprecates)", () => {
+      const content = configOf({ settings: { plugins: { "io.containerd.cri.v1.runtime": { cni: { bin_dir: path.join(node.dir, "cni-bin") } } } } });
+      const r = apply(content);
+      expect(r.stderr).toBe("");
+      const report = JSON.parse(r.stdout) as { deprecations: { id: string; message: string }[] };
+      expect(report.deprecations.map((d) => d.id)).toContain("io.containerd.deprecation/cri-cni-bin-dir");
+      expect(report.deprecations.find((d) => d.id.endsWith("cri-cni-bin-dir"))!.message).toMatch(/bin_dir/);
+      // Back to a file without it: containerd forgets the warning at its restart.
+      const clean = apply(configOf());
+      expect(clean.status).toBe(0);
+      expect((JSON.parse(clean.stdout) as { deprecations: { id: string }[] }).deprecations.map((d) => d.id)).not.toContain("io.containerd.deprecation/cri-cni-bin-dir");
+    });
+
     it("refuses a config whose keys containerd 2.x would ignore", () => {
       const bad = configOf().replace(END_MARKER_LINE, `[plugins."io.containerd.cri.v1.images".bogus]\nsetting = 1\n${END_MARKER_LINE}`);
       const r = apply(bad);
@@ -240,7 +254,7 @@ describe.each(["1.6", "2.1"] as const)("node script against containerd %s", (gen
     const restarts = node.restarts();
     const r = apply(content);
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ path: node.configFile, written: false, restarted: true });
+    expect(JSON.parse(r.stdout)).toMatchObject({ path: node.configFile, written: false, restarted: true });
     expect(node.restarts()).toBe(restarts + 1);
     expect(JSON.parse(apply(content).stdout).restarted).toBe(false);
   });

@@ -10,7 +10,7 @@ import { Problem, SpecError, showValue } from "../errors";
 import { renderNode } from "../render/render-node";
 import { NodeCommandOptions, applyCommand, restoreCommand } from "../remote/commands";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
-import { parseVersion } from "../spec/version";
+import { ConfigVersion, parseVersion } from "../spec/version";
 import { Leaf, findInputLeaves, placeholder, withLeaves } from "./secret-leaves";
 
 export type ConnectionArgs = command.types.input.remote.ConnectionArgs;
@@ -85,6 +85,14 @@ export interface FileApplyReport {
   path: string;
   written: boolean;
   restarted: boolean;
+  /** config.toml only: what containerd reported deprecated after the apply (1.7+; empty on 1.6). */
+  deprecations?: Deprecation[];
+}
+
+/** One entry of containerd's `ctr deprecations list`: a feature this node uses that a later release removes. */
+export interface Deprecation {
+  id: string;
+  message: string;
 }
 
 const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath"] as const;
@@ -127,8 +135,8 @@ export function specOf(args: Record<string, unknown>): Record<string, unknown> {
 }
 
 export class ContainerdNode extends pulumi.ComponentResource {
-  /** config.toml's `version`: 2 for containerd 1.x, 3 for 2.x. */
-  public readonly configVersion: 2 | 3;
+  /** config.toml's `version`: 2 for containerd 1.x, 3 for 2.0-2.2, 4 for 2.3+. */
+  public readonly configVersion: ConfigVersion;
   /** Every managed file, in write order (certificates, hosts.toml, config.toml last). */
   public readonly files: pulumi.Output<ManagedFile[]>;
   /** sha256 of the rendered config.toml: changes exactly when containerd will restart. */
@@ -137,6 +145,11 @@ export class ContainerdNode extends pulumi.ComponentResource {
   public readonly lastApply: pulumi.Output<FileApplyReport[]>;
   /** Whether containerd restarted when config.toml's command last ran. */
   public readonly restarted: pulumi.Output<boolean>;
+  /**
+   * containerd's own deprecation report (`ctr deprecations list`, 1.7+) read after config.toml's
+   * command last ran: what this node's configuration still uses that a later containerd removes.
+   */
+  public readonly deprecations: pulumi.Output<Deprecation[]>;
   /** The command that owns config.toml; waves chain on it. */
   public readonly configCommand: command.remote.Command;
   /** One command per managed file, same order as `files`. */
@@ -215,12 +228,19 @@ export class ContainerdNode extends pulumi.ComponentResource {
     this.configHash = pulumi.output(createHash("sha256").update(config.content).digest("hex"));
     this.lastApply = pulumi.all(commands.map((c) => c.stdout)).apply((outs) => outs.map(parseReport).filter((r): r is FileApplyReport => r !== undefined));
     this.restarted = this.lastApply.apply((rs) => rs.some((r) => r.restarted));
+    this.deprecations = configCommand!.stdout.apply((out) => {
+      const found = (parseReport(out)?.deprecations ?? []).map((d) => ({ id: String(d.id), message: String(d.message) }));
+      // Upgrade readiness, node by node: said where the operator looks, during the `up` that applied.
+      for (const d of found) pulumi.log.warn(`${name}: containerd reports ${d.id}: ${d.message}`, this);
+      return found;
+    });
     this.registerOutputs({
       configVersion: this.configVersion,
       files: this.files,
       configHash: this.configHash,
       lastApply: this.lastApply,
       restarted: this.restarted,
+      deprecations: this.deprecations,
     });
   }
 }

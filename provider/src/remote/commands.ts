@@ -3,6 +3,7 @@
  * so each one is `/bin/sh -c '<constant script>' containerd-node '<arg>' ...`: the script is fixed
  * text and every value is a single-quoted argument. Content never appears here: it goes on stdin.
  */
+import type { ConfigVersion } from "../spec/version";
 import { NODE_SCRIPT } from "./node-script";
 
 /**
@@ -30,7 +31,7 @@ export interface NodeCommandOptions {
   grpcAddress: string;
   restartCommand: string;
   healthTimeoutSeconds: number;
-  configVersion: 2 | 3;
+  configVersion: ConfigVersion;
   /** Lowest containerd version allowed on the node: the spec's containerdVersion, patch defaulted. */
   minimumVersion: string;
   healthChecks: readonly string[];

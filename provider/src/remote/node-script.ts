@@ -16,7 +16,7 @@
  *   9 socket      containerd's gRPC socket     (config only)
  *  10 restart     restart command, run by sh  (config only)
  *  11 timeout     health timeout in seconds    (config only)
- *  12 cfgver      config.toml version, 2 | 3: which containerd major the files are for
+ *  12 cfgver      config.toml version, 2 | 3 | 4: which containerd major the files are for
  *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0
  *  14 owner       who manages the file (project/stack/node): a restore by anyone else is a no-op
  *  15.. checks    extra health checks, each run by sh; all must exit 0 (config only)
@@ -28,7 +28,8 @@
  *   F.previous  config.toml only, during an apply: what to roll back to
  *   F.owner     the owner argument of the last successful apply
  *
- * stdout: one JSON line {"path":..,"written":..,"restarted":..} for the component's outputs.
+ * stdout: one JSON line {"path":..,"written":..,"restarted":..,"deprecations":[..]} for the component's
+ * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
  */
 export const END_MARKER_LINE = "# containerd-node: end of file";
 
@@ -69,7 +70,8 @@ cleanup() {
   rm -f "$state/$base.out"
 }
 trap cleanup EXIT
-report() { printf '{"path":"%s","written":%s,"restarted":%s}' "$path" "$written" "$restarted" 2>/dev/null || :; echo 2>/dev/null || :; }
+deprecations='[]'
+report() { printf '{"path":"%s","written":%s,"restarted":%s,"deprecations":%s}' "$path" "$written" "$restarted" "$deprecations" 2>/dev/null || :; echo 2>/dev/null || :; }
 
 # --- one apply at a time per node --------------------------------------------------------------
 command -v flock >/dev/null 2>&1 || fail "flock (util-linux) is required on the node"
@@ -132,7 +134,7 @@ cri_ok() {
     reason="containerd does not answer on $socket: $(printf '%s' "$_out" | tail -n 3)"
     return 1
   fi
-  if [ "$cfgver" = 3 ]; then _want='io.containerd.grpc.v1:cri io.containerd.cri.v1:images io.containerd.cri.v1:runtime'; else _want='io.containerd.grpc.v1:cri'; fi
+  if [ "$cfgver" -ge 3 ]; then _want='io.containerd.grpc.v1:cri io.containerd.cri.v1:images io.containerd.cri.v1:runtime'; else _want='io.containerd.grpc.v1:cri'; fi
   for _p in $_want; do
     _status=$(printf '%s\n' "$_out" | awk -v t="\${_p%%:*}" -v i="\${_p#*:}" '$1 == t && $2 == i { print $NF }')
     if [ "$_status" != ok ]; then
@@ -174,6 +176,16 @@ restart_healthy() {
     return 1
   fi
   wait_healthy "$@"
+}
+
+# containerd's own report of what this node still uses that a later release removes (ctr 1.7+:
+# "deprecations list"; 1.6 has none). It is JSON already; control characters are only its layout.
+read_deprecations() {
+  if _d=$(bounded "$ctr" --address "$socket" deprecations list --format json 2>/dev/null); then
+    _d=$(printf '%s' "$_d" | tr -d '[:cntrl:]')
+    case "$_d" in '['*']') deprecations=$_d ;; esac
+  fi
+  return 0
 }
 
 set_owner() {
@@ -249,7 +261,7 @@ check_version() { # what
   node_ver=$(version_of "$ver_line")
   [ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
   want_major=1
-  [ "$cfgver" = 3 ] && want_major=2
+  [ "$cfgver" -ge 3 ] && want_major=2
   if [ "$(ver_part "$node_ver" 1)" != "$want_major" ]; then
     fail "refusing $1: the node runs containerd $node_ver, but the spec renders for containerd $minver (containerdVersion); containerd $node_ver would ignore or misread it. Set containerdVersion to $node_ver"
   fi
@@ -329,5 +341,6 @@ cp -p "$path" "$applied.tmp" && mv -f "$applied.tmp" "$applied"
 rm -f "$prev"
 set_owner
 sync_path "$state"
+read_deprecations
 report
 `;

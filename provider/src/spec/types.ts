@@ -8,6 +8,8 @@
  * @see https://github.com/containerd/containerd/blob/main/docs/cri/config.md
  * @see https://github.com/containerd/containerd/blob/main/docs/hosts.md
  */
+import type { ConfigVersion } from "./version";
+
 export interface NodeSpecOf<S> {
   /**
    * The containerd version the node runs, `MAJOR.MINOR` or `MAJOR.MINOR.PATCH` ("1.6", "1.7.22", "2.1.4").
@@ -225,8 +227,8 @@ export interface RenderedFile {
 }
 
 export interface RenderResult {
-  /** config.toml's `version`: 2 for containerd 1.x, 3 for 2.x. */
-  configVersion: 2 | 3;
+  /** config.toml's `version`: 2 for containerd 1.x, 3 for 2.0-2.2, 4 for 2.3+. */
+  configVersion: ConfigVersion;
   /** config.toml first, then each registry's certificates and hosts.toml, by path. */
   files: RenderedFile[];
   /** Things that were accepted but deserve attention (e.g. legacy mirrors moved to hosts.toml). */

@@ -5,11 +5,13 @@
 import type { z } from "zod";
 import { Problem, SpecError, formatPath, showValue } from "../errors";
 import { extractLegacyMirrors, isTable } from "../render/legacy-mirrors";
-import { CRI_IMAGES, CRI_V1X, V3_GRPC_CRI_KEYS, v3HomeOf } from "../render/plugins";
+import { CRI_IMAGES, CRI_V1X, SERVER_PLUGIN_PREFIX, V3_GRPC_CRI_KEYS, V4_MOVED, v3HomeOf } from "../render/plugins";
 import { nodeSpecSchema, registryUrl } from "./schema";
 import type { NodeSpec, RegistryAuthOf, RegistryHost, RuntimeSpec } from "./types";
 import {
+  ConfigVersion,
   ContainerdVersion,
+  atLeast,
   configVersionFor,
   parseVersion,
   supportsDefaultHostsDir,
@@ -48,7 +50,7 @@ export interface NormalizedRegistry {
 export interface NormalizedSpec {
   spec: NodeSpec;
   version: ContainerdVersion;
-  configVersion: 2 | 3;
+  configVersion: ConfigVersion;
   configFile: string;
   registryConfigPath: string;
   grpcAddress: string;
@@ -167,6 +169,8 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     }
   }
 
+  if (ok) warnings.push(...generationWarnings(ok, String(versionText), registries, settings));
+
   if (problems.length > 0 || !parsed.success || !ok) {
     if (problems.length === 0) problems.push({ path: "", message: "is not a valid node spec" });
     throw new SpecError(subject, dedupe(problems));
@@ -183,6 +187,54 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     settings,
     warnings,
   };
+}
+
+/** Settings under the CRI images plugin that make containerd 2.1+ leave the transfer service. */
+const LOCAL_PULL_TRIGGERS: { key: string; when: (v: unknown) => boolean; what: string }[] = [
+  { key: "use_local_image_pull", when: (v) => v === true, what: "use_local_image_pull = true" },
+  { key: "disable_snapshot_annotations", when: (v) => v === false, what: "disable_snapshot_annotations = false" },
+  { key: "discard_unpacked_layers", when: (v) => v === true, what: "discard_unpacked_layers = true" },
+  { key: "image_pull_with_sync_fs", when: (v) => v === true, what: "image_pull_with_sync_fs = true" },
+  { key: "max_concurrent_downloads", when: (v) => v !== 3, what: "max_concurrent_downloads other than 3 (use maxConcurrentDownloads: it is written where the transfer service reads it)" },
+];
+
+/**
+ * What a generation does silently with an accepted spec, said out loud. Each claim is checked against
+ * containerd's source at the release tags (2.1.9, 2.2.9, 2.3.7) and by tests with the real daemons.
+ */
+function generationWarnings(v: ContainerdVersion, versionText: string, registries: NormalizedRegistry[], settings: Record<string, unknown>): string[] {
+  const warnings: string[] = [];
+  // Before 2.1 a header from hosts.toml goes only to the registry, never to the token endpoint
+  // (remotes/docker/config/hosts.go in 1.6/1.7; containerd PR 11092 sends it there from 2.1 on).
+  if (!atLeast(v, 2, 1)) {
+    for (const r of registries) {
+      const hosts = [...(r.server ? [r.server] : []), ...r.mirrors];
+      if (hosts.some((h) => h.auth !== undefined || Object.keys(h.headers).some((k) => k.toLowerCase() === "authorization"))) {
+        warnings.push(
+          `${formatPath(["registries", r.namespace])}: containerd ${versionText} sends the Authorization header only to the registry, not to its token endpoint: ` +
+            `it works with registries that take Basic auth on every request (docker-registry with htpasswd, Nexus, Artifactory), not with token-auth ones ` +
+            `(Docker Hub, Harbor, GHCR), where pulls stay anonymous. Use containerd 2.1+, kubelet's image credential provider, or image pull secrets there.`,
+        );
+      }
+    }
+  }
+  // 2.1+ pulls CRI images through the transfer service unless one of these is set; then it falls
+  // back to the older local pull path (internal/cri/config/config.go, CheckLocalImagePullConfigs).
+  if (atLeast(v, 2, 1)) {
+    const plugins = isTable(settings.plugins) ? settings.plugins : {};
+    const images = plugins[CRI_IMAGES];
+    if (isTable(images)) {
+      for (const t of LOCAL_PULL_TRIGGERS) {
+        if (t.key in images && t.when(images[t.key])) {
+          warnings.push(
+            `settings.plugins["${CRI_IMAGES}"].${t.key}: with ${t.what}, containerd ${versionText} stops pulling CRI images through the transfer service ` +
+              `and falls back to the local pull path (its log says "Falling back to local image pull mode").`,
+          );
+        }
+      }
+    }
+  }
+  return warnings;
 }
 
 interface Ctx {
@@ -353,7 +405,7 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
     });
   }
   if ("version" in settings) {
-    ctx.problems.push({ path: "settings.version", message: `${showValue(settings.version)} cannot be set; the config version follows containerdVersion (2 for 1.x, 3 for 2.x)` });
+    ctx.problems.push({ path: "settings.version", message: `${showValue(settings.version)} cannot be set; the config version follows containerdVersion (2 for 1.x, 3 for 2.0-2.2, 4 for 2.3+)` });
   }
   const plugins = isTable(settings.plugins) ? settings.plugins : {};
   for (const id of [CRI_V1X, CRI_IMAGES]) {
@@ -383,8 +435,27 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
     }
   }
   if (ctx.version) {
-    const v3 = configVersionFor(ctx.version) === 3;
+    const cfgver = configVersionFor(ctx.version);
+    const v3 = cfgver >= 3;
+    if (cfgver === 4) {
+      for (const [key, home] of Object.entries(V4_MOVED)) {
+        const [top, sub] = key.split(".");
+        const t = settings[top];
+        if (sub === undefined ? top in settings : isTable(t) && sub in t) {
+          ctx.problems.push({
+            path: `settings.${key}`,
+            message: `is a server setting of config version 3 and earlier; containerd ${ctx.versionText} gets config version 4, where it lives at ${home}`,
+          });
+        }
+      }
+    }
     for (const [id, table] of Object.entries(plugins)) {
+      if (cfgver < 4 && id.startsWith(SERVER_PLUGIN_PREFIX)) {
+        ctx.problems.push({
+          path: `settings.plugins["${id}"]`,
+          message: `is a server plugin of config version 4 (containerd 2.3+); containerd ${ctx.versionText} (config version ${cfgver}) has no such plugin. Use the top-level ${id.endsWith("debug") ? "debug" : id.slice(SERVER_PLUGIN_PREFIX.length).replace("grpc-tcp", "grpc")} table`,
+        });
+      }
       if (!v3 && id.startsWith("io.containerd.cri.v1.")) {
         ctx.problems.push({
           path: `settings.plugins["${id}"]`,
@@ -396,7 +467,7 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
           if (!V3_GRPC_CRI_KEYS.has(key)) {
             ctx.problems.push({
               path: `settings.plugins["${id}"].${key}`,
-              message: `is a containerd 1.x key; containerd ${ctx.versionText} (config version 3) ignores it here. It lives at ${v3HomeOf(key)}`,
+              message: `is a containerd 1.x key; containerd ${ctx.versionText} (config version ${cfgver}) ignores it here. It lives at ${v3HomeOf(key)}`,
             });
           }
         }

@@ -40,9 +40,24 @@ export function unsupportedReason(v: ContainerdVersion): string | undefined {
   return "is not a supported containerd version (1.6, 1.7 or 2.x)";
 }
 
-/** config.toml `version` for a node: 2 on 1.x, 3 on 2.x (2.3+ still loads version 3). */
-export function configVersionFor(v: ContainerdVersion): 2 | 3 {
-  return v.major >= 2 ? 3 : 2;
+/** config.toml's `version`: what a node's containerd reads as its own. */
+export type ConfigVersion = 2 | 3 | 4;
+
+/**
+ * config.toml `version` for a node: 2 on 1.x, 3 on 2.0-2.2, 4 on 2.3+. 2.3 still loads a version 3
+ * file, but migrates its server settings in memory at every start; version 4 is what 2.3's own
+ * `config default` writes, and 2.0-2.2 refuse it ("expected containerd config version equal to or
+ * less than `3`"), so it is written only for 2.3+ (containerd cmd/containerd/server/config/config.go,
+ * `migrations` and `serviceMigrate`, at v2.3.7).
+ */
+export function configVersionFor(v: ContainerdVersion): ConfigVersion {
+  if (v.major >= 2) return atLeast(v, 2, 3) ? 4 : 3;
+  return 2;
+}
+
+/** Version 4 moves the server settings (grpc, ttrpc, debug address, metrics) into plugins. */
+export function usesServerPlugins(v: ContainerdVersion): boolean {
+  return atLeast(v, 2, 3);
 }
 
 /** The `_default` hosts directory ("*" registry): 1.6.17+ and 1.7.0+. */
