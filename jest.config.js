@@ -4,6 +4,9 @@ const common = {
   preset: "ts-jest",
   testEnvironment: "node",
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json", isolatedModules: false }] },
+  // Only our sources: .cache holds containerd binaries and the Go module cache (hundreds of
+  // thousands of other projects' files that jest would otherwise crawl).
+  roots: ["<rootDir>/provider", "<rootDir>/tests", "<rootDir>/examples", "<rootDir>/program"],
 };
 module.exports = {
   projects: [

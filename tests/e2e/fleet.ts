@@ -71,7 +71,7 @@ export function nodesByGeneration(fleet: Fleet, generations: readonly string[]):
     if (!n) {
       throw new Error(
         `the fleet has no containerd ${g} node (generations: ${fleet.nodes.map((x) => x.generation).join(", ")}). ` +
-          "Bring it down (bash tests/fleet/fleet.sh down) and let the e2e setup bring up 1.6, 1.7 and 2.1.",
+          "Bring it down (bash tests/fleet/fleet.sh down) and let the e2e setup bring up 1.6, 1.7, 2.1, 2.2 and 2.3.",
       );
     }
     return n;

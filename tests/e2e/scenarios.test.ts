@@ -1,7 +1,7 @@
 /**
  * End-to-end scenarios: the unmodified ContainerdNode component, deployed by the harness
- * (tests/harness) over real SSH to the local fleet (tests/fleet): three nodes, one per containerd
- * generation (1.6, 1.7, 2.1), each with its own sshd, containerd, restart log and files, and a
+ * (tests/harness) over real SSH to the local fleet (tests/fleet): five nodes, one per containerd
+ * generation (1.6, 1.7, 2.1, 2.2, 2.3: config versions 2, 2, 3, 3 and 4), each with its own sshd, containerd, restart log and files, and a
  * plain-HTTP registry mirror on :5000 and :5001 that serves docker.io/library/tiny:1.0 and pause:3.9.
  * The nodes have no route out: a pull succeeds only through the mirror.
  *
@@ -24,7 +24,7 @@ import type { FleetNode } from "./fleet";
 jest.setTimeout(240_000);
 
 const fleet = F.loadFleet();
-const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
+const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1", "2.2", "2.3"]);
 const [N16, N17, N21] = NODES;
 const [MIRROR, MIRROR_B] = fleet.registry.mirrors; // http://198.18.0.1:5000, :5001
 const TINY = "docker.io/library/tiny:1.0";

@@ -2,7 +2,7 @@
 # Local test fleet: "VMs" made of Linux namespaces, each running sshd and a real containerd, plus a
 # plain-HTTP registry mirror. Run as root. See tests/fleet/README.md.
 #
-#   fleet.sh up [-n N] [--generations 1.6,1.7,2.1] [--initial-config default|debian|none]
+#   fleet.sh up [-n N] [--generations 1.6,1.7,2.1,2.2,2.3] [--initial-config default|debian|none]
 #   fleet.sh status | down
 #   fleet.sh exec NODE -- CMD [ARGS...]
 #   fleet.sh reset NODE... | --all
@@ -585,7 +585,7 @@ fleet_problems() {
 # Commands
 
 cmd_up() {
-  local n=3 gens=1.6,1.7,2.1 initial=default gen i active=0 failed=0 t0 problems
+  local n=5 gens=1.6,1.7,2.1,2.2,2.3 initial=default gen i active=0 failed=0 t0 problems
   while [ $# -gt 0 ]; do
     case "$1" in
       -n) n=${2:?-n needs a number}; shift ;;
@@ -722,7 +722,8 @@ node_reset() { # dir
     log "$NODE_NAME: could not empty all of /var/lib/containerd, /run/containerd"
   rm -f "$dir/fleet/containerd.failed"
   sshd_start_in "$dir"
-  in_node "$dir" systemctl start containerd || die "$NODE_NAME: containerd does not start after reset"
+  in_node "$dir" systemctl start containerd ||
+    die "$NODE_NAME: containerd does not start after reset; its log ends: $(tail -n 5 "$dir/run-containerd/containerd.log" 2>/dev/null)"
   in_node "$dir" /run/fleet/cri-ok || die "$NODE_NAME: CRI plugins not ok after reset"
   : >"$dir/fleet/restart.log"
   log "$NODE_NAME: reset"
