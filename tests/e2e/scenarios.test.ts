@@ -11,7 +11,7 @@
 import { parse } from "smol-toml";
 import * as fs from "fs";
 import * as path from "path";
-import { randomBytes } from "crypto";
+import { createHash, randomBytes } from "crypto";
 import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
 import { specOf } from "../../provider/src/component/containerd-node";
 import type { NodeSpec } from "../../provider/src";
@@ -455,6 +455,11 @@ describe("refusals and rollback on containerd 1.6, 1.7 and 2.1 (scenarios 5, 12,
     expect(configBytes(n)).toBe(b.bytes);
     expect(configBytes(n)).toBe(configOf(specs.get(n)!));
     await expectCriHealthy(n);
+    // The node's audit trail says what happened: back on the file it had (new = old).
+    const sha = createHash("sha256").update(b.bytes).digest("hex");
+    expect(await F.nodeFile(n, "/etc/containerd/.containerd-node/audit.log")).toContain(
+      `rollback path=${CONFIG} old=${sha} new=${sha} restarted=true result=healthy-again`,
+    );
   });
 
   // ---- 10: hostile strings ----------------------------------------------------------------------------

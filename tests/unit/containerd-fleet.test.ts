@@ -117,7 +117,7 @@ describe("root program stack configuration", () => {
   const raw = {
     nodes: [
       { name: "node-1", host: "10.0.0.11", hostKey: "ssh-ed25519 AAAA1" },
-      { name: "node-2", host: "10.0.0.12", port: 2222, user: "ubuntu", sudo: true, containerdVersion: "2.1.4" },
+      { name: "node-2", host: "10.0.0.12", port: 2222, user: "ubuntu", sudo: true, containerdVersion: "2.1.4", hostKeyPolicy: "accept-any" },
     ],
     privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
     spec: {
@@ -134,7 +134,7 @@ describe("root program stack configuration", () => {
     const c2 = await valueOf(pulumi.output(args.nodes[1].connection));
     expect(c2).toMatchObject({ host: "10.0.0.12", port: 2222, user: "ubuntu" });
     expect(await pulumi.isSecret(pulumi.output(args.nodes[0].connection))).toBe(true);
-    expect(args.nodes[1]).toMatchObject({ sudo: true, containerdVersion: "2.1.4" });
+    expect(args.nodes[1]).toMatchObject({ sudo: true, containerdVersion: "2.1.4", hostKeyPolicy: "accept-any" });
     expect(args.rollout).toEqual({ maxUnavailable: "50%" });
   });
 

@@ -2,6 +2,9 @@
  * ContainerdNode under pulumi.runtime.setMocks: which child resources it declares, their inputs,
  * their order, what is secret, and what a change touches. Nothing runs on a host here.
  */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
 import { NODE_SCRIPT } from "../../provider/src/remote/node-script";
@@ -113,6 +116,35 @@ describe("secrets", () => {
     }
   });
 
+  it("puts a redacted copy of each secret hosts.toml beside it: readable, not secret, no credential", async () => {
+    for (const password of ["pw-plain-1", pulumi.secret("pw-secret-2")]) {
+      const world = installMocks();
+      await declare(
+        {
+          containerdVersion: "2.1",
+          connection,
+          registries: {
+            "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "robot", password }, headers: { "X-Team": "platform" } }] },
+            "quay.io": { mirrors: ["https://q.test"] },
+          },
+        },
+        world,
+      );
+      const shadow = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml (redacted)");
+      expect(shadow.type).toBe("command:local:Command");
+      expect(shadow.secretInputs).toEqual([]);
+      expect(Object.keys(shadow.inputs).sort()).toEqual(["stdin"]);
+      const text = String(shadow.inputs.stdin);
+      expect(text).toContain('[host."https://m.test"]');
+      expect(text).toContain('[host."https://m.test".header]\n');
+      expect(text).toContain('\nAuthorization = "[redacted]"\n');
+      expect(text).toContain('\nX-Team = "[redacted]"\n');
+      expect(text).not.toMatch(/pw-|Basic|cm9ib3Q/);
+      // Only secret files get one.
+      expect(world.registered.filter((r) => r.type === "command:local:Command").map((r) => r.name)).toEqual([shadow.name]);
+    }
+  });
+
   it("takes credentials as Pulumi secrets, renders the real value, and keeps it secret", async () => {
     const world = installMocks();
     const node = await declare(
@@ -159,17 +191,39 @@ describe("secrets", () => {
     );
   });
 
-  it("warns once per node when the host key is not pinned", async () => {
-    installMocks();
+  it("refuses a node whose host key is neither pinned nor in known_hosts, naming the ssh-keyscan line; accept-any warns", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kh-"));
+    const knownHostsFile = path.join(dir, "known_hosts");
+    fs.writeFileSync(knownHostsFile, "other.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther\n");
     const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
     try {
       const world = installMocks();
-      await declare({ ...seedSpec("1.7"), connection: { host: "10.0.0.12", privateKey: "KEY" } }, world, "node-2");
-      await declare({ ...seedSpec("1.7"), connection }, world, "node-3");
-      const msgs = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("hostKey"));
-      expect(msgs).toEqual([expect.stringMatching(/^node-2: connection\.hostKey is not set, so any SSH host key is accepted/)]);
+      await expect(declare({ ...seedSpec("1.7"), knownHostsFile, connection: { host: "10.0.0.12", port: 2222, privateKey: "KEY" } }, world, "node-2")).rejects.toThrow(
+        `Invalid ContainerdNode args for "node-2":\n - connection.hostKey: is not set and [10.0.0.12]:2222 has no ed25519, ecdsa or rsa key in ${knownHostsFile}; ` +
+          `add it (check its fingerprint first: ssh-keyscan -p 2222 -t ed25519 10.0.0.12 >> ${knownHostsFile}), set hostKey, or set hostKeyPolicy: "accept-any" to accept any host key`,
+      );
+      expect(commands(world)).toEqual([]);
+      await declare({ ...seedSpec("1.7"), hostKeyPolicy: "accept-any", connection: { host: "10.0.0.13", privateKey: "KEY" } }, world, "node-3");
+      await declare({ ...seedSpec("1.7"), connection }, world, "node-4");
+      const msgs = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("host key"));
+      expect(msgs).toEqual(['node-3: hostKeyPolicy is "accept-any": any SSH host key of 10.0.0.13 is accepted']);
     } finally {
       warn.mockRestore();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("pins the key known_hosts holds for the host when hostKey is not given", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kh-"));
+    const knownHostsFile = path.join(dir, "known_hosts");
+    fs.writeFileSync(knownHostsFile, "[10.0.0.12]:2222 ssh-rsa AAAAB3NzaRSA\n[10.0.0.12]:2222 ssh-ed25519 AAAAC3NzaED\n");
+    try {
+      const world = installMocks();
+      await declare({ ...seedSpec("1.7"), knownHostsFile, connection: { host: "10.0.0.12", port: 2222, privateKey: "KEY" } }, world, "node-2");
+      const conn = commands(world)[0].inputs.connection;
+      expect(conn).toMatchObject({ host: "10.0.0.12", port: 2222, hostKey: "ssh-ed25519 AAAAC3NzaED" });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

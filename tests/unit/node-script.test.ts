@@ -4,6 +4,7 @@
  * 2.3.7 (4).
  */
 import { spawn, spawnSync } from "child_process";
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { renderNode } from "../../provider/src";
@@ -101,6 +102,15 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(criStatus(node)).toBe("ok");
     // No temp files are left behind.
     expect(fs.readdirSync(path.dirname(node.configFile)).filter((f) => f.startsWith(".config.toml."))).toEqual([]);
+  });
+
+  it("leaves one audit line per apply, without any secret, in a root-only file where there is no syslog socket", () => {
+    const audit = path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log");
+    const lines = read(audit).trim().split("\n");
+    const last = lines[lines.length - 1];
+    const sha = createHash("sha256").update(read(node.configFile)).digest("hex");
+    expect(last).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[0-9:]+Z apply path=${node.configFile} old=[0-9a-f]{64} new=${sha} restarted=true result=healthy owner=test/scratch/${gen} node=scratch-${gen}$`));
+    expect(modeOf(audit)).toBe(0o600);
   });
 
   it("does nothing for identical content: no write, no restart", () => {
@@ -221,6 +231,10 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(read(node.configFile)).toBe(before);
     expect(node.restarts()).toBe(restarts + 2);
     expect(criStatus(node)).toBe("ok");
+    // The audit trail says so: the node is back on the file it had (new = old).
+    const last = read(path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log")).trim().split("\n").pop()!;
+    const sha = createHash("sha256").update(before).digest("hex");
+    expect(last).toContain(`rollback path=${node.configFile} old=${sha} new=${sha} restarted=true result=healthy-again owner=test/scratch/${gen}`);
   });
 
   it("rolls back when a user health check fails, and reports the check", () => {
@@ -289,8 +303,11 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(read(node.configFile)).toBe(original);
     expect(node.restarts()).toBe(restarts + 1);
     expect(criStatus(node)).toBe("ok");
-    // Its records are gone, and with them the (then empty) record directory.
-    expect(fs.existsSync(path.join(node.dir, "etc/containerd/.containerd-node"))).toBe(false);
+    // Its records are gone; only the node's audit trail stays, with the restore as its last line.
+    const records = path.join(node.dir, "etc/containerd/.containerd-node");
+    expect(fs.readdirSync(records)).toEqual(["audit.log"]);
+    const last = read(path.join(records, "audit.log")).trim().split("\n").pop()!;
+    expect(last).toMatch(new RegExp(`restore path=${node.configFile} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=restored owner=test/scratch/${gen} `));
   });
 
   it("leaves a file alone when another owner applied it since (a renamed node's old resource is deleted last)", () => {

@@ -11,6 +11,8 @@ import { renderNode } from "../render/render-node";
 import { NodeCommandOptions, applyCommand, restoreCommand } from "../remote/commands";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { ConfigVersion, parseVersion } from "../spec/version";
+import { knownHostsName, knownHostsPath, lookupHostKey, readKnownHosts } from "./known-hosts";
+import { redactHostsToml } from "./redact";
 import { Leaf, findInputLeaves, placeholder, withLeaves } from "./secret-leaves";
 
 export type ConnectionArgs = command.types.input.remote.ConnectionArgs;
@@ -55,6 +57,19 @@ export interface NodeOperationArgs {
    * @default "ctr"
    */
   readonly ctrPath?: string;
+  /**
+   * What to do when `connection.hostKey` is not set. `"known-hosts"`: pin the key the operator's
+   * known_hosts holds for the host (as `ssh` would check it), and refuse the node when there is
+   * none. `"accept-any"`: accept whatever key the host presents (the command provider's behaviour
+   * without hostKey), said in a warning.
+   * @default "known-hosts"
+   */
+  readonly hostKeyPolicy?: "known-hosts" | "accept-any";
+  /**
+   * The known_hosts file read under `hostKeyPolicy: "known-hosts"`, on the machine that runs Pulumi.
+   * @default "~/.ssh/known_hosts"
+   */
+  readonly knownHostsFile?: string;
 }
 
 export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
@@ -95,7 +110,7 @@ export interface Deprecation {
   message: string;
 }
 
-const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath"] as const;
+const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile"] as const;
 const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", ...OPERATION_KEYS]);
 
 /** Checks the component's own options; returns problems in the renderer's format. */
@@ -120,6 +135,12 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
     problems.push({ path: p("onDelete"), message: `${showValue(args.onDelete)} is not one of "restore", "keep"` });
   }
   if (args.sudo !== undefined && typeof args.sudo !== "boolean") problems.push({ path: p("sudo"), message: `${showValue(args.sudo)} is not true or false` });
+  if (args.hostKeyPolicy !== undefined && args.hostKeyPolicy !== "known-hosts" && args.hostKeyPolicy !== "accept-any") {
+    problems.push({ path: p("hostKeyPolicy"), message: `${showValue(args.hostKeyPolicy)} is not one of "known-hosts", "accept-any"` });
+  }
+  if (args.knownHostsFile !== undefined && (typeof args.knownHostsFile !== "string" || args.knownHostsFile === "")) {
+    problems.push({ path: p("knownHostsFile"), message: `${showValue(args.knownHostsFile)} is not a file path` });
+  }
   for (const k of ["containerdPath", "ctrPath"] as const) {
     const v = args[k];
     if (v !== undefined && (typeof v !== "string" || !/^[A-Za-z0-9._\/+-]+$/.test(v))) {
@@ -158,17 +179,13 @@ export class ContainerdNode extends pulumi.ComponentResource {
   constructor(name: string, args: ContainerdNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     // Validate before registering anything: a bad spec must not leave a half-declared node behind.
     const { rendered, leaves, contentOf } = prepare(name, args);
+    // Also before anything is registered: a node whose host key cannot be pinned is refused.
+    const warnings = [...rendered.warnings];
+    let self: pulumi.Resource | undefined;
+    const connection = pinnedConnection(name, args, (m) => (self ? pulumi.log.warn(m, self) : warnings.push(m)));
     super("containerd:index:ContainerdNode", name, {}, opts);
-    for (const w of rendered.warnings) pulumi.log.warn(w, this);
-    pulumi.output(args.connection).apply((c) => {
-      if (!c.hostKey) {
-        pulumi.log.warn(
-          `${name}: connection.hostKey is not set, so any SSH host key is accepted. Pin it, e.g. with the output of ` +
-            "`ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-`.",
-          this,
-        );
-      }
-    });
+    self = this;
+    for (const w of warnings) pulumi.log.warn(w, this);
 
     const nodeOpts: NodeCommandOptions = {
       label: name,
@@ -202,7 +219,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
       const cmd = new command.remote.Command(
         `${name}:${f.path}`,
         {
-          connection: args.connection,
+          connection,
           create: applyCommand(f, nodeOpts),
           delete: (args.onDelete ?? "restore") === "restore" ? restoreCommand(f, nodeOpts) : undefined,
           stdin: content,
@@ -214,6 +231,12 @@ export class ContainerdNode extends pulumi.ComponentResource {
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
         { parent: this, dependsOn, deleteBeforeReplace: true },
       );
+      if (f.secret && f.kind === "hosts") {
+        // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
+        // credential masked, as a plain input of a resource that runs nothing (a local.Command with
+        // no command): `pulumi preview --diff` shows what changes in it, line by line.
+        new command.local.Command(`${name}:${f.path} (redacted)`, { stdin: redactHostsToml(f.content) }, { parent: this });
+      }
       if (f.kind === "certificate") byRegistryCerts.set(f.registry!, [...(byRegistryCerts.get(f.registry!) ?? []), cmd]);
       if (f.kind === "config") configCommand = cmd;
       commands.push(cmd);
@@ -243,6 +266,45 @@ export class ContainerdNode extends pulumi.ComponentResource {
       deprecations: this.deprecations,
     });
   }
+}
+
+/** Why a host has no usable key, and what to run: the refusal text of hostKeyPolicy "known-hosts". */
+function noHostKey(host: string, port: number, file: string, revoked: number): Problem {
+  const scan = `ssh-keyscan ${port === 22 ? "" : `-p ${port} `}-t ed25519 ${host} >> ${file}`;
+  return {
+    path: "connection.hostKey",
+    message:
+      `is not set and ${knownHostsName(host, port)} has no ${revoked > 0 ? "unrevoked " : ""}ed25519, ecdsa or rsa key in ${file}; ` +
+      `add it (check its fingerprint first: ${scan}), set hostKey, or set hostKeyPolicy: "accept-any" to accept any host key`,
+  };
+}
+
+/**
+ * The connection the node's commands use: as given when it pins `hostKey`; otherwise with the key
+ * the operator's known_hosts holds for the host pinned into it (refused when there is none), or
+ * unchanged under hostKeyPolicy "accept-any". Hosts known when the program runs are checked here,
+ * before any resource exists; a host given as an Output is checked when it resolves, and its
+ * node's commands then fail without contacting it.
+ */
+export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (m: string) => void): pulumi.Input<ConnectionArgs> {
+  const policy = args.hostKeyPolicy ?? "known-hosts";
+  const file = knownHostsPath(args.knownHostsFile);
+  const pin = (c: ConnectionArgs, host: string, port: number, hostKey: unknown): ConnectionArgs => {
+    if (hostKey) return c;
+    if (policy === "accept-any") {
+      warn(`${name}: hostKeyPolicy is "accept-any": any SSH host key of ${knownHostsName(host, port)} is accepted`);
+      return c;
+    }
+    const found = lookupHostKey(readKnownHosts(file), host, port);
+    if (!found.hostKey) throw new SpecError(`Invalid ContainerdNode args for "${name}"`, [noHostKey(host, port, file, found.revoked)]);
+    return { ...c, hostKey: found.hostKey };
+  };
+  const c = args.connection as ConnectionArgs;
+  const plain = (v: unknown) => v === undefined || typeof v === "string" || typeof v === "number";
+  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && plain(c.port) && typeof c.hostKey !== "object") {
+    return pin(c, String(c.host), Number(c.port ?? 22), c.hostKey);
+  }
+  return pulumi.output(args.connection).apply((r) => pin(r as unknown as ConnectionArgs, String(r.host), Number(r.port ?? 22), r.hostKey) as never);
 }
 
 /** Outputs and Promises in settings cannot be rendered now; say where they are. */

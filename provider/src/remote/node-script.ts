@@ -59,10 +59,12 @@ ownerf="$state/$base.owner"
 tmp=''
 written=false
 restarted=false
+audited=false
 
 say() { printf '%s\n' "$*" 2>/dev/null || :; }
 fail() {
   printf 'containerd-node: %s: %s\n' "$label" "$*" >&2 2>/dev/null || :
+  [ "$audited" = true ] || audit "$action" failed
   exit 1
 }
 cleanup() {
@@ -71,6 +73,21 @@ cleanup() {
 }
 trap cleanup EXIT
 deprecations='[]'
+old_sum=''
+# --- audit trail: one line per apply, rollback and restore, in the node's system log ------------
+# (logger -t containerd-node, where a syslog socket exists; journalctl -t containerd-node reads it),
+# else in a root-only file beside the lock. Paths, sha256 sums, outcome and owner: nothing secret.
+auditf="\${lock%/*}/.containerd-node/audit.log"
+sum_of() {
+  if [ -f "$1" ]; then sha256sum "$1" 2>/dev/null | cut -d ' ' -f 1 || echo unknown; else echo none; fi
+}
+audit() { # event result
+  audited=true
+  _line="$1 path=$path old=\${old_sum:-none} new=$(sum_of "$path") restarted=$restarted result=$2 owner=$owner node=$label"
+  if command -v logger >/dev/null 2>&1 && [ -S /dev/log ] && logger -t containerd-node -- "$_line" 2>/dev/null; then return 0; fi
+  { (umask 022 && mkdir -p "\${auditf%/*}") && { printf '%s %s' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$_line"; echo; } >>"$auditf"; } 2>/dev/null || :
+  return 0
+}
 report() { printf '{"path":"%s","written":%s,"restarted":%s,"deprecations":%s}' "$path" "$written" "$restarted" "$deprecations" 2>/dev/null || :; echo 2>/dev/null || :; }
 
 # --- one apply at a time per node --------------------------------------------------------------
@@ -79,6 +96,7 @@ command -v flock >/dev/null 2>&1 || fail "flock (util-linux) is required on the 
 exec 9>>"$lock"
 # Long enough for another apply's restart, health wait and rollback at the largest timeout.
 flock -w 7500 9 || fail "another apply held $lock for over two hours; giving up"
+old_sum=$(sum_of "$path")
 
 # --- helpers -----------------------------------------------------------------------------------
 sync_path() { sync "$1" 2>/dev/null || sync; }
@@ -199,6 +217,7 @@ if [ "$action" = restore ]; then
   # before this old one is deleted): restoring now would undo the new owner's file.
   if [ -e "$ownerf" ] && [ "$(cat "$ownerf")" != "$owner" ]; then
     say "$path is managed by $(cat "$ownerf") now; left in place"
+    audit restore left-to-new-owner
     report
     exit 0
   fi
@@ -216,6 +235,7 @@ if [ "$action" = restore ]; then
     rm -f "$ownerf"
     rmdir "$state" 2>/dev/null || :
     rmdir "$dir" 2>/dev/null || :
+    audit restore restored
     report
     exit 0
   fi
@@ -241,12 +261,14 @@ if [ "$action" = restore ]; then
     why=$reason
     if [ -e "$prev" ]; then install_copy "$prev" "$path"; fi
     if restart_healthy "$@"; then
+      audit restore original-unhealthy-managed-file-back
       fail "containerd was not healthy on the original $path ($why); the managed config.toml is back and containerd is healthy"
     fi
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
   rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf"
   rmdir "$state" 2>/dev/null || :
+  audit restore restored
   report
   exit 0
 fi
@@ -289,6 +311,7 @@ if [ "$kind" = file ]; then
     mv -f "$tmp" "$path"
     sync_path "$dir"
     written=true
+    audit apply applied
   fi
   set_owner
   report
@@ -333,8 +356,10 @@ if ! restart_healthy "$@"; then
   if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
   if restart_healthy "$@"; then
     rm -f "$prev"
+    audit rollback healthy-again
     fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml and containerd is healthy again"
   fi
+  audit rollback still-unhealthy
   fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml, but containerd is still not healthy ($reason)"
 fi
 cp -p "$path" "$applied.tmp" && mv -f "$applied.tmp" "$applied"
@@ -342,5 +367,6 @@ rm -f "$prev"
 set_owner
 sync_path "$state"
 read_deprecations
+audit apply healthy
 report
 `;

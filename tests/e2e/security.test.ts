@@ -1,0 +1,155 @@
+/**
+ * Secure by default, on the local fleet: host keys from the operator's known_hosts (written by
+ * OpenSSH's own ssh-keyscan and ssh-keygen -H), refusal without one, "host key mismatch" with a wrong
+ * one, the audit trail each node keeps, and the redacted diff of a hosts.toml holding credentials.
+ * Deployed through the harness (tests/harness): the real engine cannot run here (README, quick start).
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
+import { Harness } from "../harness/harness";
+import * as F from "./fleet";
+import type { FleetNode } from "./fleet";
+
+jest.setTimeout(240_000);
+
+const fleet = F.loadFleet();
+const [N16, N23] = F.nodesByGeneration(fleet, ["1.6", "2.3"]);
+const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
+const CONFIG = "/etc/containerd/config.toml";
+const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
+const AUDIT = "/etc/containerd/.containerd-node/audit.log";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "security-"));
+beforeAll(() => F.resetNodes([N16, N23]), 180_000);
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** No hostKey: the node's key must come from known_hosts (or hostKeyPolicy). */
+function spec(n: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): ContainerdNodeArgs {
+  return {
+    containerdVersion: n.containerdVersion,
+    systemdCgroup: true,
+    healthTimeoutSeconds: 30,
+    registries: { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: "pw-audit-7f3" } }] } },
+    connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, dialErrorLimit: 1 },
+    ...extra,
+  };
+}
+
+function program(specs: [FleetNode, ContainerdNodeArgs][]) {
+  return () => {
+    for (const [n, s] of specs) new ContainerdNode(n.name, s);
+    return {};
+  };
+}
+
+function keyscan(n: FleetNode): string {
+  const r = spawnSync("ssh-keyscan", ["-p", String(n.port), "-t", "ed25519", n.host], { encoding: "utf8", timeout: 30_000 });
+  expect(r.stdout).toContain("ssh-ed25519");
+  return r.stdout;
+}
+
+const harness = () => new Harness({ stateFile: path.join(fs.mkdtempSync(path.join(dir, "state-")), "state.json"), dialRetryDelayMs: 100 });
+
+test("a node with no pinned key and no known_hosts entry is refused before any SSH session", async () => {
+  const knownHostsFile = path.join(dir, "empty_known_hosts");
+  fs.writeFileSync(knownHostsFile, "");
+  const h = harness();
+  try {
+    const res = await h.up(program([[N16, spec(N16, { knownHostsFile })]]));
+    expect(res.ok).toBe(false);
+    expect(res.error!.message).toContain(`connection.hostKey: is not set and ${N16.host} has no ed25519, ecdsa or rsa key in ${knownHostsFile}`);
+    expect(res.error!.message).toContain(`ssh-keyscan -t ed25519 ${N16.host} >> ${knownHostsFile}`);
+    expect(h.sessions(N16.host)).toBe(0);
+    expect(await F.nodePathExists(N16, HUB)).toBe(false);
+  } finally {
+    h.dispose();
+  }
+});
+
+test("a wrong key in known_hosts: the node's commands fail with 'host key mismatch' and nothing is written", async () => {
+  const wrong = path.join(dir, "wrong_known_hosts");
+  spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "impostor")]);
+  const impostor = fs.readFileSync(path.join(dir, "impostor.pub"), "utf8").split(" ").slice(0, 2).join(" ");
+  fs.writeFileSync(wrong, `${N16.host} ${impostor}\n`);
+  const before = fs.readFileSync(N16.configToml, "utf8");
+  const h = harness();
+  try {
+    const res = await h.up(program([[N16, spec(N16, { knownHostsFile: wrong })]]));
+    expect(res.ok).toBe(false);
+    const failed = res.steps.filter((s) => s.type === "command:remote:Command" && !s.ok);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed[0].error).toContain("host key mismatch");
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
+    expect(await F.nodePathExists(N16, HUB)).toBe(false);
+  } finally {
+    h.dispose();
+  }
+});
+
+describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit trail; redacted diffs", () => {
+  const h = harness();
+  afterAll(() => h.dispose());
+  const plain = path.join(os.tmpdir(), `kh-plain-${process.pid}`);
+  const hashed = path.join(os.tmpdir(), `kh-hashed-${process.pid}`);
+  afterAll(() => [plain, hashed, `${hashed}.old`].forEach((f) => fs.rmSync(f, { force: true })));
+  let specs: [FleetNode, ContainerdNodeArgs][];
+
+  test("the nodes deploy with the keys ssh-keyscan recorded (N16 plain, N23 hashed by ssh-keygen -H)", async () => {
+    fs.writeFileSync(plain, keyscan(N16));
+    fs.writeFileSync(hashed, keyscan(N23));
+    expect(spawnSync("ssh-keygen", ["-H", "-f", hashed]).status).toBe(0);
+    expect(fs.readFileSync(hashed, "utf8")).not.toContain(N23.host);
+    specs = [
+      [N16, spec(N16, { knownHostsFile: plain })],
+      [N23, spec(N23, { knownHostsFile: hashed })],
+    ];
+    const res = await h.up(program(specs));
+    expect(res.error?.message).toBeUndefined();
+    for (const n of [N16, N23]) expect(await F.nodeFile(n, HUB)).toContain(`[host."${MIRROR}"]`);
+  });
+
+  test("each node's audit trail has one line per file applied: paths, sha256 sums, outcome, owner; no credential", async () => {
+    for (const n of [N16, N23]) {
+      const audit = (await F.nodeFile(n, AUDIT))!;
+      expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=[0-9a-f]{64} restarted=false result=applied owner=[^ ]+/${n.name} node=${n.name}`));
+      expect(audit).toMatch(new RegExp(`apply path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=healthy owner=[^ ]+/${n.name}`));
+      expect(audit).not.toContain("pw-audit-7f3");
+      expect((await F.nodeSh(n, `stat -c %a ${AUDIT}`)).trim()).toBe("600");
+    }
+  });
+
+  test("a mirror change in a registry with credentials: the preview shows it line by line, with the credential masked", async () => {
+    const changed: [FleetNode, ContainerdNodeArgs][] = specs.map(([n, s]) => [
+      n,
+      { ...s, registries: { "docker.io": { mirrors: [{ url: MIRROR_B, auth: { username: "robot", password: "pw-audit-7f3" } }] } } },
+    ]);
+    const res = await h.preview(program(changed));
+    expect(res.ok).toBe(true);
+    for (const n of [N16, N23]) {
+      const secretStep = res.steps.find((s) => s.name === `${n.name}:${HUB}`)!;
+      expect(secretStep.op).toBe("update");
+      const shadow = res.steps.find((s) => s.name === `${n.name}:${HUB} (redacted)`)!;
+      expect(shadow.op).toBe("update");
+      expect(shadow.diffKeys).toEqual(["stdin"]);
+      expect(String(shadow.oldInputs!.stdin)).toContain(`[host."${MIRROR}"]`);
+      expect(String(shadow.newInputs!.stdin)).toContain(`[host."${MIRROR_B}"]`);
+      expect(String(shadow.newInputs!.stdin)).toContain('Authorization = "[redacted]"');
+    }
+    expect(JSON.stringify(res.steps.filter((s) => s.name.endsWith("(redacted)")))).not.toMatch(/pw-audit-7f3|Basic /);
+    expect(res.warnings.join("\n")).not.toContain("pw-audit-7f3");
+  });
+
+  test("destroy restores each node, and the audit trail records the restores", async () => {
+    const res = await h.destroy();
+    expect(res.ok).toBe(true);
+    for (const n of [N16, N23]) {
+      expect(await F.nodePathExists(n, HUB)).toBe(false);
+      const audit = (await F.nodeFile(n, AUDIT))!;
+      expect(audit).toMatch(new RegExp(`restore path=${HUB} old=[0-9a-f]{64} new=none restarted=false result=restored`));
+      expect(audit).toMatch(new RegExp(`restore path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=restored`));
+    }
+  });
+});
