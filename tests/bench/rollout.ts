@@ -7,10 +7,10 @@
  *   BENCH_NODES=3 npm run bench
  *
  * The floor of a run is the slowest single-node apply of the same change times the number of waves.
- * Single-node applies are measured, not estimated: three probe nodes (one per containerd generation)
+ * Single-node applies are measured, not estimated: five probe nodes (one per containerd generation)
  * outside the fleet get each change alone, one after the other, just before the fleet does.
  *
- * It brings N + 3 nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
+ * It brings N + 5 nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
  * fleet of its own (FLEET_PREFIX, FLEET_SUBNET, FLEET_STATE_DIR) to run beside other tests.
  */
 import { spawn, spawnSync } from "child_process";
@@ -143,11 +143,13 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
-  console.error(`bringing up ${N} + 3 nodes ...`);
+  // The fleet cycles through its five generations, so five more nodes are one of each.
+  const PROBES = 5;
+  console.error(`bringing up ${N} + ${PROBES} nodes ...`);
   const t0 = Date.now();
-  const f = JSON.parse(fleet("up", "-n", String(N + 3))) as FleetJson;
+  const f = JSON.parse(fleet("up", "-n", String(N + PROBES))) as FleetJson;
   const nodes = f.nodes.slice(0, N);
-  const probeNodes = f.nodes.slice(N, N + 3);
+  const probeNodes = f.nodes.slice(N, N + PROBES);
   console.error(`fleet up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-state-"));
   const [mirrorA, mirrorB] = f.registry.mirrors;
