@@ -195,7 +195,13 @@ async function etcListing(n: FleetNode): Promise<string[]> {
  * be waiting on is racy) and certs.d, which the first hosts.toml apply created (restore cannot know
  * it was not there). The record directory is gone.
  */
-const TOLERATED_LEFTOVERS = ["/etc/containerd/.containerd-node.lock f", "/etc/containerd/certs.d d"];
+// The lock, the certs.d it created (empty), and the node's audit trail, which outlives a destroy.
+const TOLERATED_LEFTOVERS = [
+  "/etc/containerd/.containerd-node.lock f",
+  "/etc/containerd/certs.d d",
+  "/etc/containerd/.containerd-node d",
+  "/etc/containerd/.containerd-node/audit.log f",
+];
 
 /** restart log lines per node, taken before a step, to count what the step added. */
 const restartCounts = () => new Map(NODES.map((n) => [n, F.restarts(n)]));
@@ -205,7 +211,7 @@ const restartCounts = () => new Map(NODES.map((n) => [n, F.restarts(n)]));
 // change, destroy.
 // =====================================================================================================
 
-describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)", () => {
+describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenarios 1-4, 9)", () => {
   const h = harness();
   const original = new Map<FleetNode, string>();
   const originalListing = new Map<FleetNode, string[]>();
@@ -340,10 +346,11 @@ describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)"
       for (const p of [HUB_HOSTS, K8S_HOSTS, path.dirname(HUB_HOSTS), path.dirname(K8S_HOSTS)]) {
         expect(`${p} exists: ${await F.nodePathExists(n, p)}`).toBe(`${p} exists: false`);
       }
-      // Nothing else is left in /etc/containerd but what the component cannot know it may remove:
-      // the node lock, the certs.d it created (empty), and its own record directory (empty).
+      // Nothing else is left in /etc/containerd but what the component cannot know it may remove
+      // (the node lock, the certs.d it created, empty) and the audit trail, which ends with restores.
       const left = (await etcListing(n)).filter((e) => !originalListing.get(n)!.includes(e));
       expect(left.filter((e) => !TOLERATED_LEFTOVERS.includes(e))).toEqual([]);
+      expect((await F.nodeFile(n, "/etc/containerd/.containerd-node/audit.log"))!.trim().split("\n").pop()).toMatch(/ restore path=.* result=restored /);
       await expectCriHealthy(n);
     }
   });
@@ -353,7 +360,7 @@ describe("a deployment's life on containerd 1.6, 1.7 and 2.1 (scenarios 1-4, 9)"
 // Scenarios 5, 12, 6, 10: what must be refused, and what must roll back.
 // =====================================================================================================
 
-describe("refusals and rollback on containerd 1.6, 1.7 and 2.1 (scenarios 5, 12, 6, 10)", () => {
+describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenarios 5, 12, 6, 10)", () => {
   const h = harness({ continueOnError: true });
   const specs = all((n) => seed(n));
 
