@@ -47,8 +47,9 @@ describe("ContainerdFleet rollout", () => {
   });
   afterAll(() => h?.dispose());
 
-  it("restarts one wave at a time: each node's config.toml starts after the previous wave's finished", async () => {
-    const res = await h.up(() => void new ContainerdFleet("fleet", spec()));
+  it("restarts one wave at a time, canaries included: each node's config.toml starts after the previous wave's finished", async () => {
+    // canary: 2 with maxUnavailable: 1 is two canary waves of one node each, never both at once.
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ rollout: { maxUnavailable: 1, canary: 2 } })));
     expect(res.error?.message).toBeUndefined();
     const [a, b, c] = NODES.map((n) => configStep(res.steps, n)!);
     expect(b.startedAt).toBeGreaterThanOrEqual(a.endedAt);

@@ -153,3 +153,22 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
     }
   });
 });
+
+test('removing a registry under onDelete "keep" still removes the hosts.toml that holds its credentials', async () => {
+  const QUAY = "/etc/containerd/certs.d/quay.io/hosts.toml";
+  const h = harness();
+  const pinned = (regs: ContainerdNodeArgs["registries"]) =>
+    spec(N16, { onDelete: "keep", registries: regs, connection: { host: N16.host, port: N16.port, user: N16.user, privateKey: N16.privateKey, hostKey: N16.hostKey, dialErrorLimit: 1 } });
+  try {
+    const withBoth = { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: "pw-keep-1" } }] }, "quay.io": { mirrors: [MIRROR] } };
+    expect((await h.up(program([[N16, pinned(withBoth)]]))).error?.message).toBeUndefined();
+    expect(await F.nodeFile(N16, HUB)).toContain("Authorization");
+    const res = await h.up(program([[N16, pinned({})]]));
+    expect(res.error?.message).toBeUndefined();
+    // The credential is gone from the node; the registry without one stays, as "keep" says.
+    expect(await F.nodePathExists(N16, HUB)).toBe(false);
+    expect(await F.nodeFile(N16, QUAY)).toContain(`[host."${MIRROR}"]`);
+  } finally {
+    h.dispose();
+  }
+});

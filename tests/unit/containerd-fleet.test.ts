@@ -32,6 +32,12 @@ describe("waves", () => {
     expect(planWaves(7, 2, 1)).toEqual([[0], [1, 2], [3, 4], [5, 6]]);
     expect(planWaves(3, 5, 0)).toEqual([[0, 1, 2]]);
   });
+
+  it("never puts more canaries in one wave than maxUnavailable", () => {
+    expect(planWaves(7, 1, 5)).toEqual([[0], [1], [2], [3], [4], [5], [6]]);
+    expect(planWaves(8, 2, 3)).toEqual([[0, 1], [2], [3, 4], [5, 6], [7]]);
+    expect(planWaves(4, 5, 2)).toEqual([[0, 1], [2, 3]]);
+  });
 });
 
 describe("ContainerdFleet", () => {

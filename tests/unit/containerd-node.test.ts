@@ -88,6 +88,15 @@ describe("child resources", () => {
     for (const c of commands(w2)) expect(c.inputs.delete).toBeUndefined();
   });
 
+  it("under onDelete keep still restores the files that hold credentials", async () => {
+    const w = installMocks();
+    const registries = { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p" } }] }, "quay.io": { mirrors: ["https://q.test"] } };
+    await declare({ containerdVersion: "1.7", connection, onDelete: "keep", registries }, w);
+    expect(w.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.delete).toMatch(/containerd-node 'restore' 'file' '\/etc\/containerd\/certs.d\/docker.io\/hosts.toml'/);
+    expect(w.byName("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").inputs.delete).toBeUndefined();
+    expect(w.byName("node-1:/etc/containerd/config.toml").inputs.delete).toBeUndefined();
+  });
+
   it("passes options through: restart command, timeout, health checks, sudo, binaries", async () => {
     const world = installMocks();
     await declare(

@@ -273,15 +273,72 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(JSON.parse(apply(content).stdout).restarted).toBe(false);
   });
 
-  it("serialises two applies on one node: both succeed, one after the other", async () => {
+  /** Two applies at once, each with a health check that logs when it starts and ends. */
+  const twoAtOnce = async () => {
+    const log = path.join(node.dir, `overlap-${Date.now()}.log`);
+    const check = (who: string) => `echo "begin ${who}" >>${shellQuote(log)}; sleep 0.5; echo "end ${who}" >>${shellQuote(log)}`;
     const a = configOf({ maxConcurrentDownloads: 11 });
     const b = configOf({ maxConcurrentDownloads: 12 });
     const restarts = node.restarts();
-    const [ra, rb] = await Promise.all([runAsync(applyCommand(configRef(), opts), a), runAsync(applyCommand(configRef(), opts), b)]);
+    const [ra, rb] = await Promise.all([
+      runAsync(applyCommand(configRef(), { ...opts, healthChecks: [check("a")] }), a),
+      runAsync(applyCommand(configRef(), { ...opts, healthChecks: [check("b")] }), b),
+    ]);
+    expect([ra.stderr, rb.stderr]).toEqual(["", ""]);
     expect([ra.status, rb.status]).toEqual([0, 0]);
     expect([a, b]).toContain(read(node.configFile));
     expect(node.restarts()).toBe(restarts + 2);
     expect(criStatus(node)).toBe("ok");
+    // Never both inside at once: each begin is followed by its own end.
+    const lines = read(log).trim().split("\n");
+    expect(lines).toHaveLength(4);
+    expect([lines[0].split(" ")[1], lines[2].split(" ")[1]].sort()).toEqual(["a", "b"]);
+    expect(lines[1]).toBe(lines[0].replace("begin", "end"));
+    expect(lines[3]).toBe(lines[2].replace("begin", "end"));
+  };
+
+  it("serialises two applies on one node: both succeed, and their health checks never overlap", () => twoAtOnce());
+
+  if (gen === "1.6") {
+    it("refuses, changing nothing, on a node without flock", () => {
+      // flock gone from this test's own mount namespace (/dev/null is not executable).
+      const before = read(node.configFile);
+      const r = run(`unshare --mount --propagation private sh -c ${shellQuote('mount --bind /dev/null "$(command -v flock)" && exec dash -c "$1"')} sh ${shellQuote(applyCommand(configRef(), opts))}`, configOf({ maxConcurrentDownloads: 31 }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("flock is required on the node (util-linux's, or busybox's flock applet); nothing changed");
+      expect(read(node.configFile)).toBe(before);
+    });
+
+    it("fails loudly and changes nothing when the original cannot be kept (a full disk)", () => {
+      const dir = path.join(node.dir, "full");
+      fs.mkdirSync(dir, { recursive: true });
+      const file = { path: path.join(dir, "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+      // A 16 KiB tmpfs: a 6000-byte original (2 pages) and a 1-page filler leave 1 page, enough for
+      // the new file's temp copy but not for keeping the original.
+      const setup = [
+        `mount -t tmpfs -o size=16k full ${shellQuote(dir)}`,
+        `head -c 6000 /dev/zero | tr '\\000' x >${shellQuote(file.path)}`,
+        `head -c 4096 /dev/zero >${shellQuote(path.join(dir, "filler"))}`,
+        'dash -c "$1"; echo "rc=$?"',
+        `wc -c <${shellQuote(file.path)}`,
+        `echo "records:$(ls -A ${shellQuote(path.join(dir, ".containerd-node"))} 2>/dev/null)"`,
+      ].join("; ");
+      const r = run(`unshare --mount --propagation private sh -c ${shellQuote(setup)} sh ${shellQuote(applyCommand(file, opts))}`, `server = "https://m.test"\n${END_MARKER_LINE}\n`);
+      expect(r.stderr).toContain(`cannot keep the original ${file.path}`);
+      expect(r.stderr).toContain("nothing changed");
+      // The file is the original, and no record of a half-kept original is left behind.
+      expect(r.stdout.trim().split("\n")).toEqual(["rc=1", "6000", "records:"]);
+    });
+  }
+
+  it("passes a hostile health check to sh exactly as written", () => {
+    const out = path.join(node.dir, "check-out");
+    // Quotes of both kinds, a backtick and $(...) inside quotes: intact, it writes exactly this text.
+    const check = `printf '%s' "it's \\"fine\\" \\\`ok\\\` \\$(not run)" >${shellQuote(out)}`;
+    const r = apply(configOf({ maxConcurrentDownloads: 21 }), { healthChecks: [check] });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(out)).toBe('it\'s "fine" `ok` $(not run)');
   });
 
   it("never runs a hostile label, path or check argument as code", () => {

@@ -68,7 +68,9 @@ export function resolveMaxUnavailable(v: number | string | undefined, nodes: num
 export function planWaves(nodes: number, maxUnavailable: number, canary: number): number[][] {
   const waves: number[][] = [];
   const order = [...Array(nodes).keys()];
-  if (canary > 0) waves.push(order.splice(0, canary));
+  // The canaries go first and alone, but never more of them down at once than maxUnavailable.
+  const canaries = order.splice(0, canary);
+  while (canaries.length > 0) waves.push(canaries.splice(0, maxUnavailable));
   while (order.length > 0) waves.push(order.splice(0, maxUnavailable));
   return waves;
 }

@@ -221,7 +221,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
         {
           connection,
           create: applyCommand(f, nodeOpts),
-          delete: (args.onDelete ?? "restore") === "restore" ? restoreCommand(f, nodeOpts) : undefined,
+          // "keep" leaves files in place on delete, except those holding credentials: an
+          // Authorization header left active after its registry was removed would be a leak.
+          delete: (args.onDelete ?? "restore") === "restore" || f.secret ? restoreCommand(f, nodeOpts) : undefined,
           stdin: content,
           // We never read PULUMI_COMMAND_STDOUT; sending it only makes sshd refuse a Setenv and the
           // provider warn (pulumi-command remote/commandOutputs.go).

@@ -91,11 +91,17 @@ audit() { # event result
 report() { printf '{"path":"%s","written":%s,"restarted":%s,"deprecations":%s}' "$path" "$written" "$restarted" "$deprecations" 2>/dev/null || :; echo 2>/dev/null || :; }
 
 # --- one apply at a time per node --------------------------------------------------------------
-command -v flock >/dev/null 2>&1 || fail "flock (util-linux) is required on the node"
+# flock -n (take it or fail at once) is the one form util-linux and busybox's applet both have, so
+# the wait is ours: poll every 0.2 s (1 s where sleep takes whole seconds only), long enough for
+# another apply's restart, health wait and rollback at the largest timeout.
+command -v flock >/dev/null 2>&1 || fail "flock is required on the node (util-linux's, or busybox's flock applet); nothing changed"
 (umask 022 && mkdir -p "\${lock%/*}")
 exec 9>>"$lock"
-# Long enough for another apply's restart, health wait and rollback at the largest timeout.
-flock -w 7500 9 || fail "another apply held $lock for over two hours; giving up"
+_t0=$(date +%s)
+until flock -n 9; do
+  [ $(( $(date +%s) - _t0 )) -ge 7500 ] && fail "another apply held $lock for over two hours; giving up"
+  sleep 0.2 2>/dev/null || sleep 1
+done
 old_sum=$(sum_of "$path")
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -113,10 +119,12 @@ install_copy() { # src dst
 keep_original() {
   (umask 022 && mkdir -p "$state")
   if [ ! -e "$orig" ] && [ ! -e "$absent" ]; then
+    # Without this record a delete could not put the node back: fail before anything changes.
     if [ -e "$path" ]; then
-      cp -p "$path" "$orig.tmp" && mv -f "$orig.tmp" "$orig"
+      { cp -p "$path" "$orig.tmp" && mv -f "$orig.tmp" "$orig"; } 2>/dev/null ||
+        { rm -f "$orig.tmp"; fail "cannot keep the original $path in $state (disk full?); nothing changed"; }
     else
-      : >"$absent"
+      : 2>/dev/null >"$absent" || fail "cannot record in $state that $path did not exist (disk full?); nothing changed"
     fi
     sync_path "$state"
   fi
@@ -125,9 +133,14 @@ keep_original() {
 # The restart command and health checks are the user's own shell commands: run them with sh, with
 # the lock's descriptor closed (a daemon started by them must not inherit and hold the lock).
 run_restart() { bounded sh -c "$restart" 9>&- </dev/null; }
-# A hung restart command or check must not hold the node's lock forever: bound it by the timeout.
-bounded() {
-  if command -v timeout >/dev/null 2>&1; then timeout "$timeout" "$@"; else "$@"; fi
+# Nothing that can hang may hold the node's lock forever: the restart command, checks, ctr calls,
+# config dump and --version are bounded by the timeout (60 s for files, which have none), with
+# timeout(1) where the node has it.
+bounded() { bounded_for "\${timeout:-60}" "$@"; }
+bounded_for() { # seconds command...
+  _secs=$1
+  shift
+  if command -v timeout >/dev/null 2>&1; then timeout "$_secs" "$@"; else "$@"; fi
 }
 
 version_of() { # "containerd github.com/containerd/containerd 1.7.24~ds1 ..." -> 1.7.24
@@ -147,8 +160,8 @@ ver_ge() { # a b : a >= b
 }
 
 reason=''
-cri_ok() {
-  if ! _out=$("$ctr" --address "$socket" plugins ls 2>&1); then
+cri_ok() { # seconds
+  if ! _out=$(bounded_for "$1" "$ctr" --address "$socket" plugins ls 2>&1); then
     reason="containerd does not answer on $socket: $(printf '%s' "$_out" | tail -n 3)"
     return 1
   fi
@@ -166,9 +179,11 @@ cri_ok() {
 # Output goes to a file, not through $(...): a command substitution would wait for any process the
 # command left running with its output open (a daemon started in the background), possibly forever.
 out="$state/$base.out"
-checks_ok() {
+checks_ok() { # seconds checks...
+  _secs=$1
+  shift
   for _c in "$@"; do
-    if ! bounded sh -c "$_c" 9>&- </dev/null >"$out" 2>&1; then
+    if ! bounded_for "$_secs" sh -c "$_c" 9>&- </dev/null >"$out" 2>&1; then
       reason="health check failed: $_c: $(tail -n 5 "$out")"
       return 1
     fi
@@ -177,10 +192,13 @@ checks_ok() {
 }
 
 # Healthy = containerd answers, its CRI plugins are ok, and every extra check passes, within timeout.
+# Each probe gets only what is left of the deadline, so the wait ends at most one probe after it.
 wait_healthy() {
   _deadline=$(( $(date +%s) + timeout ))
   while :; do
-    if cri_ok && checks_ok "$@"; then return 0; fi
+    _left=$(( _deadline - $(date +%s) ))
+    [ "$_left" -ge 1 ] || _left=1
+    if cri_ok "$_left" && checks_ok "$_left" "$@"; then return 0; fi
     [ "$(date +%s)" -ge "$_deadline" ] && return 1
     sleep 1
   done
@@ -279,7 +297,7 @@ fi
 # capability 1.6 does not know ("referrers") is skipped whole, so pulls bypass the mirror. Refuse
 # before anything changes.
 check_version() { # what
-  ver_line=$("$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
+  ver_line=$(bounded "$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
   node_ver=$(version_of "$ver_line")
   [ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
   want_major=1
@@ -329,7 +347,7 @@ fi
 check_version "a version $cfgver config.toml"
 
 # The node's own containerd must load the candidate, and must not ignore any of its keys.
-if ! "$containerd" --config "$tmp" config dump >/dev/null 2>"$tmp.err"; then
+if ! bounded "$containerd" --config "$tmp" config dump >/dev/null 2>"$tmp.err"; then
   fail "containerd $node_ver rejected the new $path; nothing changed: $(tail -n 5 "$tmp.err")"
 fi
 if grep -q 'Ignoring unknown key' "$tmp.err"; then

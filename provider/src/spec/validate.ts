@@ -189,6 +189,20 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
   };
 }
 
+const CREDENTIAL_KEY = /(^|[_-])(auths?|password|passwd|token|secret|credentials?|identitytoken|registrytoken|bearer)([_-]|$)/i;
+
+/** Paths of keys in settings whose name says credential (auth, password, token, secret, ...). */
+function credentialKeys(v: unknown, at: string[]): string[] {
+  if (!isTable(v)) return [];
+  const out: string[] = [];
+  for (const [k, x] of Object.entries(v)) {
+    const here = [...at, k];
+    if (CREDENTIAL_KEY.test(k)) out.push(formatPath(here));
+    else out.push(...credentialKeys(x, here));
+  }
+  return out;
+}
+
 /** Settings under the CRI images plugin that make containerd 2.1+ leave the transfer service. */
 const LOCAL_PULL_TRIGGERS: { key: string; when: (v: unknown) => boolean; what: string }[] = [
   { key: "use_local_image_pull", when: (v) => v === true, what: "use_local_image_pull = true" },
@@ -433,6 +447,24 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
         }
       }
     }
+    for (const key of ["auths", "headers"] as const) {
+      if (key in registry) {
+        ctx.problems.push({
+          path: `settings.plugins["${id}"].registry.${key}`,
+          message: `[secret] is refused: config.toml is world-readable and not secret; use ${key === "auths" ? "auth" : "headers"} on registries[...] (its hosts.toml is 0600 and a Pulumi secret)`,
+        });
+      }
+    }
+  }
+  // Anything else shaped like a credential, anywhere in settings: config.toml is 0644 on the node and
+  // a plain input in Pulumi's state, so no credential may travel in it.
+  const reported = new Set(ctx.problems.map((p) => p.path));
+  for (const at of credentialKeys(settings, ["settings"])) {
+    if ([...reported].some((r) => at === r || at.startsWith(`${r}.`) || at.startsWith(`${r}[`))) continue;
+    ctx.problems.push({
+      path: at,
+      message: `[secret] is refused: it looks like a credential, and config.toml is world-readable and not secret; registry credentials belong in registries[...].auth or headers (hosts.toml, 0600, a Pulumi secret)`,
+    });
   }
   if (ctx.version) {
     const cfgver = configVersionFor(ctx.version);
