@@ -50,7 +50,7 @@ describe("child resources", () => {
     expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0' 'containerd-node-test\/test\/node-1'$/);
     const hosts = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.create as string;
     // Files get the version guard (containerd, config version, minimum) but no restart settings.
-    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' 'containerd' '' '' '' '' '2' '1\.7\.0' 'containerd-node-test\/test\/node-1'$/);
+    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' '' '' '2' '1\.7\.0' 'containerd-node-test\/test\/node-1'$/);
   });
 
   it("orders writes: certificates, then their hosts.toml, then config.toml after everything; no replace can undo a file", async () => {

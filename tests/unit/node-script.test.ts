@@ -11,6 +11,7 @@ import { renderNode } from "../../provider/src";
 import { NodeCommandOptions, SENT_SCRIPT, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
 import { END_MARKER_LINE, NODE_SCRIPT } from "../../provider/src/remote/node-script";
 import { configDump } from "../support/config-dump";
+import { containerdBinaries } from "../support/containerd-binaries";
 import { ScratchNode, scratchNode } from "../support/scratch-node";
 
 jest.setTimeout(120_000);
@@ -184,6 +185,19 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(fs.existsSync(file.path)).toBe(false);
   });
 
+  it("asks the running daemon for its version, not the containerd binary first on PATH (a tarball upgrade in progress)", () => {
+    // The binary on PATH is another generation's; the daemon that runs is this node's.
+    const other = containerdBinaries(gen === "1.6" ? "2.1" : "1.6");
+    const file = { path: path.join(node.registryConfigPath, "upgrade.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const r = run(applyCommand(file, { ...opts, containerd: other.containerd }), `server = "https://upgrade.test"\n${END_MARKER_LINE}\n`);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    // With no daemon to ask (a wrong socket), the binary's own version decides, and refuses.
+    const refused = run(applyCommand({ ...file, path: path.join(node.registryConfigPath, "upgrade2.test", "hosts.toml") }, { ...opts, containerd: other.containerd, grpcAddress: path.join(node.dir, "nothing.sock") }), `server = "https://upgrade2.test"\n${END_MARKER_LINE}\n`);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`the node runs containerd ${other.version}`);
+  });
+
   it("refuses a node older than the spec's containerdVersion", () => {
     const newer = `${gen}.99`;
     const r = apply(configOf({ maxConcurrentDownloads: 9 }), { minimumVersion: newer });
@@ -235,6 +249,35 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     const last = read(path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log")).trim().split("\n").pop()!;
     const sha = createHash("sha256").update(before).digest("hex");
     expect(last).toContain(`rollback path=${node.configFile} old=${sha} new=${sha} restarted=true result=healthy-again owner=test/scratch/${gen}`);
+  });
+
+  /** Passes `config dump` but breaks the CRI plugin (containerd-facts: 1.x legacy mirrors, 2.x a missing default runtime). */
+  const breaksCri = (extra: object = {}) =>
+    gen === "1.6"
+      ? configOf(extra).replace(END_MARKER_LINE, `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m.test"]\n${END_MARKER_LINE}`)
+      : configOf({ ...extra, settings: { plugins: { "io.containerd.cri.v1.runtime": { containerd: { default_runtime_name: "missing" } } } } });
+
+  it("rolls back to the last config confirmed healthy, not to one an interrupted apply left unconfirmed", () => {
+    const confirmed = configOf({ maxConcurrentDownloads: 41 });
+    expect(apply(confirmed).status).toBe(0);
+    // An apply renamed its file into place and was cut before the restart: on disk, never confirmed.
+    const unconfirmed = configOf({ maxConcurrentDownloads: 42 });
+    fs.writeFileSync(node.configFile, unconfirmed);
+    const r = apply(breaksCri(), { healthTimeoutSeconds: 3 });
+    expect(r.stderr).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    expect(read(node.configFile)).toBe(confirmed);
+    expect(criStatus(node)).toBe("ok");
+  });
+
+  it("checks health on the socket of the file being activated: a change that moves grpcAddress rolls back healthy", () => {
+    const before = read(node.configFile);
+    const moved = path.join(node.dir, "run", "moved.sock");
+    // The component passes the spec's (new) address; the rolled-back file listens on the old one.
+    const r = apply(breaksCri({ grpcAddress: moved }), { healthTimeoutSeconds: 3, grpcAddress: moved });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    expect(read(node.configFile)).toBe(before);
+    expect(criStatus(node)).toBe("ok");
   });
 
   it("rolls back when a user health check fails, and reports the check", () => {
@@ -405,6 +448,51 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(r.status).toBe(0);
     expect(fs.existsSync(hosts.path)).toBe(false);
     expect(fs.existsSync(path.dirname(hosts.path))).toBe(false);
+  });
+});
+
+describe("a node whose containerd had no CRI before it was managed (Docker's containerd.io: disabled_plugins = [\"cri\"])", () => {
+  let node: ScratchNode;
+  let opts: NodeCommandOptions;
+  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
+  beforeAll(() => {
+    node = scratchNode("1.6");
+    opts = {
+      label: "scratch-nocri",
+      lockFile: node.lockFile,
+      containerd: node.bin.containerd,
+      ctr: node.bin.ctr,
+      grpcAddress: node.socket,
+      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
+      healthTimeoutSeconds: 10,
+      configVersion: 2,
+      minimumVersion: node.bin.version,
+      healthChecks: [],
+      owner: "test/scratch/nocri",
+      sudo: false,
+    };
+  });
+  afterAll(() => node?.remove());
+
+  it("applies a config with CRI, then restores the original without waiting for a CRI that never comes", () => {
+    const managed = renderNode(node.baseSpec()).files[0].content;
+    // The containerd.io file has no version line and says "cri"; in a version 2 file the same is the URI.
+    const original = managed.replace(/^# Managed.*\n/, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
+    fs.writeFileSync(node.configFile, original);
+    expect(run(opts.restartCommand).status).toBe(0);
+    expect(criStatus(node)).not.toBe("ok");
+    const a = run(applyCommand(configRef(), opts), managed);
+    expect(a.stderr).toBe("");
+    expect(criStatus(node)).toBe("ok");
+    const restarts = node.restarts();
+    const r = run(restoreCommand(configRef(), opts));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(node.configFile)).toBe(original);
+    expect(node.restarts()).toBe(restarts + 1);
+    // containerd answers, without CRI, as before it was managed.
+    expect(spawnSync(node.bin.ctr, ["--address", node.socket, "version"]).status).toBe(0);
+    expect(criStatus(node)).not.toBe("ok");
   });
 });
 

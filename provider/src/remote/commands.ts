@@ -62,8 +62,9 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
     // Files need the version guard but none of the restart settings; leaving those out keeps a
     // change of, say, the restart command from touching every hosts.toml resource.
     o.containerd,
-    isConfig ? o.ctr : "",
-    isConfig ? o.grpcAddress : "",
+    // Every file's version guard asks the running daemon (ctr version on its socket).
+    o.ctr,
+    o.grpcAddress,
     isConfig ? o.restartCommand : "",
     isConfig ? String(o.healthTimeoutSeconds) : "",
     String(o.configVersion),

@@ -12,8 +12,8 @@
  *   5 lock        lock file serialising every apply on the node
  *   6 label       the node's name, for messages
  *   7 containerd  containerd binary: validation and the version guard
- *   8 ctr         ctr binary                   (config only)
- *   9 socket      containerd's gRPC socket     (config only)
+ *   8 ctr         ctr binary: health, and the running daemon's version for the guard
+ *   9 socket      containerd's gRPC socket as the spec sets it
  *  10 restart     restart command, run by sh  (config only)
  *  11 timeout     health timeout in seconds    (config only)
  *  12 cfgver      config.toml version, 2 | 3 | 4: which containerd major the files are for
@@ -56,10 +56,16 @@ absent="$state/$base.absent"
 applied="$state/$base.applied"
 prev="$state/$base.previous"
 ownerf="$state/$base.owner"
+before="$state/$base.before"
 tmp=''
 written=false
 restarted=false
 audited=false
+# What "healthy" means for the config being activated, and where to ask: cri (the CRI plugins ok),
+# daemon (containerd answers), none (it was not running before we managed the node).
+hmode=cri
+hsock=$socket
+vsock=$socket
 
 say() { printf '%s\n' "$*" 2>/dev/null || :; }
 fail() {
@@ -120,6 +126,7 @@ keep_original() {
   (umask 022 && mkdir -p "$state")
   if [ ! -e "$orig" ] && [ ! -e "$absent" ]; then
     # Without this record a delete could not put the node back: fail before anything changes.
+    [ "$kind" = config ] && record_before
     if [ -e "$path" ]; then
       { cp -p "$path" "$orig.tmp" && mv -f "$orig.tmp" "$orig"; } 2>/dev/null ||
         { rm -f "$orig.tmp"; fail "cannot keep the original $path in $state (disk full?); nothing changed"; }
@@ -161,8 +168,8 @@ ver_ge() { # a b : a >= b
 
 reason=''
 cri_ok() { # seconds
-  if ! _out=$(bounded_for "$1" "$ctr" --address "$socket" plugins ls 2>&1); then
-    reason="containerd does not answer on $socket: $(printf '%s' "$_out" | tail -n 3)"
+  if ! _out=$(bounded_for "$1" "$ctr" --address "$hsock" plugins ls 2>&1); then
+    reason="containerd does not answer on $hsock: $(printf '%s' "$_out" | tail -n 3)"
     return 1
   fi
   if [ "$cfgver" -ge 3 ]; then _want='io.containerd.grpc.v1:cri io.containerd.cri.v1:images io.containerd.cri.v1:runtime'; else _want='io.containerd.grpc.v1:cri'; fi
@@ -192,13 +199,58 @@ checks_ok() { # seconds checks...
 }
 
 # Healthy = containerd answers, its CRI plugins are ok, and every extra check passes, within timeout.
+healthy_now() { # seconds
+  case "$hmode" in
+    none) return 0 ;;
+    daemon)
+      if bounded_for "$1" "$ctr" --address "$hsock" version >/dev/null 2>&1; then return 0; fi
+      reason="containerd does not answer on $hsock"
+      return 1
+      ;;
+    *) cri_ok "$1" ;;
+  esac
+}
+
+# The gRPC address a config file makes containerd listen on, from its own config dump: the file
+# being activated decides where the health check dials, not the spec. Version 4 keeps it in the
+# io.containerd.server.v1.grpc plugin, earlier versions in [grpc]; containerd's default otherwise.
+address_in_dump() {
+  awk 'BEGIN { q1 = sprintf("%c", 39); q2 = sprintf("%c", 34) }
+    { l = $0; gsub(/^[ ]+|[ ]+$/, "", l) }
+    substr(l, 1, 1) == "[" { sec = l; next }
+    index(l, "address") == 1 && (sec == "[grpc]" || (index(sec, "io.containerd.server.v1.grpc") > 0 && index(sec, "grpc-tcp") == 0)) {
+      v = l; sub(/^address[ ]*=[ ]*/, "", v); gsub(q1, "", v); gsub(q2, "", v)
+      if (sec == "[grpc]") g = v; else p = v
+    }
+    END { if (p != "") print p; else print g }'
+}
+socket_of() { # file
+  _a=''
+  if [ -f "$1" ]; then _a=$(bounded "$containerd" --config "$1" config dump 2>/dev/null | address_in_dump) || _a=''; fi
+  printf '%s' "\${_a:-/run/containerd/containerd.sock}"
+}
+
+# What was true before we first managed config.toml, so a restore (and a rollback to that file)
+# checks for what the node had, not for what today's spec wants: Docker's containerd.io package,
+# for one, ships disabled_plugins = ["cri"].
+record_before() {
+  hsock=$(socket_of "$path")
+  if cri_ok 10 >/dev/null 2>&1; then _m=cri
+  elif bounded_for 10 "$ctr" --address "$hsock" version >/dev/null 2>&1; then _m=daemon
+  else _m=none; fi
+  if ! { printf '%s\n' "$_m" >"$before.tmp" && mv -f "$before.tmp" "$before"; } 2>/dev/null; then
+    fail "cannot record the state of containerd before $path was managed, in $state (disk full?); nothing changed"
+  fi
+}
+mode_before() { if [ -f "$before" ]; then cat "$before"; else echo cri; fi; }
+
 # Each probe gets only what is left of the deadline, so the wait ends at most one probe after it.
 wait_healthy() {
   _deadline=$(( $(date +%s) + timeout ))
   while :; do
     _left=$(( _deadline - $(date +%s) ))
     [ "$_left" -ge 1 ] || _left=1
-    if cri_ok "$_left" && checks_ok "$_left" "$@"; then return 0; fi
+    if healthy_now "$_left" && checks_ok "$_left" "$@"; then return 0; fi
     [ "$(date +%s)" -ge "$_deadline" ] && return 1
     sleep 1
   done
@@ -275,16 +327,22 @@ if [ "$action" = restore ]; then
     written=true
   fi
   [ "$written" = true ] && needs_restart=true
-  if [ "$needs_restart" = true ] && ! restart_healthy "$@"; then
+  # Healthy on the original means what it meant before we managed the node, on its socket; today's
+  # spec's health checks do not apply to it.
+  hmode=$(mode_before)
+  hsock=$(socket_of "$path")
+  if [ "$needs_restart" = true ] && ! restart_healthy; then
     why=$reason
     if [ -e "$prev" ]; then install_copy "$prev" "$path"; fi
+    hmode=cri
+    hsock=$(socket_of "$path")
     if restart_healthy "$@"; then
       audit restore original-unhealthy-managed-file-back
       fail "containerd was not healthy on the original $path ($why); the managed config.toml is back and containerd is healthy"
     fi
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
-  rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf"
+  rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf" "$before"
   rmdir "$state" 2>/dev/null || :
   audit restore restored
   report
@@ -296,10 +354,19 @@ fi
 # config.toml on 1.x (before 1.6.32/1.7.17) loads and drops every CRI setting, and a hosts.toml with a
 # capability 1.6 does not know ("referrers") is skipped whole, so pulls bypass the mirror. Refuse
 # before anything changes.
+# The version is the running daemon's ("ctr version", its Server part): during a tarball upgrade the
+# containerd first on PATH is the new binary, not the one running. A daemon that does not answer
+# (not started yet) leaves the binary's own --version.
 check_version() { # what
-  ver_line=$(bounded "$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
-  node_ver=$(version_of "$ver_line")
-  [ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
+  node_ver=''
+  if [ -n "$ctr" ] && _v=$(bounded "$ctr" --address "$vsock" version 2>/dev/null); then
+    node_ver=$(printf '%s\n' "$_v" | awk '$1 == "Server:" { s = 1 } s && $1 == "Version:" { print $2; exit }' | sed -e 's/^v//' -e 's/[^0-9.].*$//')
+  fi
+  if [ -z "$node_ver" ]; then
+    ver_line=$(bounded "$containerd" --version 2>&1) || fail "cannot run $containerd --version: $ver_line"
+    node_ver=$(version_of "$ver_line")
+    [ -n "$node_ver" ] || fail "cannot read a version from: $ver_line"
+  fi
   want_major=1
   [ "$cfgver" -ge 3 ] && want_major=2
   if [ "$(ver_part "$node_ver" 1)" != "$want_major" ]; then
@@ -344,35 +411,58 @@ if [ "$same" = true ] && [ -f "$applied" ] && cmp -s "$path" "$applied"; then
   exit 0
 fi
 
+vsock=$(socket_of "$path")
 check_version "a version $cfgver config.toml"
 
 # The node's own containerd must load the candidate, and must not ignore any of its keys.
-if ! bounded "$containerd" --config "$tmp" config dump >/dev/null 2>"$tmp.err"; then
+if ! bounded "$containerd" --config "$tmp" config dump >"$tmp.dump" 2>"$tmp.err"; then
   fail "containerd $node_ver rejected the new $path; nothing changed: $(tail -n 5 "$tmp.err")"
 fi
 if grep -q 'Ignoring unknown key' "$tmp.err"; then
   fail "containerd $node_ver would ignore keys of the new $path; nothing changed: $(grep 'Ignoring unknown key' "$tmp.err" | head -n 5)"
 fi
-rm -f "$tmp.err"
+new_sock=$(address_in_dump <"$tmp.dump")
+new_sock=\${new_sock:-/run/containerd/containerd.sock}
+rm -f "$tmp.err" "$tmp.dump"
 
-# What to roll back to: the file on disk now; when the new content is already on disk (an earlier
-# apply was interrupted before containerd was confirmed healthy), the last healthy config instead.
+# What to roll back to: the last config containerd was confirmed healthy with (an earlier apply may
+# have been interrupted after its rename: that file was never confirmed, and is no target); before
+# the first confirmed apply, what the node had.
 (umask 022 && mkdir -p "$state")
-if [ "$same" = true ]; then
-  if [ -e "$applied" ]; then cp -p "$applied" "$prev"; elif [ -e "$orig" ]; then cp -p "$orig" "$prev"; else rm -f "$prev"; fi
+keep_original
+prev_mode=cri
+if [ -e "$applied" ]; then
+  cp -p "$applied" "$prev"
+elif [ -e "$orig" ]; then
+  cp -p "$orig" "$prev"
+  prev_mode=$(mode_before)
 else
-  keep_original
-  if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+  rm -f "$prev"
+  prev_mode=$(mode_before)
+fi
+if [ "$same" != true ]; then
   sync_path "$tmp"
   mv -f "$tmp" "$path"
   sync_path "$dir"
   written=true
 fi
 
+hmode=cri
+hsock=$new_sock
 if ! restart_healthy "$@"; then
   why=$reason
   if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
-  if restart_healthy "$@"; then
+  # The rolled-back file is checked on its own socket, for what it had: a config we applied with the
+  # spec's checks, what the node had before us only for what was true then.
+  hmode=$prev_mode
+  hsock=$(socket_of "$path")
+  rb=bad
+  if [ -e "$applied" ]; then
+    restart_healthy "$@" && rb=ok
+  else
+    restart_healthy && rb=ok
+  fi
+  if [ "$rb" = ok ]; then
     rm -f "$prev"
     audit rollback healthy-again
     fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml and containerd is healthy again"
