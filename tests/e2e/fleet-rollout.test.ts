@@ -127,4 +127,31 @@ describe("ContainerdFleet rollout", () => {
     expect((await F.criPlugins(gone))["io.containerd.grpc.v1.cri"]).toBe("ok");
     expect((await h.destroy()).ok).toBe(true);
   });
+
+  it("lets go of a dead node (sshd stopped) with forget: no step contacts it, and removing it then runs nothing on it", async () => {
+    const dead = NODES[1];
+    const base = () => spec({ registries: { "docker.io": { mirrors: [MIRROR] } } });
+    expect((await h.up(() => void new ContainerdFleet("fleet", base()))).error?.message).toBeUndefined();
+    const files = fs.readFileSync(dead.configToml, "utf8");
+    await F.fault(dead, "sshd-stop");
+    try {
+      // Without forget, removing the dead node fails: its deletes cannot reach it.
+      const without = await h.preview(() => void new ContainerdFleet("fleet", { ...base(), nodes: NODES.filter((n) => n !== dead).map((n) => node(n)) }));
+      expect(without.steps.filter((st) => st.op === "delete" && st.name.startsWith(`${dead.name}:`)).length).toBeGreaterThan(0);
+      h.resetCounters();
+      const forgot = await h.up(() => void new ContainerdFleet("fleet", { ...base(), nodes: NODES.map((n) => node(n, n === dead ? { forget: true } : {})) }));
+      expect(forgot.error?.message).toBeUndefined();
+      expect(forgot.steps.filter((st) => st.name.startsWith(`${dead.name}:`)).every((st) => st.op === "same")).toBe(true);
+      const removed = await h.up(() => void new ContainerdFleet("fleet", { ...base(), nodes: NODES.filter((n) => n !== dead).map((n) => node(n)) }));
+      expect(removed.error?.message).toBeUndefined();
+      expect(removed.steps.filter((st) => st.op === "delete" && st.name.startsWith(`${dead.name}:`)).every((st) => st.ok)).toBe(true);
+      expect(h.sessions(`${dead.host}:${dead.port}`)).toBe(0);
+      expect(h.state().some((r) => r.name.startsWith(`${dead.name}:`))).toBe(false);
+      // The node was left as it was.
+      expect(fs.readFileSync(dead.configToml, "utf8")).toBe(files);
+    } finally {
+      await F.fault(dead, "sshd-start");
+    }
+    expect((await h.destroy()).ok).toBe(true);
+  });
 });

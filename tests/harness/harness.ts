@@ -81,6 +81,8 @@ export interface ResourceState {
   deleteBeforeReplace: boolean;
   parent?: string;
   replaceOnChanges: string[];
+  /** retainOnDelete: a delete drops it from the state without calling the provider. */
+  retainOnDelete?: boolean;
   /** An old version left by a create-before-delete replacement whose delete has not run yet. */
   pendingDelete?: boolean;
 }
@@ -114,6 +116,7 @@ interface RegisterRequest {
   getDependenciesList(): string[];
   getDeletebeforereplace(): boolean;
   getReplaceonchangesList(): string[];
+  getRetainondelete(): boolean | undefined;
   getPropertydependenciesMap(): { forEach(cb: (value: PropertyDependencies, key: string) => void): void };
 }
 interface OutputsRequest {
@@ -209,6 +212,7 @@ interface Registration {
   propertyDependencies: Record<string, string[]>;
   deleteBeforeReplace: boolean;
   replaceOnChanges: string[];
+  retainOnDelete: boolean;
 }
 
 interface Plan {
@@ -266,6 +270,7 @@ function parseRegistration(req: RegisterRequest, project: string, stack: string)
     propertyDependencies,
     deleteBeforeReplace: req.getDeletebeforereplace(),
     replaceOnChanges: req.getReplaceonchangesList(),
+    retainOnDelete: req.getRetainondelete() ?? false,
   };
 }
 
@@ -803,7 +808,8 @@ class Deployment {
     }
     try {
       const cmd = commandOf(r.inputs, "delete");
-      if (r.custom && r.type === COMMAND_TYPE && cmd !== undefined) {
+      // retainOnDelete: the engine removes it from the state and never calls the provider's Delete.
+      if (r.custom && r.type === COMMAND_TYPE && cmd !== undefined && !r.retainOnDelete) {
         await runCommand(this.opts.command, step, r.inputs, cmd, previousOutputs(r.outputs));
       }
       this.forget(r);
@@ -951,6 +957,7 @@ function stateOptions(reg: Registration): Omit<ResourceState, "inputs" | "output
     deleteBeforeReplace: reg.deleteBeforeReplace,
     parent: reg.parent,
     replaceOnChanges: reg.replaceOnChanges,
+    retainOnDelete: reg.retainOnDelete || undefined,
   };
 }
 

@@ -442,6 +442,28 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(read(node.configFile)).toBe(original);
   });
 
+  it("writes through a symlinked hosts.toml to its target, and a restore gives back exactly what was there", () => {
+    const shared = path.join(node.dir, "shared");
+    fs.mkdirSync(shared, { recursive: true });
+    const target = path.join(shared, "hosts.toml");
+    fs.writeFileSync(target, 'server = "https://original.test"\n');
+    const link = path.join(node.registryConfigPath, "linked.test", "hosts.toml");
+    fs.mkdirSync(path.dirname(link), { recursive: true });
+    fs.symlinkSync("../../../../shared/hosts.toml", link);
+    expect(fs.realpathSync(link)).toBe(target);
+    const file = { path: link, mode: 0o644, kind: "hosts" as const };
+    const content = `server = "https://linked.test"\n${END_MARKER_LINE}\n`;
+    const r = run(applyCommand(file, opts), content);
+    expect(r.stderr).toBe("");
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(read(target)).toBe(content);
+    const back = run(restoreCommand(file, opts));
+    expect(back.status).toBe(0);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(fs.readlinkSync(link)).toBe("../../../../shared/hosts.toml");
+    expect(read(target)).toBe('server = "https://original.test"\n');
+  });
+
   it("removes a hosts.toml that did not exist before, and its empty directory", () => {
     const hosts = render({ registries: { "docker.io": { mirrors: ["https://m.test"] } } }).files.find((f) => f.kind === "hosts")!;
     const r = run(restoreCommand(hosts, opts));

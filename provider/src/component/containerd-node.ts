@@ -70,6 +70,14 @@ export interface NodeOperationArgs {
    * @default "~/.ssh/known_hosts"
    */
   readonly knownHostsFile?: string;
+  /**
+   * Let go of a dead or decommissioned node: its file resources are kept exactly as they are
+   * (nothing runs on this `up`, the node is not contacted) and marked retainOnDelete, so removing the
+   * node from the program (or `pulumi destroy`) later only forgets them and never dials it. Set it
+   * without changing anything else of the node.
+   * @default false
+   */
+  readonly forget?: boolean;
 }
 
 export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
@@ -110,7 +118,7 @@ export interface Deprecation {
   message: string;
 }
 
-const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile"] as const;
+const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile", "forget"] as const;
 const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", ...OPERATION_KEYS]);
 
 /** Checks the component's own options; returns problems in the renderer's format. */
@@ -135,6 +143,7 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
     problems.push({ path: p("onDelete"), message: `${showValue(args.onDelete)} is not one of "restore", "keep"` });
   }
   if (args.sudo !== undefined && typeof args.sudo !== "boolean") problems.push({ path: p("sudo"), message: `${showValue(args.sudo)} is not true or false` });
+  if (args.forget !== undefined && typeof args.forget !== "boolean") problems.push({ path: p("forget"), message: `${showValue(args.forget)} is not true or false` });
   if (args.hostKeyPolicy !== undefined && args.hostKeyPolicy !== "known-hosts" && args.hostKeyPolicy !== "accept-any") {
     problems.push({ path: p("hostKeyPolicy"), message: `${showValue(args.hostKeyPolicy)} is not one of "known-hosts", "accept-any"` });
   }
@@ -231,13 +240,13 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        { parent: this, dependsOn, deleteBeforeReplace: true },
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
         // credential masked, as a plain input of a resource that runs nothing (a local.Command with
         // no command): `pulumi preview --diff` shows what changes in it, line by line.
-        new command.local.Command(`${name}:${f.path} (redacted)`, { stdin: redactHostsToml(f.content) }, { parent: this });
+        new command.local.Command(`${name}:${f.path} (redacted)`, { stdin: redactHostsToml(f.content) }, { parent: this, retainOnDelete: args.forget === true });
       }
       if (f.kind === "certificate") byRegistryCerts.set(f.registry!, [...(byRegistryCerts.get(f.registry!) ?? []), cmd]);
       if (f.kind === "config") configCommand = cmd;

@@ -48,6 +48,17 @@ restart=$1 timeout=$2 cfgver=$3 minver=$4 owner=$5
 shift 5
 
 end_marker='${END_MARKER_LINE}'
+# A managed path that is a symlink stays one: write through to its target (and keep the records
+# beside the target), so a restore gives back exactly what was there.
+if [ -L "$path" ]; then
+  _real=$(readlink -f "$path" 2>/dev/null) || _real=''
+  if [ -z "$_real" ]; then
+    printf 'containerd-node: %s: cannot resolve the symlink %s; nothing changed' "$label" "$path" >&2
+    echo >&2
+    exit 1
+  fi
+  path=$_real
+fi
 dir=\${path%/*}
 base=\${path##*/}
 state="$dir/.containerd-node"
