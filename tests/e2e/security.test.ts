@@ -8,7 +8,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
+import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import { Harness } from "../harness/harness";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
@@ -114,8 +114,8 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
   test("each node's audit trail has one line per file applied: paths, sha256 sums, outcome, owner; no credential", async () => {
     for (const n of [N16, N23]) {
       const audit = (await F.nodeFile(n, AUDIT))!;
-      expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=[0-9a-f]{64} restarted=false result=applied owner=[^ ]+/${n.name} node=${n.name}`));
-      expect(audit).toMatch(new RegExp(`apply path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=healthy owner=[^ ]+/${n.name}`));
+      expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=[0-9a-f]{64} restarted=false result=applied owner=[^ ]+::${n.name} node=${n.name}`));
+      expect(audit).toMatch(new RegExp(`apply path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=healthy owner=[^ ]+::${n.name}`));
       expect(audit).not.toContain("pw-audit-7f3");
       expect((await F.nodeSh(n, `stat -c %a ${AUDIT}`)).trim()).toBe("600");
     }
@@ -168,6 +168,34 @@ test('removing a registry under onDelete "keep" still removes the hosts.toml tha
     // The credential is gone from the node; the registry without one stays, as "keep" says.
     expect(await F.nodePathExists(N16, HUB)).toBe(false);
     expect(await F.nodeFile(N16, QUAY)).toContain(`[host."${MIRROR}"]`);
+  } finally {
+    h.dispose();
+  }
+});
+
+test("moving a standalone node into a fleet never wipes it: the new resources take the files over, the old deletes leave them", async () => {
+  const n = N23;
+  const h = harness();
+  const pinned = { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 };
+  const registries = { "docker.io": { mirrors: [MIRROR] } };
+  try {
+    const first = await h.up(() => void new ContainerdNode(n.name, { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, connection: pinned }));
+    expect(first.error?.message).toBeUndefined();
+    const config = fs.readFileSync(n.configToml, "utf8");
+    const restarts = F.restarts(n);
+    // The same node, now inside a fleet: new URNs for every file resource.
+    const moved = await h.up(() => void new ContainerdFleet("fleet", { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, nodes: [{ name: n.name, connection: pinned }] }));
+    expect(moved.error?.message).toBeUndefined();
+    const ops = moved.steps.filter((s) => s.type === "command:remote:Command").map((s) => s.op).sort();
+    expect(ops).toEqual(["create", "create", "delete", "delete"]);
+    // Nothing was restored: the files are there, unchanged, and containerd did not restart.
+    expect(fs.readFileSync(n.configToml, "utf8")).toBe(config);
+    expect(await F.nodeFile(n, HUB)).toContain(`[host."${MIRROR}"]`);
+    expect(F.restarts(n)).toBe(restarts);
+    expect(await F.nodeFile(n, AUDIT)).toContain("result=left-to-new-owner");
+    // And the new owner's destroy restores the node.
+    expect((await h.destroy()).ok).toBe(true);
+    expect(await F.nodePathExists(n, HUB)).toBe(false);
   } finally {
     h.dispose();
   }

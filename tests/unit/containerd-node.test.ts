@@ -47,10 +47,10 @@ describe("child resources", () => {
       expect(c.inputs.connection).toMatchObject(connection);
     }
     const config = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
-    expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0' 'containerd-node-test\/test\/node-1'$/);
+    expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1'$/);
     const hosts = world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.create as string;
     // Files get the version guard (containerd, config version, minimum) but no restart settings.
-    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' '' '' '2' '1\.7\.0' 'containerd-node-test\/test\/node-1'$/);
+    expect(hosts).toMatch(/'apply' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml' '0644' .* 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' '' '' '2' '1\.7\.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1'$/);
   });
 
   it("orders writes: certificates, then their hosts.toml, then config.toml after everything; no replace can undo a file", async () => {
@@ -105,7 +105,7 @@ describe("child resources", () => {
     );
     const create = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
     expect(create.startsWith("sudo -n /bin/sh -c ")).toBe(true);
-    expect(create).toMatch(/'\/usr\/local\/bin\/containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'rc-service containerd restart' '90' '3' '2\.1\.9' 'containerd-node-test\/test\/node-1' 'crictl pull busybox'$/);
+    expect(create).toMatch(/'\/usr\/local\/bin\/containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'rc-service containerd restart' '90' '3' '2\.1\.9' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'crictl pull busybox'$/);
   });
 });
 

@@ -207,7 +207,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
       configVersion: rendered.result.configVersion,
       minimumVersion: rendered.minimumVersion,
       healthChecks: args.healthChecks ?? [],
-      owner: `${pulumi.getProject()}/${pulumi.getStack()}/${name}`,
+      // Replaced below by this component's URN, once it is registered.
+      owner: "",
       sudo: args.sudo ?? false,
     };
 
@@ -220,6 +221,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
     const commands: command.remote.Command[] = [];
     let configCommand: command.remote.Command | undefined;
     const contents = sorted.map((f) => contentOf(f, leaves));
+    // The URN as a plain value: an Output of this.urn would make every child depend on this
+    // component, which the SDK expands to all of its children, each waiting for the others.
+    const owner = pulumi.output(new Promise<string>((resolve) => this.urn.apply(resolve)));
     sorted.forEach((f, i) => {
       const content = contents[i];
       const dependsOn: pulumi.Input<pulumi.Resource>[] = [];
@@ -229,10 +233,14 @@ export class ContainerdNode extends pulumi.ComponentResource {
         `${name}:${f.path}`,
         {
           connection,
-          create: applyCommand(f, nodeOpts),
+          // The owner recorded beside each file is this component's full URN (project, stack, parents,
+          // type and name): a node moved into a fleet or another parent, or renamed, gets a new URN,
+          // so the old resources' deletes, which run after the new ones applied, leave the files to
+          // their new owner instead of putting the originals back.
+          create: owner.apply((o) => applyCommand(f, { ...nodeOpts, owner: o })),
           // "keep" leaves files in place on delete, except those holding credentials: an
           // Authorization header left active after its registry was removed would be a leak.
-          delete: (args.onDelete ?? "restore") === "restore" || f.secret ? restoreCommand(f, nodeOpts) : undefined,
+          delete: (args.onDelete ?? "restore") === "restore" || f.secret ? owner.apply((o) => restoreCommand(f, { ...nodeOpts, owner: o })) : undefined,
           stdin: content,
           // We never read PULUMI_COMMAND_STDOUT; sending it only makes sshd refuse a Setenv and the
           // provider warn (pulumi-command remote/commandOutputs.go).
