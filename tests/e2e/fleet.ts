@@ -136,7 +136,7 @@ export async function resetNodes(nodes: FleetNode[]): Promise<void> {
   await fleetSh(["reset", ...nodes.map((n) => n.name)]);
 }
 
-export async function fault(node: FleetNode, what: "sshd-stop" | "sshd-start" | "containerd-fail-start" | "containerd-fix" | "cut"): Promise<void> {
+export async function fault(node: FleetNode, what: "sshd-stop" | "sshd-start" | "containerd-fail-start" | "containerd-fix" | "cut" | "reconnect" | "kill-sessions"): Promise<void> {
   await fleetSh(["fault", node.name, what], 60_000);
 }
 

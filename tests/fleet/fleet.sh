@@ -6,7 +6,7 @@
 #   fleet.sh status | down
 #   fleet.sh exec NODE -- CMD [ARGS...]
 #   fleet.sh reset NODE... | --all
-#   fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut
+#   fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut|reconnect|kill-sessions
 #
 # up and status print the fleet as JSON on stdout and nothing else; logs go to stderr.
 # Everything started is recorded (pid and start time, namespace names) under the state dir, and
@@ -715,6 +715,7 @@ node_reset() { # dir
   node_env "$dir"
   node_init_pid "$dir" >/dev/null || die "$NODE_NAME is not running"
   rm -f "$dir/fleet/fault-containerd-fail-start"
+  ip link set "$NODE_VETH" up 2>/dev/null || log "$NODE_NAME: could not bring $NODE_VETH up"
   in_node "$dir" systemctl stop containerd
   restore_etc "$dir"
   # containerd's own state back to empty as well (pulled images, metadata, the log).
@@ -765,7 +766,7 @@ cmd_reset() {
 
 cmd_fault() {
   local dir n
-  [ $# -eq 2 ] || die "usage: fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut"
+  [ $# -eq 2 ] || die "usage: fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut|reconnect|kill-sessions"
   dir=$(node_dir_of "$1")
   take_lock
   case "$2" in
@@ -774,6 +775,17 @@ cmd_fault() {
     containerd-fail-start) : >"$dir/fleet/fault-containerd-fail-start" ;;
     containerd-fix) rm -f "$dir/fleet/fault-containerd-fail-start" ;;
     cut)
+      # The network drops: the node's link goes down, nothing on the node is touched.
+      node_env "$dir"
+      ip link set "$NODE_VETH" down
+      log "$NODE_NAME: link $NODE_VETH down"
+      ;;
+    reconnect)
+      node_env "$dir"
+      ip link set "$NODE_VETH" up
+      log "$NODE_NAME: link $NODE_VETH up"
+      ;;
+    kill-sessions)
       n=$(cut_sessions_in "$dir")
       log "$(basename "$dir"): killed $n session processes"
       ;;

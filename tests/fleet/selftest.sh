@@ -254,7 +254,7 @@ ok "is-active says failed"
 check "fault containerd-fix" "$fleet" fault node-2 containerd-fix
 check "systemctl start containerd works again" node_ssh node-2 'systemctl start containerd && ctr version'
 
-begin "fault cut"
+begin "fault kill-sessions"
 node_ssh node-3 'sleep 100' >"$work/cut.out" 2>&1 &
 sshpid=$!
 i=0
@@ -264,15 +264,15 @@ until "$fleet" exec node-3 -- pgrep -f '^sleep 100$' >/dev/null 2>&1; do
   sleep 0.1
 done
 cpid=$(node_ssh node-3 'systemctl show -p MainPID --value containerd')
-check "fault cut" "$fleet" fault node-3 cut
+check "fault kill-sessions" "$fleet" fault node-3 kill-sessions
 t0=$(date +%s.%N)
-if wait "$sshpid"; then fail "the ssh session survived the cut"; fi
-ok "ssh session ended (exit non-zero) $(elapsed "$t0") s after the cut"
+if wait "$sshpid"; then fail "the ssh session survived kill-sessions"; fi
+ok "ssh session ended (exit non-zero) $(elapsed "$t0") s after kill-sessions"
 check_fails "sleep 100 is gone from the node" "$fleet" exec node-3 -- pgrep -f '^sleep 100$'
 check "sshd still listens" node_ssh node-3 true
 [ "$(node_ssh node-3 'systemctl show -p MainPID --value containerd')" = "$cpid" ] ||
-  fail "containerd should survive a cut"
-ok "containerd survived the cut"
+  fail "containerd should survive kill-sessions"
+ok "containerd survived kill-sessions"
 
 begin "reset"
 n=node-1

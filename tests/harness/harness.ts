@@ -436,6 +436,10 @@ function sshArgs(t: SshTarget, files: SshFiles, command: string, sendEnv: string
     ...o("ForwardX11=no"),
     ...o("ClearAllForwardings=yes"),
     ...(t.perDialTimeout > 0 ? o(`ConnectTimeout=${t.perDialTimeout}`) : []),
+    // A cut network: the provider has no keepalive and waits for TCP to give up (many minutes);
+    // the harness gives up after about 6 s of silence, so tests of a cut end.
+    ...o("ServerAliveInterval=2"),
+    ...o("ServerAliveCountMax=3"),
     ...sendEnv.flatMap((name) => o(`SendEnv=${name}`)),
     "-i", files.key,
     "-p", String(t.port),
