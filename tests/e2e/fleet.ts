@@ -40,7 +40,16 @@ export interface FleetNode {
 }
 
 export interface Fleet {
-  registry: { host: string; url: string; mirrors: string[]; images: string[]; logs: string[] };
+  stateDir: string;
+  registry: {
+    host: string;
+    url: string;
+    mirrors: string[];
+    images: string[];
+    logs: string[];
+    /** The same images behind htpasswd (Basic auth): pulls need these credentials. */
+    authMirror: { url: string; username: string; password: string };
+  };
   nodes: FleetNode[];
 }
 

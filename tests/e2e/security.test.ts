@@ -10,6 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import { Harness } from "../harness/harness";
+import { criPullImage, criRemoveImage } from "../harness/cri";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 
@@ -199,4 +200,49 @@ test("moving a standalone node into a fleet never wipes it: the new resources ta
   } finally {
     h.dispose();
   }
+});
+
+describe("registry credentials against a mirror that checks them (docker-registry with htpasswd, Basic auth)", () => {
+  const AUTH = fleet.registry.authMirror;
+  const TINY = "docker.io/library/tiny:1.0";
+  const h = harness();
+  afterAll(async () => {
+    await h.destroy();
+    h.dispose();
+  });
+  const pinned = (n: FleetNode, auth?: { username: string; password: string }) =>
+    spec(n, {
+      registries: { "docker.io": { mirrors: [{ url: AUTH.url, ...(auth ? { auth } : {}) }] } },
+      connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 },
+    });
+  const pull = async (n: FleetNode) => {
+    await criRemoveImage(n.containerdSocket, TINY).catch(() => undefined);
+    return criPullImage(n.containerdSocket, TINY, { timeoutMs: 60_000 }).then(
+      () => "pulled",
+      (e: Error) => `failed: ${e.message}`,
+    );
+  };
+
+  test.each([N16, N23])("$containerdVersion ($name): pulls with the right credentials, fails without them or with wrong ones", async (n) => {
+    for (const [auth, want] of [
+      [undefined, /^failed/],
+      [{ username: AUTH.username, password: "wrong-password" }, /^failed/],
+      [{ username: AUTH.username, password: AUTH.password }, /^pulled$/],
+    ] as const) {
+      const res = await h.up(program([[n, pinned(n, auth)]]));
+      expect(res.error?.message).toBeUndefined();
+      expect(await pull(n)).toMatch(want);
+    }
+    // The mirror itself checked them: from this node it refused no credentials and the wrong ones,
+    // and served the right ones.
+    const log = fs
+      .readFileSync(path.join(fleet.stateDir, "registry", "5002.log"), "utf8")
+      .split("\n")
+      .filter((l) => l.includes(`remoteaddr="${n.host}:`) || l.startsWith(`${n.host} `));
+    const text = log.join("\n");
+    expect(text).toContain("invalid authorization credential");
+    expect(text).toContain('error authenticating user \\"robot\\": authentication failure');
+    expect(text).toMatch(/"(GET|HEAD) \/v2\/library\/tiny\/manifests\/1\.0\?ns=docker\.io HTTP\/1\.1" 401/);
+    expect(text).toMatch(/"(GET|HEAD) \/v2\/library\/tiny\/manifests\/1\.0\?ns=docker\.io HTTP\/1\.1" 200/);
+  });
 });

@@ -31,6 +31,9 @@ subnet=${FLEET_SUBNET:-198.18.0}
 bridge=${prefix}br0
 host_addr=$subnet.1
 registry_ports="5000 5001"
+# A third instance over the same storage that wants credentials (htpasswd, Basic auth): the mirror
+# for tests of registry auth. Its user and password are made once per fleet (registry/auth, 0600).
+auth_port=5002
 images="library/tiny:1.0 pause:3.9 google_containers/pause:3.9"
 node_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 max_nodes=200
@@ -237,6 +240,23 @@ http:
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
+  if [ "$1" = "$auth_port" ]; then
+    cat <<EOF
+auth:
+  htpasswd:
+    realm: containerd-node-fleet
+    path: $state/registry/htpasswd
+EOF
+  fi
+}
+
+ensure_registry_auth() {
+  local dir=$state/registry user pass
+  if [ ! -s "$dir/auth" ]; then
+    (umask 077 && printf 'robot %s\n' "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$dir/auth")
+  fi
+  read -r user pass <"$dir/auth"
+  (umask 077 && htpasswd -Bbn "$user" "$pass" >"$dir/htpasswd")
 }
 
 port_open() { # port
@@ -303,13 +323,14 @@ push_images() {
 ensure_registry() {
   local port
   mkdir -p "$state/registry/data"
-  for port in $registry_ports; do start_registry "$port"; done
+  ensure_registry_auth
+  for port in $registry_ports $auth_port; do start_registry "$port"; done
   push_images
 }
 
 stop_registry() {
   local port
-  for port in $registry_ports; do stop_recorded "$state/registry/$port.pid"; done
+  for port in $registry_ports $auth_port; do stop_recorded "$state/registry/$port.pid"; done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +532,7 @@ node_json() { # dir private-key
 }
 
 fleet_json() {
-  local sep="" dir key="" port mirrors=() j_state j_host j_url j_mirrors j_images j_logs j_kh j_cfg
+  local sep="" dir key="" port mirrors=() j_state j_host j_url j_mirrors j_images j_logs j_kh j_cfg j_auth_url j_user j_pass user pass
   for port in $registry_ports; do mirrors+=("http://$host_addr:$port"); done
   # The key file's exact bytes, final newline included.
   IFS= read -r -d '' key <"$state/ssh/id_ed25519" || true
@@ -522,6 +543,10 @@ fleet_json() {
   # shellcheck disable=SC2086
   jarr j_images $images
   jarr j_logs "$state/registry/5000.log" "$state/registry/5001.log"
+  read -r user pass <"$state/registry/auth"
+  jstr j_auth_url "http://$host_addr:$auth_port"
+  jstr j_user "$user"
+  jstr j_pass "$pass"
   jstr j_kh "$state/ssh/known_hosts"
   jstr j_cfg "$state/ssh/config"
   {
@@ -529,6 +554,7 @@ fleet_json() {
     printf '  "registry": { "host": %s, "port": 5000, "url": %s,\n' "$j_host" "$j_url"
     printf '                "mirrors": %s,\n' "$j_mirrors"
     printf '                "images": %s,\n' "$j_images"
+    printf '                "authMirror": { "url": %s, "username": %s, "password": %s },\n' "$j_auth_url" "$j_user" "$j_pass"
     printf '                "logs": %s },\n' "$j_logs"
     printf '  "knownHosts": %s,\n' "$j_kh"
     printf '  "sshConfig": %s,\n' "$j_cfg"
@@ -572,7 +598,7 @@ fleet_problems() {
   local port dir
   [ -f "$state/fleet.env" ] || { echo "fleet is down (no $state/fleet.env)"; return; }
   ip link show "$bridge" >/dev/null 2>&1 || echo "bridge $bridge is missing"
-  for port in $registry_ports; do
+  for port in $registry_ports $auth_port; do
     recorded_pid "$state/registry/$port.pid" >/dev/null || echo "registry :$port is not running"
   done
   [ -n "$(node_dirs)" ] || echo "no nodes"
@@ -604,9 +630,9 @@ cmd_up() {
   IFS=, read -r -a gen_list <<<"$gens"
   [ ${#gen_list[@]} -gt 0 ] || die "up: empty --generations"
   for gen in "${gen_list[@]}"; do check_generation "$gen" >/dev/null; done
-  for tool in sshd ssh-keygen docker-registry skopeo umoci nsenter unshare ip flock; do
+  for tool in sshd ssh-keygen docker-registry skopeo umoci nsenter unshare ip flock htpasswd; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
-      die "$tool is missing (apt-get install -y containerd runc openssh-server openssh-client docker-registry skopeo umoci iproute2)"
+      die "$tool is missing (apt-get install -y containerd runc openssh-server openssh-client docker-registry skopeo umoci iproute2 apache2-utils)"
   done
 
   take_lock
