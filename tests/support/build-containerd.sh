@@ -28,6 +28,8 @@ module=github.com/containerd/containerd/v2
 : "${GOCACHE:=$here/../../.cache/go/build}"
 : "${GOMODCACHE:=$here/../../.cache/go/mod}"
 export GOCACHE GOMODCACHE
+# Go's own tarball installs into /usr/local/go; a non-login shell may not have it on PATH yet.
+command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 export GOFLAGS="-trimpath -buildvcs=false -modcacherw"
 
 build() { # generation version

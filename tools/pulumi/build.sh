@@ -26,6 +26,8 @@ check_only=false
 : "${GOCACHE:=$repo/.cache/go/build}"
 : "${GOMODCACHE:=$repo/.cache/go/mod}"
 export GOCACHE GOMODCACHE
+# Go's own tarball installs into /usr/local/go; a non-login shell may not have it on PATH yet.
+command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 export GOFLAGS="-trimpath -buildvcs=false -modcacherw"
 
 want=$(sed -n 's#^[[:space:]]*github.com/pulumi/pulumi/pkg/v3 \(v[0-9.]*\).*#\1#p' "$here/go.mod" | head -n 1)
