@@ -463,17 +463,12 @@ hsock=$new_sock
 if ! restart_healthy "$@"; then
   why=$reason
   if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
-  # The rolled-back file is checked on its own socket, for what it had: a config we applied with the
-  # spec's checks, what the node had before us only for what was true then.
+  # The rolled-back file is checked on its own socket for what it was confirmed with (CRI ok, or for
+  # the node's original what was true before us), not with the new spec's checks: those may be the
+  # very thing that failed (a canary pull through a new mirror) and say nothing of the old file.
   hmode=$prev_mode
   hsock=$(socket_of "$path")
-  rb=bad
-  if [ -e "$applied" ]; then
-    restart_healthy "$@" && rb=ok
-  else
-    restart_healthy && rb=ok
-  fi
-  if [ "$rb" = ok ]; then
+  if restart_healthy; then
     rm -f "$prev"
     audit rollback healthy-again
     fail "containerd was not healthy with the new $path ($why); rolled back to the previous config.toml and containerd is healthy again"
