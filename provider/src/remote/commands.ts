@@ -36,7 +36,7 @@ export interface NodeCommandOptions {
   minimumVersion: string;
   healthChecks: readonly string[];
   /**
-   * Who manages the node's files (project/stack/node): recorded on apply; a restore by another
+   * Who manages the node's files (the ContainerdNode's URN): recorded on apply; a restore by another
    * owner (a renamed node's old resource, deleted after the new one applied) leaves the file alone.
    */
   owner: string;

@@ -18,7 +18,7 @@
  *  11 timeout     health timeout in seconds    (config only)
  *  12 cfgver      config.toml version, 2 | 3 | 4: which containerd major the files are for
  *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0
- *  14 owner       who manages the file (project/stack/node): a restore by anyone else is a no-op
+ *  14 owner       who manages the file (the ContainerdNode's URN): a restore by anyone else is a no-op
  *  15.. checks    extra health checks, each run by sh; all must exit 0 (config only)
  *
  * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
