@@ -37,7 +37,10 @@ describe.each(["2.1", "2.2", "2.3"] as const)("containerd %s pulls CRI images th
     expect(rendered.files[0].content).toContain('[plugins."io.containerd.transfer.v1.local"]\nmax_concurrent_downloads = 5');
     expect(rendered.warnings).toEqual([]);
     const log = start(node, spec);
-    expect(log).toContain("loading plugin");
+    // The CRI images plugin has loaded (it decides the pull path while loading), and the CRI
+    // plugins after it too: had it fallen back, the line would be there by now.
+    expect(log).toMatch(/loading plugin.*id=io\.containerd\.cri\.v1\.images/);
+    expect(log).toMatch(/loading plugin.*id=io\.containerd\.grpc\.v1\.cri/);
     expect(log).not.toContain(FALLBACK);
   });
 

@@ -196,7 +196,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
     self = this;
     for (const w of warnings) pulumi.log.warn(w, this);
 
-    const nodeOpts: NodeCommandOptions = {
+    // The owner is added per command below: this component's URN, once it is registered.
+    const nodeOpts: Omit<NodeCommandOptions, "owner"> = {
       label: name,
       lockFile: `${rendered.configFile.replace(/\/[^/]*$/, "")}/.containerd-node.lock`,
       containerd: args.containerdPath ?? "containerd",
@@ -207,8 +208,6 @@ export class ContainerdNode extends pulumi.ComponentResource {
       configVersion: rendered.result.configVersion,
       minimumVersion: rendered.minimumVersion,
       healthChecks: args.healthChecks ?? [],
-      // Replaced below by this component's URN, once it is registered.
-      owner: "",
       sudo: args.sudo ?? false,
     };
 

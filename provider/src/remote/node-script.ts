@@ -244,8 +244,9 @@ socket_of() { # file
 # What was true before we first managed config.toml, so a restore (and a rollback to that file)
 # checks for what the node had, not for what today's spec wants: Docker's containerd.io package,
 # for one, ships disabled_plugins = ["cri"].
+# (vsock: the socket of the file on disk, read once for the version guard just before.)
 record_before() {
-  hsock=$(socket_of "$path")
+  hsock=$vsock
   if cri_ok 10 >/dev/null 2>&1; then _m=cri
   elif bounded_for 10 "$ctr" --address "$hsock" version >/dev/null 2>&1; then _m=daemon
   else _m=none; fi
@@ -280,7 +281,7 @@ restart_healthy() {
 # containerd's own report of what this node still uses that a later release removes (ctr 1.7+:
 # "deprecations list"; 1.6 has none). It is JSON already; control characters are only its layout.
 read_deprecations() {
-  if _d=$(bounded "$ctr" --address "$socket" deprecations list --format json 2>/dev/null); then
+  if _d=$(bounded "$ctr" --address "$hsock" deprecations list --format json 2>/dev/null); then
     _d=$(printf '%s' "$_d" | tr -d '[:cntrl:]')
     case "$_d" in '['*']') deprecations=$_d ;; esac
   fi
@@ -316,7 +317,7 @@ if [ "$action" = restore ]; then
     rm -f "$ownerf"
     rmdir "$state" 2>/dev/null || :
     rmdir "$dir" 2>/dev/null || :
-    audit restore restored
+    if [ "$written" = true ]; then audit restore restored; else audit restore nothing-to-restore; fi
     report
     exit 0
   fi
@@ -441,15 +442,14 @@ rm -f "$tmp.err" "$tmp.dump"
 # the first confirmed apply, what the node had.
 (umask 022 && mkdir -p "$state")
 keep_original
-prev_mode=cri
+prev_mode=$(mode_before)
 if [ -e "$applied" ]; then
   cp -p "$applied" "$prev"
+  prev_mode=cri
 elif [ -e "$orig" ]; then
   cp -p "$orig" "$prev"
-  prev_mode=$(mode_before)
 else
   rm -f "$prev"
-  prev_mode=$(mode_before)
 fi
 if [ "$same" != true ]; then
   sync_path "$tmp"
