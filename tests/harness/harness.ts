@@ -118,6 +118,16 @@ interface RegisterRequest {
   getReplaceonchangesList(): string[];
   getRetainondelete(): boolean | undefined;
   getPropertydependenciesMap(): { forEach(cb: (value: PropertyDependencies, key: string) => void): void };
+  getHooks(): { getAfterCreateList(): string[]; getAfterUpdateList(): string[] } | undefined;
+}
+interface HookCallback {
+  getTarget(): string;
+  getToken(): string;
+}
+interface HookRegistration {
+  getName(): string;
+  getCallback(): HookCallback | undefined;
+  getOnDryRun(): boolean;
 }
 interface OutputsRequest {
   getUrn(): string;
@@ -128,6 +138,7 @@ interface MockMonitorInternals {
   resources: Map<string, { urn: string; id: string | null; state: unknown }>;
   registerResource(req: RegisterRequest, cb: RpcCallback): void;
   registerResourceOutputs(req: OutputsRequest, cb: RpcCallback): void;
+  registerResourceHook?(req: HookRegistration, cb: RpcCallback): void;
 }
 interface RegisterResponse {
   setUrn(v: string): void;
@@ -147,7 +158,30 @@ const sdkState = require(path.join(sdkDir, "runtime/state")) as {
 const resproto = require(path.join(sdkDir, "proto/resource_pb")) as {
   RegisterResourceResponse: new () => RegisterResponse;
   Result: { SUCCESS: number; FAIL: number };
+  ResourceHookRequest: new () => {
+    setUrn(v: string): void;
+    setId(v: string): void;
+    setName(v: string): void;
+    setType(v: string): void;
+    setNewInputs(v: unknown): void;
+    setOldInputs(v: unknown): void;
+    setNewOutputs(v: unknown): void;
+    setOldOutputs(v: unknown): void;
+    serializeBinary(): Uint8Array;
+  };
+  ResourceHookResponse: { deserializeBinary(b: Uint8Array): { getError(): string } };
 };
+const callbackProto = require(path.join(sdkDir, "proto/callback_pb")) as {
+  CallbackInvokeRequest: new () => { setToken(v: string): void; setRequest(v: Uint8Array): void };
+};
+const callbackGrpc = require(path.join(sdkDir, "proto/callback_grpc_pb")) as {
+  CallbacksClient: new (target: string, creds: unknown) => {
+    invoke(req: unknown, cb: (err: Error | null, resp: { getResponse_asU8(): Uint8Array }) => void): void;
+    close(): void;
+  };
+};
+// The SDK's own grpc-js, whose credentials its generated client accepts.
+const sdkGrpc = require(require.resolve("@grpc/grpc-js", { paths: [sdkDir] })) as { credentials: { createInsecure(): unknown } };
 const sdkOutput = require(path.join(sdkDir, "output")) as { unknown: unknown };
 // The SDK's own copy of google-protobuf, so that the Struct we hand back is the class it expects.
 const { Struct } = require(require.resolve("google-protobuf/google/protobuf/struct_pb", { paths: [sdkDir] })) as {
@@ -213,6 +247,9 @@ interface Registration {
   deleteBeforeReplace: boolean;
   replaceOnChanges: string[];
   retainOnDelete: boolean;
+  /** Resource hook names bound to the resource (only the after hooks the harness runs). */
+  afterCreate: string[];
+  afterUpdate: string[];
 }
 
 interface Plan {
@@ -271,6 +308,8 @@ function parseRegistration(req: RegisterRequest, project: string, stack: string)
     deleteBeforeReplace: req.getDeletebeforereplace(),
     replaceOnChanges: req.getReplaceonchangesList(),
     retainOnDelete: req.getRetainondelete() ?? false,
+    afterCreate: req.getHooks()?.getAfterCreateList() ?? [],
+    afterUpdate: req.getHooks()?.getAfterUpdateList() ?? [],
   };
 }
 
@@ -709,10 +748,46 @@ class Deployment {
     if (this.opts.preview) return this.previewOutcome(step, reg, old);
     try {
       const state = await this.apply(plan, reg, old, step);
+      // After hooks run when the step succeeded and before the registration is answered (the
+      // engine's CreateStep/UpdateStep Apply; a replace is a create). A hook's error fails the run.
+      await this.runHooks(plan.op === "update" ? reg.afterUpdate : reg.afterCreate, reg, state, old);
       this.endStep(step);
       return { ok: true, id: state.id, outputs: state.outputs };
     } catch (e) {
       return this.stepFailed(step, reg.urn, asError(e), old);
+    }
+  }
+
+  /** Hooks the program registered (registerResourceHook), by name. */
+  readonly hooks = new Map<string, HookCallback>();
+
+  /** Calls each hook over the program's callback server, as the engine does. */
+  private async runHooks(names: string[], reg: Registration, state: ResourceState, old: ResourceState | undefined): Promise<void> {
+    for (const name of names) {
+      const cb = this.hooks.get(name);
+      if (!cb) throw new Error(`resource hook ${name} is not registered`);
+      const req = new resproto.ResourceHookRequest();
+      req.setUrn(reg.urn);
+      req.setId(state.id ?? "");
+      req.setName(reg.name);
+      req.setType(reg.type);
+      req.setNewInputs(Struct.fromJavaScript(reg.inputs));
+      req.setNewOutputs(Struct.fromJavaScript(state.outputs));
+      if (old) {
+        req.setOldInputs(Struct.fromJavaScript(old.inputs));
+        req.setOldOutputs(Struct.fromJavaScript(old.outputs));
+      }
+      const invoke = new callbackProto.CallbackInvokeRequest();
+      invoke.setToken(cb.getToken());
+      invoke.setRequest(req.serializeBinary());
+      const client = new callbackGrpc.CallbacksClient(cb.getTarget(), sdkGrpc.credentials.createInsecure());
+      try {
+        const bytes = await new Promise<Uint8Array>((resolve, reject) => client.invoke(invoke, (err, resp) => (err ? reject(err) : resolve(resp.getResponse_asU8()))));
+        const error = resproto.ResourceHookResponse.deserializeBinary(bytes).getError();
+        if (error) throw new Error(`resource hook ${name} failed for ${reg.urn}: ${error}`);
+      } finally {
+        client.close();
+      }
     }
   }
 
@@ -1008,6 +1083,11 @@ async function installMonitor(dep: Deployment, project: string, stack: string, p
       (err) => cb(err, undefined),
     );
   };
+  monitor.registerResourceHook = (req, cb) => {
+    const callback = req.getCallback();
+    if (callback) dep.hooks.set(req.getName(), callback);
+    cb(null, {});
+  };
   monitor.registerResourceOutputs = (req, cb) => {
     const outputs = req.getOutputs()?.toJavaScript() ?? {};
     const known = monitor.resources.get(req.getUrn());
@@ -1205,6 +1285,8 @@ export class Harness {
       if (rejection) dep.fail(rejection);
     }
     await dep.finish();
+    // The program's callback server (hooks) ends with its deployment.
+    (sdkState.getStore() as { callbacks?: { shutdown(): void } }).callbacks?.shutdown();
     return this.result(dep, resolved);
   }
 

@@ -19,6 +19,7 @@ export interface RecordedOptions {
   name: string;
   dependsOn: string[];
   deleteBeforeReplace?: boolean;
+  retainOnDelete?: boolean;
   parent?: string;
 }
 
@@ -45,6 +46,7 @@ export function installMocks(opts: { preview?: boolean; stdout?: (r: Registered)
         name: t.name,
         dependsOn: (Array.isArray(deps) ? deps : [deps]).map((r) => (r as unknown as { __name?: string }).__name ?? "?"),
         deleteBeforeReplace: (t.opts as pulumi.CustomResourceOptions).deleteBeforeReplace,
+        retainOnDelete: t.opts.retainOnDelete,
         parent: (t.opts.parent as unknown as { __name?: string } | undefined)?.__name,
       });
       return undefined;

@@ -52,7 +52,8 @@ describe("ContainerdFleet", () => {
     expect(deps("node-3")).toEqual(["node-1:/etc/containerd/config.toml"]);
     expect(deps("node-4")).toEqual(["node-2:/etc/containerd/config.toml", "node-3:/etc/containerd/config.toml"]);
     expect(deps("node-5")).toEqual(["node-2:/etc/containerd/config.toml", "node-3:/etc/containerd/config.toml"]);
-    for (const o of world.options.filter((x) => x.name.endsWith("hosts.toml"))) expect(o.dependsOn).toEqual([]);
+    // hosts.toml files wait only for their own node's host resource (the node script's install).
+    for (const o of world.options.filter((x) => x.name.endsWith("hosts.toml"))) expect(o.dependsOn).toEqual([`${o.name.split(":")[0]}:host`]);
   });
 
   it("deep-merges per-node overrides over the shared spec", async () => {

@@ -7,6 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
+import { INSTALLED_SCRIPT } from "../../provider/src/remote/commands";
 import { NODE_SCRIPT } from "../../provider/src/remote/node-script";
 import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
 import { seedSpec } from "../fixtures/specs";
@@ -15,7 +16,9 @@ import { MockWorld, installMocks, settle, valueOf } from "../support/mocks";
 afterEach(settle);
 
 const connection = { host: "10.0.0.11", user: "root", privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" };
-const commands = (w: MockWorld) => w.registered.filter((r) => r.type === "command:remote:Command");
+/** The file commands (not the node's host resource). */
+const commands = (w: MockWorld) => w.registered.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith(":host"));
+const SCRIPT = "'/etc/containerd/.containerd-node/containerd-node.sh'";
 
 async function declare(args: ContainerdNodeArgs, world: MockWorld, name = "node-1"): Promise<ContainerdNode> {
   const node = new ContainerdNode(name, args, { transformations: [world.transformation] });
@@ -34,17 +37,21 @@ describe("child resources", () => {
     expect(world.byName("node-1").type).toBe("containerd:index:ContainerdNode");
   });
 
-  it("puts the content only on stdin: the command is the constant script plus quoted arguments, no environment", async () => {
+  it("puts the content only on stdin: the command is a short constant line that runs the installed script with quoted arguments, no environment", async () => {
     const world = installMocks();
     await declare({ ...seedSpec("1.7"), connection }, world);
     for (const c of commands(world)) {
-      expect(c.inputs.create.startsWith(`/bin/sh -c '`)).toBe(true);
-      expect(c.inputs.create).toContain(NODE_SCRIPT.split("\n")[0]);
+      expect(c.inputs.create.startsWith(`/bin/sh -c '[ -f "$0" ] || `)).toBe(true);
+      expect(c.inputs.create).toContain(`${SCRIPT} 'apply' `);
+      // Not the script itself: a change of it touches the host resource only.
+      expect(c.inputs.create).not.toContain(NODE_SCRIPT.split("\n")[0]);
+      expect(c.inputs.create.length).toBeLessThan(800);
       expect(c.inputs.create).not.toContain("docker.mirrors.sjtug.sjtu.edu.cn");
       expect(c.inputs.environment).toBeUndefined();
       expect(c.inputs.addPreviousOutputInEnv).toBe(false);
       expect(c.inputs.triggers).toBeUndefined();
       expect(c.inputs.connection).toMatchObject(connection);
+      expect(c.inputs.delete.length).toBeLessThan(800);
     }
     const config = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
     expect(config).toMatch(/'apply' 'config' '\/etc\/containerd\/config\.toml' '0644' '\/etc\/containerd\/\.containerd-node\.lock' 'node-1' 'containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'systemctl restart containerd' '60' '2' '1\.7\.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1'$/);
@@ -68,12 +75,14 @@ describe("child resources", () => {
     );
     const dir = "node-1:/etc/containerd/certs.d/registry.example.test";
     const opt = (n: string) => world.options.find((o) => o.name === n)!;
-    expect(opt(`${dir}/hosts.toml`).dependsOn.sort()).toEqual([`${dir}/registry.example.test.client.cert`, `${dir}/registry.example.test.client.key`]);
-    expect(opt("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").dependsOn).toEqual([]);
+    // Everything waits for the host resource, which installs the node script.
+    expect(opt(`${dir}/hosts.toml`).dependsOn.sort()).toEqual([`${dir}/registry.example.test.client.cert`, `${dir}/registry.example.test.client.key`, "node-1:host"].sort());
+    expect(opt("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").dependsOn).toEqual(["node-1:host"]);
     expect(opt("node-1:/etc/containerd/config.toml").dependsOn.sort()).toEqual(
-      commands(world).map((c) => c.name).filter((n) => !n.endsWith("config.toml")).sort(),
+      ["node-1:host", ...commands(world).map((c) => c.name).filter((n) => !n.endsWith("config.toml"))].sort(),
     );
-    for (const o of world.options.filter((x) => x.name.includes(":/"))) {
+    expect(opt("node-1:host").dependsOn).toEqual([]);
+    for (const o of world.options.filter((x) => x.name.includes(":/") || x.name.endsWith(":host"))) {
       expect(o.deleteBeforeReplace).toBe(true);
       expect(o.parent).toBe("node-1");
     }
@@ -82,7 +91,7 @@ describe("child resources", () => {
   it("restores on delete by default and leaves files with onDelete keep", async () => {
     const w1 = installMocks();
     await declare({ ...seedSpec("1.7"), connection }, w1);
-    expect(w1.byName("node-1:/etc/containerd/config.toml").inputs.delete).toMatch(/^\/bin\/sh -c '.*' containerd-node 'restore' 'config' /s);
+    expect(w1.byName("node-1:/etc/containerd/config.toml").inputs.delete).toContain(`${SCRIPT} 'restore' 'config' `);
     const w2 = installMocks();
     await declare({ ...seedSpec("1.7"), connection, onDelete: "keep" }, w2);
     for (const c of commands(w2)) expect(c.inputs.delete).toBeUndefined();
@@ -92,7 +101,7 @@ describe("child resources", () => {
     const w = installMocks();
     const registries = { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p" } }] }, "quay.io": { mirrors: ["https://q.test"] } };
     await declare({ containerdVersion: "1.7", connection, onDelete: "keep", registries }, w);
-    expect(w.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.delete).toMatch(/containerd-node 'restore' 'file' '\/etc\/containerd\/certs.d\/docker.io\/hosts.toml'/);
+    expect(w.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.delete).toContain(`${SCRIPT} 'restore' 'file' '/etc/containerd/certs.d/docker.io/hosts.toml'`);
     expect(w.byName("node-1:/etc/containerd/certs.d/quay.io/hosts.toml").inputs.delete).toBeUndefined();
     expect(w.byName("node-1:/etc/containerd/config.toml").inputs.delete).toBeUndefined();
   });
@@ -105,7 +114,49 @@ describe("child resources", () => {
     );
     const create = world.byName("node-1:/etc/containerd/config.toml").inputs.create as string;
     expect(create.startsWith("sudo -n /bin/sh -c ")).toBe(true);
+    expect(world.byName("node-1:host").inputs.create.startsWith("sudo -n /bin/sh -c ")).toBe(true);
+    expect(world.byName("node-1:host").inputs.delete.startsWith("sudo -n /bin/sh -c ")).toBe(true);
     expect(create).toMatch(/'\/usr\/local\/bin\/containerd' 'ctr' '\/run\/containerd\/containerd\.sock' 'rc-service containerd restart' '90' '3' '2\.1\.9' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'crictl pull busybox'$/);
+  });
+});
+
+describe("the node's host resource", () => {
+  it("installs the node script from stdin, triggers on the SSH address, and is replaced delete-first", async () => {
+    const world = installMocks();
+    await declare({ ...seedSpec("1.7"), connection: { ...connection, port: 2222 } }, world);
+    const host = world.byName("node-1:host");
+    expect(host.inputs.stdin).toBe(INSTALLED_SCRIPT);
+    expect(host.inputs.triggers).toEqual(["10.0.0.11:2222"]);
+    expect(host.inputs.create).toMatch(/ containerd-node-install '\/etc\/containerd\/\.containerd-node\/containerd-node\.sh' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'node-1' '\d+'$/);
+    expect(host.inputs.addPreviousOutputInEnv).toBe(false);
+    const opt = world.options.find((o) => o.name === "node-1:host")!;
+    expect(opt.deleteBeforeReplace).toBe(true);
+    expect(opt.retainOnDelete).toBe(false);
+  });
+
+  it("releases on delete every file of the node, config.toml first, with the restore settings", async () => {
+    const world = installMocks();
+    await declare({ ...seedSpec("1.7"), connection }, world);
+    const del = world.byName("node-1:host").inputs.delete as string;
+    expect(del).toContain(`${SCRIPT} 'release' 'all' '-' '0' '/etc/containerd/.containerd-node.lock' 'node-1' 'containerd' 'ctr' '/run/containerd/containerd.sock' 'systemctl restart containerd' '60' '2' '1.7.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'config' '0644' '/etc/containerd/config.toml' 'file' '0644' '/etc/containerd/certs.d/`);
+    for (const c of commands(world)) expect(del).toContain(`'${c.name.slice("node-1:".length)}'`);
+  });
+
+  it("under onDelete keep releases only the files that hold credentials; forget retains it like the files", async () => {
+    const world = installMocks();
+    const registries = { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p" } }] }, "quay.io": { mirrors: ["https://q.test"] } };
+    await declare({ containerdVersion: "1.7", connection, onDelete: "keep", registries }, world);
+    const del = world.byName("node-1:host").inputs.delete as string;
+    expect(del).toMatch(/'1\.7\.0' '[^']*node-1' 'file' '0600' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml'$/);
+    const w2 = installMocks();
+    await declare({ ...seedSpec("1.7"), connection, forget: true }, w2);
+    for (const o of w2.options.filter((x) => x.name.startsWith("node-1:"))) expect(o.retainOnDelete).toBe(true);
+  });
+
+  it("takes the address from a connection given as an Output", async () => {
+    const world = installMocks();
+    await declare({ ...seedSpec("1.7"), connection: pulumi.output({ ...connection, host: "node-7.example.test" }) }, world);
+    expect(world.byName("node-1:host").inputs.triggers).toEqual(["node-7.example.test:22"]);
   });
 });
 

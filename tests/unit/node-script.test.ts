@@ -8,8 +8,20 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { renderNode } from "../../provider/src";
-import { NodeCommandOptions, SENT_SCRIPT, applyCommand, restoreCommand, shellQuote } from "../../provider/src/remote/commands";
-import { END_MARKER_LINE, NODE_SCRIPT } from "../../provider/src/remote/node-script";
+import {
+  INSTALLED_SCRIPT,
+  INSTALL_SCRIPT,
+  NodeCommandOptions,
+  RUN_SCRIPT,
+  SENT_SCRIPT,
+  applyCommand,
+  installCommand,
+  releaseCommand,
+  restoreCommand,
+  scriptPathFor,
+  shellQuote,
+} from "../../provider/src/remote/commands";
+import { END_MARKER_LINE, NODE_SCRIPT, SCRIPT_REVISION } from "../../provider/src/remote/node-script";
 import { configDump } from "../support/config-dump";
 import { containerdBinaries } from "../support/containerd-binaries";
 import { ScratchNode, scratchNode } from "../support/scratch-node";
@@ -52,6 +64,13 @@ function restoreConfig(node: ScratchNode, opts: NodeCommandOptions, original: st
   expect(node.restarts()).toBe(restarts + 1);
 }
 
+/** What the node's host resource does first: install the node script and claim it. */
+function installScript(opts: NodeCommandOptions): void {
+  const r = run(installCommand(opts), INSTALLED_SCRIPT);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+}
+
 function criStatus(node: ScratchNode): string {
   const r = spawnSync(node.bin.ctr, ["--address", node.socket, "plugins", "ls"], { encoding: "utf8" });
   const line = r.stdout.split("\n").find((l) => /^io\.containerd\.grpc\.v1\s+cri\s/.test(l));
@@ -87,7 +106,9 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
       healthChecks: [],
       owner: `test/scratch/${gen}`,
       sudo: false,
+      script: scriptPathFor(node.configFile),
     };
+    installScript(opts);
     // The node's own config before we manage it: a plain file like an installer leaves.
     original = configOf().replace(/^# Managed.*\n/, "# written by the installer\n");
     fs.writeFileSync(node.configFile, original, { mode: 0o644 });
@@ -413,7 +434,7 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(criStatus(node)).toBe("ok");
     // Its records are gone; only the node's audit trail stays, with the restore as its last line.
     const records = path.join(node.dir, "etc/containerd/.containerd-node");
-    expect(fs.readdirSync(records)).toEqual(["audit.log"]);
+    expect(fs.readdirSync(records).sort()).toEqual(["audit.log", "claims", "containerd-node.sh"]);
     const last = read(path.join(records, "audit.log")).trim().split("\n").pop()!;
     expect(last).toMatch(new RegExp(`restore path=${node.configFile} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=restored owner=test/scratch/${gen} `));
   });
@@ -500,7 +521,9 @@ describe("a node whose containerd had no CRI before it was managed (Docker's con
       healthChecks: [],
       owner: "test/scratch/nocri",
       sudo: false,
+      script: scriptPathFor(node.configFile),
     };
+    installScript(opts);
   });
   afterAll(() => node?.remove());
 
@@ -521,10 +544,141 @@ describe("a node whose containerd had no CRI before it was managed (Docker's con
   });
 });
 
+describe("the installed node script: install, release, and the short file commands that call it (containerd 1.6)", () => {
+  let node: ScratchNode;
+  let opts: NodeCommandOptions;
+  let original: string;
+  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
+  beforeAll(() => {
+    node = scratchNode("1.6");
+    opts = {
+      label: "scratch-installed",
+      lockFile: node.lockFile,
+      containerd: node.bin.containerd,
+      ctr: node.bin.ctr,
+      grpcAddress: node.socket,
+      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
+      healthTimeoutSeconds: 15,
+      configVersion: 2,
+      minimumVersion: node.bin.version,
+      healthChecks: [],
+      owner: "test/scratch/installed",
+      sudo: false,
+      script: scriptPathFor(node.configFile),
+    };
+    original = renderNode(node.baseSpec()).files[0].content.replace(/^# Managed.*\n/, "# written by the installer\n");
+    fs.writeFileSync(node.configFile, original);
+    expect(run(opts.restartCommand).status).toBe(0);
+  });
+  afterAll(() => node?.remove());
+
+  it("says plainly that the script is missing, instead of running anything", () => {
+    const r = run(applyCommand(configRef(), opts), original);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`containerd-node: the node script ${opts.script} is missing on this host`);
+    expect(read(node.configFile)).toBe(original);
+  });
+
+  it("installs the script root-only-writable with its revision, once: an identical install changes nothing", () => {
+    installScript(opts);
+    expect(modeOf(opts.script)).toBe(0o755);
+    expect(read(opts.script).split("\n")[1]).toBe(`# containerd-node revision ${SCRIPT_REVISION}: installed by a Pulumi ContainerdNode; do not edit`);
+    const inode = fs.statSync(opts.script).ino;
+    const again = run(installCommand(opts), INSTALLED_SCRIPT);
+    expect(again.status).toBe(0);
+    expect(again.stdout).not.toContain("installed");
+    expect(fs.statSync(opts.script).ino).toBe(inode);
+    const claims = path.join(path.dirname(opts.script), "claims");
+    expect(fs.readdirSync(claims).map((f) => read(path.join(claims, f)))).toEqual(["test/scratch/installed\n"]);
+  });
+
+  it("refuses a script cut short on its way (no end marker), and never replaces a newer revision", () => {
+    const before = read(opts.script);
+    const cut = run(installCommand(opts), INSTALLED_SCRIPT.slice(0, 4000));
+    expect(cut.status).toBe(1);
+    expect(cut.stderr).toContain("the node script arrived incomplete; nothing changed");
+    expect(read(opts.script)).toBe(before);
+    // Another program (or a newer library) installed revision N+1: an older install keeps it.
+    const newer = before.replace(`revision ${SCRIPT_REVISION}:`, `revision ${SCRIPT_REVISION + 1}:`);
+    fs.writeFileSync(opts.script, newer, { mode: 0o755 });
+    const r = run(installCommand(opts), INSTALLED_SCRIPT);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`is of revision ${SCRIPT_REVISION + 1}, newer than ${SCRIPT_REVISION}: kept`);
+    expect(read(opts.script)).toBe(newer);
+    fs.writeFileSync(opts.script, before, { mode: 0o755 });
+  });
+
+  it("release restores every file this owner still holds (config.toml first, one restart), leaves other owners' files, and keeps the script while another claim remains", () => {
+    const managed = renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 21 }).files[0].content;
+    const hosts = { path: path.join(node.registryConfigPath, "released.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const theirs = { path: path.join(node.registryConfigPath, "theirs.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const gone = { path: path.join(node.registryConfigPath, "never-applied.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    expect(run(applyCommand(configRef(), opts), managed).status).toBe(0);
+    expect(run(applyCommand(hosts, opts), `server = "https://released.test"\n${END_MARKER_LINE}\n`).status).toBe(0);
+    const other = { ...opts, owner: "test/scratch/other" };
+    installScript(other);
+    expect(run(applyCommand(theirs, other), `server = "https://theirs.test"\n${END_MARKER_LINE}\n`).status).toBe(0);
+    const restarts = node.restarts();
+
+    const r = run(releaseCommand([hosts, theirs, gone, configRef()], opts));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(node.configFile)).toBe(original);
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(criStatus(node)).toBe("ok");
+    expect(fs.existsSync(hosts.path)).toBe(false);
+    expect(read(theirs.path)).toContain("https://theirs.test");
+    expect(fs.existsSync(gone.path)).toBe(false);
+    // Its claim is gone; the other owner's keeps the script.
+    expect(fs.existsSync(opts.script)).toBe(true);
+    // A second release (the file deletes ran first in a destroy) finds nothing of its own.
+    const twice = run(releaseCommand([hosts, configRef()], opts));
+    expect(twice.status).toBe(0);
+    expect(node.restarts()).toBe(restarts + 1);
+
+    // The last owner lets go: its files, its claim, and the script go.
+    const last = run(releaseCommand([theirs], other));
+    expect(last.status).toBe(0);
+    expect(fs.existsSync(theirs.path)).toBe(false);
+    expect(fs.existsSync(opts.script)).toBe(false);
+    expect(fs.existsSync(path.join(path.dirname(opts.script), "claims"))).toBe(false);
+  });
+
+  it("a release whose restore fails keeps the claim and the script for the next try", () => {
+    installScript(opts);
+    const managed = renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 22 }).files[0].content;
+    expect(run(applyCommand(configRef(), opts), managed).status).toBe(0);
+    // The original cannot start and the managed one neither: the restore fails.
+    fs.writeFileSync(path.join(node.dir, "fail-start"), "");
+    try {
+      const r = run(releaseCommand([configRef()], opts));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("not every managed file could be restored (above); the node script stays for the next try");
+      expect(fs.existsSync(opts.script)).toBe(true);
+    } finally {
+      fs.rmSync(path.join(node.dir, "fail-start"));
+    }
+    expect(run(opts.restartCommand).status).toBe(0);
+    const retry = run(releaseCommand([configRef()], opts));
+    expect(retry.stderr).toBe("");
+    expect(read(node.configFile)).toBe(original);
+    expect(fs.existsSync(opts.script)).toBe(false);
+  });
+});
+
 describe("the node script's text", () => {
+  it("has its revision bumped with every change (installs never replace a higher revision)", () => {
+    // Change SCRIPT_REVISION with the script, then this hash.
+    const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "e371057327df63f89dd4d0fbcf738fb83d677ad196aa558bf72e87fc41ebab42" });
+  });
+
   it.each([
     ["source", NODE_SCRIPT],
     ["as sent, without comment lines", SENT_SCRIPT],
+    ["as installed", INSTALLED_SCRIPT],
+    ["its install", INSTALL_SCRIPT],
+    ["the line that runs it", RUN_SCRIPT],
   ])("is clean POSIX sh for shellcheck (%s)", (_name, script) => {
     const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8" });
     expect(r.error).toBeUndefined();

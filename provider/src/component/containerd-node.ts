@@ -8,7 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
 import { Problem, SpecError, showValue } from "../errors";
 import { renderNode } from "../render/render-node";
-import { NodeCommandOptions, applyCommand, restoreCommand } from "../remote/commands";
+import { INSTALLED_SCRIPT, NodeCommandOptions, applyCommand, installCommand, releaseCommand, restoreCommand, scriptPathFor } from "../remote/commands";
+import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { ConfigVersion, parseVersion } from "../spec/version";
 import { knownHostsName, knownHostsPath, lookupHostKey, readKnownHosts } from "./known-hosts";
@@ -171,17 +172,24 @@ export class ContainerdNode extends pulumi.ComponentResource {
   public readonly files: pulumi.Output<ManagedFile[]>;
   /** sha256 of the rendered config.toml: changes exactly when containerd will restart. */
   public readonly configHash: pulumi.Output<string>;
-  /** What each file's command did when it last ran. */
+  /** What each file's command did in this deployment: files whose command did not run are not listed. */
   public readonly lastApply: pulumi.Output<FileApplyReport[]>;
-  /** Whether containerd restarted when config.toml's command last ran. */
+  /** Whether containerd restarted in this deployment. */
   public readonly restarted: pulumi.Output<boolean>;
   /**
    * containerd's own deprecation report (`ctr deprecations list`, 1.7+) read after config.toml's
-   * command last ran: what this node's configuration still uses that a later containerd removes.
+   * command last ran (in this deployment or an earlier one): what this node's configuration still
+   * uses that a later containerd removes. Logged as warnings by the deployment that read it.
    */
   public readonly deprecations: pulumi.Output<Deprecation[]>;
   /** The command that owns config.toml; waves chain on it. */
   public readonly configCommand: command.remote.Command;
+  /**
+   * The node's presence on its machine: installs the node script there, and on delete (the node
+   * left the program, or moved to another host or port: a replace, delete first) restores every
+   * file this node still holds on that machine.
+   */
+  public readonly hostCommand: command.remote.Command;
   /** One command per managed file, same order as `files`. */
   public readonly commands: command.remote.Command[];
 
@@ -209,6 +217,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
       minimumVersion: rendered.minimumVersion,
       healthChecks: args.healthChecks ?? [],
       sudo: args.sudo ?? false,
+      script: scriptPathFor(rendered.configFile),
     };
 
     // Write order on the node: certificates, then the hosts.toml that points at them, then
@@ -223,9 +232,29 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // The URN as a plain value: an Output of this.urn would make every child depend on this
     // component, which the SDK expands to all of its children, each waiting for the others.
     const owner = pulumi.output(new Promise<string>((resolve) => this.urn.apply(resolve)));
+    const keep = (args.onDelete ?? "restore") === "keep";
+    // Which commands ran in this deployment, for lastApply and restarted (see what-ran.ts).
+    const hooks = whatRan();
+
+    // The node on its machine. Its triggers are the SSH address: a new host or port is a replace,
+    // delete first, so the machine the node leaves gets every file it still holds restored (its
+    // delete runs with the old connection and the old file list) before the new one gets its apply.
+    // Under onDelete "keep" only the files holding credentials are restored.
+    const hostCommand = new command.remote.Command(
+      `${name}:host`,
+      {
+        connection,
+        create: owner.apply((o) => installCommand({ ...nodeOpts, owner: o })),
+        delete: owner.apply((o) => releaseCommand(keep ? files.filter((f) => f.secret) : files, { ...nodeOpts, owner: o })),
+        stdin: INSTALLED_SCRIPT,
+        triggers: [addressOf(connection)],
+        addPreviousOutputInEnv: false,
+      },
+      { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true },
+    );
     sorted.forEach((f, i) => {
       const content = contents[i];
-      const dependsOn: pulumi.Input<pulumi.Resource>[] = [];
+      const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand];
       if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
       if (f.kind === "config") dependsOn.push(...commands, ...(args.restartAfter ?? []));
       const cmd = new command.remote.Command(
@@ -239,7 +268,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
           create: owner.apply((o) => applyCommand(f, { ...nodeOpts, owner: o })),
           // "keep" leaves files in place on delete, except those holding credentials: an
           // Authorization header left active after its registry was removed would be a leak.
-          delete: (args.onDelete ?? "restore") === "restore" || f.secret ? owner.apply((o) => restoreCommand(f, { ...nodeOpts, owner: o })) : undefined,
+          delete: !keep || f.secret ? owner.apply((o) => restoreCommand(f, { ...nodeOpts, owner: o })) : undefined,
           stdin: content,
           // We never read PULUMI_COMMAND_STDOUT; sending it only makes sshd refuse a Setenv and the
           // provider warn (pulumi-command remote/commandOutputs.go).
@@ -247,7 +276,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true },
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
@@ -261,18 +290,22 @@ export class ContainerdNode extends pulumi.ComponentResource {
     });
     this.configVersion = rendered.result.configVersion;
     this.configCommand = configCommand!;
+    this.hostCommand = hostCommand;
     this.commands = commands;
     this.files = pulumi.all(
       sorted.map((f, i) => pulumi.output(contents[i]).apply((content): ManagedFile => ({ path: f.path, mode: f.mode, kind: f.kind, secret: f.secret, content }))),
     );
     const config = files.find((f) => f.kind === "config")!;
     this.configHash = pulumi.output(createHash("sha256").update(config.content).digest("hex"));
-    this.lastApply = pulumi.all(commands.map((c) => c.stdout)).apply((outs) => outs.map(parseReport).filter((r): r is FileApplyReport => r !== undefined));
+    // A command's stdout is its last run's; only those that ran in this deployment count.
+    this.lastApply = pulumi
+      .all(commands.map((c) => pulumi.all([c.urn, c.stdout])))
+      .apply((outs) => outs.filter(([urn]) => ranThisDeployment(urn)).map(([, out]) => parseReport(out)).filter((r): r is FileApplyReport => r !== undefined));
     this.restarted = this.lastApply.apply((rs) => rs.some((r) => r.restarted));
-    this.deprecations = configCommand!.stdout.apply((out) => {
+    this.deprecations = pulumi.all([configCommand!.urn, configCommand!.stdout]).apply(([urn, out]) => {
       const found = (parseReport(out)?.deprecations ?? []).map((d) => ({ id: String(d.id), message: String(d.message) }));
       // Upgrade readiness, node by node: said where the operator looks, during the `up` that applied.
-      for (const d of found) pulumi.log.warn(`${name}: containerd reports ${d.id}: ${d.message}`, this);
+      if (ranThisDeployment(urn)) for (const d of found) pulumi.log.warn(`${name}: containerd reports ${d.id}: ${d.message}`, this);
       return found;
     });
     this.registerOutputs({
@@ -284,6 +317,16 @@ export class ContainerdNode extends pulumi.ComponentResource {
       deprecations: this.deprecations,
     });
   }
+}
+
+/** The SSH address of a connection, "host:port": the host resource's trigger. */
+function addressOf(connection: pulumi.Input<ConnectionArgs>): pulumi.Input<string> {
+  const c = connection as ConnectionArgs;
+  const plain = (v: unknown) => typeof v === "string" || typeof v === "number";
+  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && (c.port === undefined || plain(c.port))) {
+    return `${c.host}:${c.port ?? 22}`;
+  }
+  return pulumi.output(connection).apply((r) => `${r.host}:${r.port ?? 22}`);
 }
 
 /** Why a host has no usable key, and what to run: the refusal text of hostKeyPolicy "known-hosts". */

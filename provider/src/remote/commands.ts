@@ -1,10 +1,13 @@
 /**
  * The command lines that `remote.Command` sends. sshd runs them as `<login shell> -c "<command>"`,
- * so each one is `/bin/sh -c '<constant script>' containerd-node '<arg>' ...`: the script is fixed
- * text and every value is a single-quoted argument. Content never appears here: it goes on stdin.
+ * so each one is `/bin/sh -c '<constant text>' '<arg>' ...`: the code is fixed text and every value
+ * is a single-quoted argument. Content never appears here: it goes on stdin.
+ *
+ * The node script is installed on the node once (the host resource's `installCommand`); a file's
+ * command is a short line that runs it there.
  */
 import type { ConfigVersion } from "../spec/version";
-import { NODE_SCRIPT } from "./node-script";
+import { END_MARKER_LINE, NODE_SCRIPT, SCRIPT_REVISION } from "./node-script";
 
 /**
  * The script as sent: without its comment lines and blank lines. The provider puts the whole
@@ -14,6 +17,18 @@ import { NODE_SCRIPT } from "./node-script";
 export const SENT_SCRIPT = NODE_SCRIPT.split("\n")
   .filter((line) => line.trim() !== "" && !/^\s*#/.test(line))
   .join("\n");
+
+/** The script as installed on the node: a header that names its revision (read by the install), the text, the end marker. */
+export const INSTALLED_SCRIPT = `#!/bin/sh
+# containerd-node revision ${SCRIPT_REVISION}: installed by a Pulumi ContainerdNode; do not edit
+${SENT_SCRIPT}
+${END_MARKER_LINE}
+`;
+
+/** Where the node script lives on the node: beside config.toml's records. */
+export function scriptPathFor(configFile: string): string {
+  return `${configFile.replace(/\/[^/]*$/, "")}/.containerd-node/containerd-node.sh`;
+}
 
 /** Single-quote for POSIX sh: the only character to handle inside single quotes is the quote itself. */
 export function shellQuote(s: string): string {
@@ -42,12 +57,26 @@ export interface NodeCommandOptions {
   owner: string;
   /** Prefix with `sudo -n` (non-interactive: fails instead of prompting). */
   sudo: boolean;
+  /** The installed node script (scriptPathFor the node's config.toml). */
+  script: string;
 }
 
 export interface ManagedFileRef {
   path: string;
   mode: number;
   kind: "config" | "hosts" | "certificate";
+}
+
+/**
+ * Runs the installed script with the arguments; a missing script (removed by hand) is said plainly
+ * rather than as the shell's "cannot open".
+ */
+export const RUN_SCRIPT =
+  '[ -f "$0" ] || { echo "containerd-node: the node script $0 is missing on this host; pulumi up --replace the node\'s <node>:host resource to put it back" >&2; exit 1; }; exec /bin/sh "$0" "$@"';
+
+function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[]): string {
+  const sh = `/bin/sh -c ${shellQuote(RUN_SCRIPT)} ${[o.script, ...args].map(shellQuote).join(" ")}`;
+  return o.sudo ? `sudo -n ${sh}` : sh;
 }
 
 function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions): string {
@@ -72,8 +101,7 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
     o.owner,
     ...(isConfig ? o.healthChecks : []),
   ];
-  const sh = `/bin/sh -c ${shellQuote(SENT_SCRIPT)} containerd-node ${args.map(shellQuote).join(" ")}`;
-  return o.sudo ? `sudo -n ${sh}` : sh;
+  return line(o, args);
 }
 
 /** Installs the content given on stdin (and for config.toml: validates, restarts, checks, rolls back). */
@@ -84,4 +112,70 @@ export function applyCommand(file: ManagedFileRef, o: NodeCommandOptions): strin
 /** Puts back what was there before the file was first managed (or removes it if nothing was). */
 export function restoreCommand(file: ManagedFileRef, o: NodeCommandOptions): string {
   return command("restore", file, o);
+}
+
+/**
+ * The host resource's create: installs the script given on stdin (atomically, never over a higher
+ * revision, untouched when identical) and records the owner's claim on it.
+ */
+export const INSTALL_SCRIPT = `set -eu
+umask 022
+target=$1 owner=$2 label=$3 rev=$4
+dir=\${target%/*}
+mkdir -p "$dir/claims"
+tmp=$(mktemp "$dir/.containerd-node.sh.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+cat >"$tmp"
+if [ "$(tail -n 1 "$tmp")" != '${END_MARKER_LINE}' ]; then
+  echo "containerd-node: $label: the node script arrived incomplete; nothing changed" >&2
+  exit 1
+fi
+have=0
+[ -f "$target" ] && have=$(awk 'NR == 2 { print $4 + 0; exit }' "$target")
+case "$have" in '' | *[!0-9]*) have=0 ;; esac
+if [ "$have" -gt "$rev" ]; then
+  echo "containerd-node: $label: $target is of revision $have, newer than $rev: kept"
+elif ! cmp -s "$tmp" "$target" 2>/dev/null; then
+  chmod 0755 "$tmp"
+  sync
+  mv -f "$tmp" "$target"
+  sync
+  echo "containerd-node: $label: installed $target (revision $rev)"
+fi
+claim="$dir/claims/$(printf '%s' "$owner" | sha256sum | cut -c 1-16)"
+printf '%s\n' "$owner" >"$claim.tmp"
+mv -f "$claim.tmp" "$claim"`;
+
+export function installCommand(o: Pick<NodeCommandOptions, "sudo" | "script" | "owner" | "label">): string {
+  const sh = `/bin/sh -c ${shellQuote(INSTALL_SCRIPT)} containerd-node-install ${[o.script, o.owner, o.label, String(SCRIPT_REVISION)].map(shellQuote).join(" ")}`;
+  return o.sudo ? `sudo -n ${sh}` : sh;
+}
+
+/**
+ * The host resource's delete: restores every file of the list this owner still holds (config.toml
+ * first, as a destroy would), then drops the owner's claim on the script. The list is the files as
+ * the host resource last recorded them; the delete runs with the old connection, so after a move it
+ * runs on the machine the node left.
+ */
+export function releaseCommand(files: readonly ManagedFileRef[], o: NodeCommandOptions): string {
+  const order = (f: ManagedFileRef) => (f.kind === "config" ? 0 : f.kind === "hosts" ? 1 : 2);
+  const sorted = [...files].sort((a, b) => order(a) - order(b) || (a.path < b.path ? 1 : -1));
+  const args = [
+    "release",
+    "all",
+    "-",
+    "0",
+    o.lockFile,
+    o.label,
+    o.containerd,
+    o.ctr,
+    o.grpcAddress,
+    o.restartCommand,
+    String(o.healthTimeoutSeconds),
+    String(o.configVersion),
+    o.minimumVersion,
+    o.owner,
+    ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", "0" + f.mode.toString(8), f.path]),
+  ];
+  return line(o, args);
 }

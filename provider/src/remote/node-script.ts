@@ -4,8 +4,13 @@
  * arrives on stdin, so no user string is ever part of the code. It never writes secrets anywhere but
  * the target file: content is not echoed, and messages name paths only.
  *
+ * It is installed on the node by the node's host resource (`<node>:host`) at
+ * `<config dir>/.containerd-node/containerd-node.sh` and each file's command calls it there, so a
+ * change of this text costs one session per node, not one per file. Its arguments only ever grow:
+ * a newer script must accept what an older file command sends (see SCRIPT_REVISION).
+ *
  * Arguments, in order:
- *   1 action      apply | restore
+ *   1 action      apply | restore | release
  *   2 kind        config | file
  *   3 path        the managed file
  *   4 mode        octal, e.g. 0644
@@ -21,6 +26,11 @@
  *  14 owner       who manages the file (the ContainerdNode's URN): a restore by anyone else is a no-op
  *  15.. checks    extra health checks, each run by sh; all must exit 0 (config only)
  *
+ * release (the host resource's delete: the node moved to another machine, or is gone from the
+ * program) takes kind 'all', path '-' and mode '0', and instead of checks the node's files as
+ * triples "kind mode path", in restore order: each one this owner still holds is restored as its
+ * own delete would; then the owner's claim on the script goes, and the script with the last claim.
+ *
  * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
  *   F.original  the file as it was before it was first managed (restored on delete)
  *   F.absent    marker: there was no such file before
@@ -32,6 +42,13 @@
  * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
  */
 export const END_MARKER_LINE = "# containerd-node: end of file";
+
+/**
+ * Goes up by one with every change of NODE_SCRIPT (a unit test holds the text's hash to it). An
+ * install never replaces a script of a higher revision: two programs, or an older library, may
+ * manage the same node, and the newer script still takes the older arguments.
+ */
+export const SCRIPT_REVISION = 2;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -48,6 +65,38 @@ restart=$1 timeout=$2 cfgver=$3 minver=$4 owner=$5
 shift 5
 
 end_marker='${END_MARKER_LINE}'
+
+# The owner recorded beside a managed file (through a symlink, beside its target), or nothing.
+owner_of() { # path
+  _p=$1
+  if [ -L "$_p" ]; then _p=$(readlink -f "$_p" 2>/dev/null) || return 0; fi
+  _f="\${_p%/*}/.containerd-node/\${_p##*/}.owner"
+  if [ -f "$_f" ]; then cat "$_f"; fi
+  return 0
+}
+
+# --- release (the host resource's delete) --------------------------------------------------------
+if [ "$action" = release ]; then
+  self=$0
+  rc=0
+  while [ "$#" -ge 3 ]; do
+    _k=$1 _m=$2 _p=$3
+    shift 3
+    # Files another owner took over, or that were restored already, are not ours to touch.
+    [ "$(owner_of "$_p")" = "$owner" ] || continue
+    /bin/sh "$self" restore "$_k" "$_p" "$_m" "$lock" "$label" "$containerd" "$ctr" "$socket" "$restart" "$timeout" "$cfgver" "$minver" "$owner" || rc=1
+  done
+  if [ "$rc" -ne 0 ]; then
+    printf 'containerd-node: %s: not every managed file could be restored (above); the node script stays for the next try\n' "$label" >&2
+    exit 1
+  fi
+  claims="\${self%/*}/claims"
+  rm -f "$claims/$(printf '%s' "$owner" | sha256sum | cut -c 1-16)"
+  # The last claim gone, the script goes too (a running sh keeps its open copy).
+  if rmdir "$claims" 2>/dev/null; then rm -f "$self"; fi
+  printf 'containerd-node: %s: released its managed files and its claim on %s\n' "$label" "$self"
+  exit 0
+fi
 # A managed path that is a symlink stays one: write through to its target (and keep the records
 # beside the target), so a restore gives back exactly what was there.
 if [ -L "$path" ]; then
