@@ -120,10 +120,12 @@ describe("ContainerdFleet rollout", () => {
     const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } }, maxConcurrentDownloads: 4, nodes: NODES.slice(0, 2).map((n) => node(n)) })));
     expect(res.error?.message).toBeUndefined();
     expect(res.steps.filter((s) => s.op === "delete" && s.type === "command:remote:Command").map((s) => s.name).sort()).toEqual(
-      [`${gone.name}:${CONFIG}`, `${gone.name}:/etc/containerd/certs.d/docker.io/hosts.toml`].sort(),
+      [`${gone.name}:${CONFIG}`, `${gone.name}:/etc/containerd/certs.d/docker.io/hosts.toml`, `${gone.name}:host`].sort(),
     );
     expect(fs.readFileSync(gone.configToml, "utf8")).not.toContain("containerd-node");
     expect(await F.nodePathExists(gone, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
+    // Its host resource went last and took the node script with it.
+    expect(await F.nodePathExists(gone, "/etc/containerd/.containerd-node/containerd-node.sh")).toBe(false);
     expect((await F.criPlugins(gone))["io.containerd.grpc.v1.cri"]).toBe("ok");
     expect((await h.destroy()).ok).toBe(true);
   });

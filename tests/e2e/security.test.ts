@@ -188,7 +188,8 @@ test("moving a standalone node into a fleet never wipes it: the new resources ta
     const moved = await h.up(() => void new ContainerdFleet("fleet", { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, nodes: [{ name: n.name, connection: pinned }] }));
     expect(moved.error?.message).toBeUndefined();
     const ops = moved.steps.filter((s) => s.type === "command:remote:Command").map((s) => s.op).sort();
-    expect(ops).toEqual(["create", "create", "delete", "delete"]);
+    // Two files and the host resource each side; the old host resource's release finds nothing of its own.
+    expect(ops).toEqual(["create", "create", "create", "delete", "delete", "delete"]);
     // Nothing was restored: the files are there, unchanged, and containerd did not restart.
     expect(fs.readFileSync(n.configToml, "utf8")).toBe(config);
     expect(await F.nodeFile(n, HUB)).toContain(`[host."${MIRROR}"]`);

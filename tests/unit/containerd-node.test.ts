@@ -138,7 +138,7 @@ describe("the node's host resource", () => {
     const world = installMocks();
     await declare({ ...seedSpec("1.7"), connection }, world);
     const del = world.byName("node-1:host").inputs.delete as string;
-    expect(del).toContain(`${SCRIPT} 'release' 'all' '-' '0' '/etc/containerd/.containerd-node.lock' 'node-1' 'containerd' 'ctr' '/run/containerd/containerd.sock' 'systemctl restart containerd' '60' '2' '1.7.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'config' '0644' '/etc/containerd/config.toml' 'file' '0644' '/etc/containerd/certs.d/`);
+    expect(del).toContain(`${SCRIPT} 'release' 'all' '-' '0' '/etc/containerd/.containerd-node.lock' 'node-1' 'containerd' 'ctr' '/run/containerd/containerd.sock' 'systemctl restart containerd' '60' '2' '1.7.0' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'config' '/etc/containerd/config.toml' 'file' '/etc/containerd/certs.d/`);
     for (const c of commands(world)) expect(del).toContain(`'${c.name.slice("node-1:".length)}'`);
   });
 
@@ -147,7 +147,7 @@ describe("the node's host resource", () => {
     const registries = { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p" } }] }, "quay.io": { mirrors: ["https://q.test"] } };
     await declare({ containerdVersion: "1.7", connection, onDelete: "keep", registries }, world);
     const del = world.byName("node-1:host").inputs.delete as string;
-    expect(del).toMatch(/'1\.7\.0' '[^']*node-1' 'file' '0600' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml'$/);
+    expect(del).toMatch(/'1\.7\.0' '[^']*node-1' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml'$/);
     const w2 = installMocks();
     await declare({ ...seedSpec("1.7"), connection, forget: true }, w2);
     for (const o of w2.options.filter((x) => x.name.startsWith("node-1:"))) expect(o.retainOnDelete).toBe(true);

