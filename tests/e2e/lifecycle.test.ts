@@ -1,6 +1,9 @@
 /**
  * A node's life on the local fleet, through the harness: it moves to another machine, its node
- * script changes, and its outputs say what the latest `up` did (containerd 1.6.20 and 1.7.24).
+ * script changes, its outputs say what the latest `up` did (containerd 1.6.20 and 1.7.24), and what
+ * the node script keeps safe holds on a real node: a restore without CRI, health on the activated
+ * file's socket, rollback to the last confirmed file, the running daemon's version, bounded waits,
+ * symlinks, a full disk, a node without flock, and no credentials in settings.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -160,5 +163,123 @@ describe("outputs describe the latest up", () => {
     } finally {
       h.dispose();
     }
+  });
+});
+
+describe("what a node keeps safe, on a fleet node (containerd 1.6.20)", () => {
+  const etc = () => path.dirname(N16.configToml);
+  const run = async (h: Harness, extra: Partial<ContainerdNodeArgs> = {}) => h.up(() => void new ContainerdNode("safe", spec(N16, extra)));
+  let h: Harness;
+  beforeEach(async () => {
+    await F.resetNodes([N16]);
+    h = newHarness();
+  });
+  afterEach(async () => {
+    h.dispose();
+    await F.resetNodes([N16]);
+  });
+
+  it("restores a node whose original config.toml disables CRI (Docker's containerd.io) without waiting for CRI", async () => {
+    const original = 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n';
+    fs.writeFileSync(N16.configToml, original);
+    await F.nodeSh(N16, "systemctl restart containerd");
+    expect((await F.criPlugins(N16))["io.containerd.grpc.v1.cri"]).not.toBe("ok");
+    expect((await run(h)).error?.message).toBeUndefined();
+    expect((await F.criPlugins(N16))["io.containerd.grpc.v1.cri"]).toBe("ok");
+    const started = Date.now();
+    const res = await h.destroy();
+    expect(res.error?.message).toBeUndefined();
+    expect(Date.now() - started).toBeLessThan(20_000); // not the 30 s health timeout
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(original);
+    await F.nodeSh(N16, "ctr version >/dev/null");
+  });
+
+  it("checks health on the socket of the file being activated: a failed change that also moves grpcAddress rolls back healthy", async () => {
+    expect((await run(h)).error?.message).toBeUndefined();
+    const applied = fs.readFileSync(N16.configToml, "utf8");
+    const res = await run(h, { grpcAddress: "/run/containerd/moved.sock", healthChecks: ["false"], healthTimeoutSeconds: 5 });
+    expect(res.error?.message).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(applied);
+    expect((await F.criPlugins(N16))["io.containerd.grpc.v1.cri"]).toBe("ok");
+  });
+
+  it("rolls back to the last configuration confirmed healthy, not to a file an interrupted apply left unconfirmed", async () => {
+    expect((await run(h, { maxConcurrentDownloads: 7 })).error?.message).toBeUndefined();
+    const confirmed = fs.readFileSync(N16.configToml, "utf8");
+    // An apply killed after its rename: its file is on disk, never confirmed healthy.
+    fs.writeFileSync(N16.configToml, confirmed.replace("max_concurrent_downloads = 7", "max_concurrent_downloads = 8"));
+    const res = await run(h, { maxConcurrentDownloads: 9, healthChecks: ["false"], healthTimeoutSeconds: 5 });
+    expect(res.error?.message).toContain("healthy again");
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(confirmed);
+  });
+
+  it("asks the running daemon for its version, not the containerd binary first on PATH (a tarball upgrade in progress)", async () => {
+    // The binary the node would run next says 2.1.9; the daemon running is 1.6.20.
+    const fake = path.join(etc(), "next-containerd");
+    fs.writeFileSync(fake, '#!/bin/sh\nif [ "$1" = --version ]; then echo "containerd github.com/containerd/containerd/v2 v2.1.9 0"; exit 0; fi\nexec containerd "$@"\n', { mode: 0o755 });
+    const res = await run(h, { containerdPath: "/etc/containerd/next-containerd" });
+    expect(res.error?.message).toBeUndefined();
+    expect(await F.nodeFile(N16, HUB)).toContain(MIRROR);
+  });
+
+  it("bounds every wait: a restart command that hangs fails the apply within its timeout and leaves the old file", async () => {
+    expect((await run(h)).error?.message).toBeUndefined();
+    const applied = fs.readFileSync(N16.configToml, "utf8");
+    const started = Date.now();
+    const res = await run(h, { maxConcurrentDownloads: 11, restartCommand: "sleep 600", healthTimeoutSeconds: 4 });
+    const took = Date.now() - started;
+    expect(res.error?.message).toContain("restart command failed");
+    // Two bounded restarts (the change, then the rollback) and their checks: well under a minute.
+    expect(took).toBeLessThan(30_000);
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(applied);
+  });
+
+  it("keeps a symlinked hosts.toml a symlink, writes through to its target, and gives back the target on destroy", async () => {
+    fs.mkdirSync(path.join(etc(), "shared"), { recursive: true });
+    fs.mkdirSync(path.join(etc(), "certs.d/docker.io"), { recursive: true });
+    fs.writeFileSync(path.join(etc(), "shared/hub.toml"), 'server = "https://registry-1.docker.io"\n');
+    fs.symlinkSync("../../shared/hub.toml", path.join(etc(), "certs.d/docker.io/hosts.toml"));
+    expect((await run(h)).error?.message).toBeUndefined();
+    expect(fs.lstatSync(path.join(etc(), "certs.d/docker.io/hosts.toml")).isSymbolicLink()).toBe(true);
+    expect(fs.readFileSync(path.join(etc(), "shared/hub.toml"), "utf8")).toContain(MIRROR);
+    expect((await h.destroy()).error?.message).toBeUndefined();
+    expect(fs.readlinkSync(path.join(etc(), "certs.d/docker.io/hosts.toml"))).toBe("../../shared/hub.toml");
+    expect(fs.readFileSync(path.join(etc(), "shared/hub.toml"), "utf8")).toBe('server = "https://registry-1.docker.io"\n');
+  });
+
+  it("fails loudly, changing nothing, when the original cannot be kept (a full disk)", async () => {
+    const dir = path.join(etc(), "certs.d/docker.io");
+    fs.mkdirSync(path.join(dir, ".containerd-node"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "hosts.toml"), 'server = "https://registry-1.docker.io"\n');
+    // In the node's own mount namespace: a 4 KB tmpfs, full, where the original would be kept.
+    await F.nodeSh(N16, "mount -t tmpfs -o size=4k full /etc/containerd/certs.d/docker.io/.containerd-node && dd if=/dev/zero of=/etc/containerd/certs.d/docker.io/.containerd-node/fill bs=4k count=1 2>/dev/null || :");
+    try {
+      const res = await run(h);
+      expect(res.error?.message).toContain("cannot keep the original /etc/containerd/certs.d/docker.io/hosts.toml");
+      expect(await F.nodeFile(N16, HUB)).toBe('server = "https://registry-1.docker.io"\n');
+    } finally {
+      await F.nodeSh(N16, "umount /etc/containerd/certs.d/docker.io/.containerd-node");
+    }
+  });
+
+  it("refuses plainly on a node without flock (busybox without the applet), changing nothing", async () => {
+    await F.nodeSh(N16, 'mount --bind /dev/null "$(command -v flock)"');
+    try {
+      const before = fs.readFileSync(N16.configToml, "utf8");
+      const res = await run(h);
+      expect(res.error?.message).toContain("flock is required on the node (util-linux's, or busybox's flock applet); nothing changed");
+      expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
+      expect(await F.nodePathExists(N16, HUB)).toBe(false);
+    } finally {
+      await F.nodeSh(N16, "umount /usr/bin/flock");
+    }
+  });
+
+  it("refuses credentials in settings before any SSH session", async () => {
+    const res = await run(h, { settings: { plugins: { "io.containerd.grpc.v1.cri": { registry: { auths: { "https://r.test": { password: "pw" } } } } } } });
+    expect(res.error?.message).toContain("settings.plugins");
+    expect(res.error?.message).toContain("registry.auths");
+    expect(res.error?.message).not.toContain('"pw"');
+    expect(h.sessions()).toEqual({});
   });
 });
