@@ -64,6 +64,25 @@ function restoreConfig(node: ScratchNode, opts: NodeCommandOptions, original: st
   expect(node.restarts()).toBe(restarts + 1);
 }
 
+/** The command options for a scratch node: its binaries, socket, lock, restart script and script path. */
+function scratchOptions(node: ScratchNode, label: string, owner: string, healthTimeoutSeconds: number, configVersion: NodeCommandOptions["configVersion"]): NodeCommandOptions {
+  return {
+    label,
+    lockFile: node.lockFile,
+    containerd: node.bin.containerd,
+    ctr: node.bin.ctr,
+    grpcAddress: node.socket,
+    restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
+    healthTimeoutSeconds,
+    configVersion,
+    minimumVersion: node.bin.version,
+    healthChecks: [],
+    owner,
+    sudo: false,
+    script: scriptPathFor(node.configFile),
+  };
+}
+
 /** What the node's host resource does first: install the node script and claim it. */
 function installScript(opts: NodeCommandOptions): void {
   const r = run(installCommand(opts), INSTALLED_SCRIPT);
@@ -93,21 +112,7 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
 
   beforeAll(() => {
     node = scratchNode(gen);
-    opts = {
-      label: `scratch-${gen}`,
-      lockFile: node.lockFile,
-      containerd: node.bin.containerd,
-      ctr: node.bin.ctr,
-      grpcAddress: node.socket,
-      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
-      healthTimeoutSeconds: 15,
-      configVersion: renderNode(node.baseSpec()).configVersion,
-      minimumVersion: node.bin.version,
-      healthChecks: [],
-      owner: `test/scratch/${gen}`,
-      sudo: false,
-      script: scriptPathFor(node.configFile),
-    };
+    opts = scratchOptions(node, `scratch-${gen}`, `test/scratch/${gen}`, 15, renderNode(node.baseSpec()).configVersion);
     installScript(opts);
     // The node's own config before we manage it: a plain file like an installer leaves.
     original = configOf().replace(/^# Managed.*\n/, "# written by the installer\n");
@@ -508,21 +513,7 @@ describe("a node whose containerd had no CRI before it was managed (Docker's con
   const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
   beforeAll(() => {
     node = scratchNode("1.6");
-    opts = {
-      label: "scratch-nocri",
-      lockFile: node.lockFile,
-      containerd: node.bin.containerd,
-      ctr: node.bin.ctr,
-      grpcAddress: node.socket,
-      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
-      healthTimeoutSeconds: 10,
-      configVersion: 2,
-      minimumVersion: node.bin.version,
-      healthChecks: [],
-      owner: "test/scratch/nocri",
-      sudo: false,
-      script: scriptPathFor(node.configFile),
-    };
+    opts = scratchOptions(node, "scratch-nocri", "test/scratch/nocri", 10, 2);
     installScript(opts);
   });
   afterAll(() => node?.remove());
@@ -551,21 +542,7 @@ describe("the installed node script: install, release, and the short file comman
   const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
   beforeAll(() => {
     node = scratchNode("1.6");
-    opts = {
-      label: "scratch-installed",
-      lockFile: node.lockFile,
-      containerd: node.bin.containerd,
-      ctr: node.bin.ctr,
-      grpcAddress: node.socket,
-      restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`,
-      healthTimeoutSeconds: 15,
-      configVersion: 2,
-      minimumVersion: node.bin.version,
-      healthChecks: [],
-      owner: "test/scratch/installed",
-      sudo: false,
-      script: scriptPathFor(node.configFile),
-    };
+    opts = scratchOptions(node, "scratch-installed", "test/scratch/installed", 15, 2);
     original = renderNode(node.baseSpec()).files[0].content.replace(/^# Managed.*\n/, "# written by the installer\n");
     fs.writeFileSync(node.configFile, original);
     expect(run(opts.restartCommand).status).toBe(0);
