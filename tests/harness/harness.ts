@@ -721,6 +721,11 @@ class Deployment {
     if (!this.opts.preview) this.opts.persist(this.snapshot());
   }
 
+  /** End of a run: the state as it is, with any write a same step elided (the engine's Close). */
+  flush(): void {
+    this.persist();
+  }
+
   // --- registrations --------------------------------------------------------------------------
 
   async register(reg: Registration): Promise<RegisterOutcome> {
@@ -801,9 +806,13 @@ class Deployment {
   private same(step: StepRecord, old: ResourceState, reg: Registration): RegisterOutcome {
     if (!this.opts.preview) {
       // A same step keeps the outputs but records the new inputs (equal by value, secretness may
-      // differ) and options (dependencies, parent), as the engine's SameStep does.
-      this.live.set(reg.urn, { ...old, ...stateOptions(reg), inputs: reg.inputs });
-      this.persist();
+      // differ) and options (dependencies, parent), as the engine's SameStep does. Like the engine's
+      // snapshot manager (pkg/backend/snapshot.go, sameSnapshotMutation.mustWrite), it writes the
+      // state only when that changed something: a no-op up of N resources writes nothing, instead
+      // of N whole snapshots.
+      const next = { ...old, ...stateOptions(reg), inputs: reg.inputs };
+      this.live.set(reg.urn, next);
+      if (JSON.stringify(next) !== JSON.stringify(old)) this.persist();
     }
     this.endStep(step);
     return { ok: true, id: old.id, outputs: old.outputs };
@@ -1285,6 +1294,7 @@ export class Harness {
       if (rejection) dep.fail(rejection);
     }
     await dep.finish();
+    dep.flush();
     // The program's callback server (hooks) ends with its deployment.
     (sdkState.getStore() as { callbacks?: { shutdown(): void } }).callbacks?.shutdown();
     return this.result(dep, resolved);
