@@ -193,6 +193,55 @@ describe("hosts.toml", () => {
   });
 });
 
+describe("skipFallback: only the mirrors, never the upstream", () => {
+  it("renders the last mirror as the server, so no upstream is left to fall back to", () => {
+    for (const v of ["1.6", "1.7", "2.1", "2.3"]) {
+      const r = renderNode({ containerdVersion: v, registries: { "docker.io": { mirrors: ["https://a.test", { url: "https://b.test/v2/hub", overridePath: true }], skipFallback: true } } });
+      const f = file(r, "docker.io/hosts.toml");
+      expect(f.content).not.toContain("registry-1.docker.io");
+      const t = toml(r, "docker.io/hosts.toml");
+      expect(t.server).toBe("https://b.test/v2/hub");
+      expect(t.override_path).toBe(true);
+      expect(t.capabilities).toEqual(["pull", "resolve"]);
+      expect(Object.keys(t.host)).toEqual(["https://a.test"]);
+    }
+  });
+
+  it("keeps a [host] table with one mirror (1.6 and 1.7 refuse a hosts.toml without one), and works for \"*\"", () => {
+    const r = renderNode({ containerdVersion: "1.6.20", registries: { "*": { mirrors: ["http://m.test:5000"], skipFallback: true } } });
+    const t = toml(r, "_default/hosts.toml");
+    expect(t.server).toBe("http://m.test:5000");
+    expect(Object.keys(t.host)).toEqual(["http://m.test:5000"]);
+  });
+
+  it("needs a mirror, and no server (the server is the upstream it removes)", () => {
+    expect(() => renderNode({ containerdVersion: "2.1", registries: { "quay.io": { skipFallback: true } } })).toThrow(
+      /registries\["quay.io"\].skipFallback: true needs at least one mirror: the mirrors become the only way to the registry/,
+    );
+    expect(() => renderNode({ containerdVersion: "2.1", registries: { "quay.io": { server: "https://quay.io", mirrors: ["https://m.test"], skipFallback: true } } })).toThrow(
+      /registries\["quay.io"\].server: is the upstream that skipFallback: true never contacts; give one of them/,
+    );
+  });
+});
+
+describe("k3s's rewrite", () => {
+  it("is refused wherever it is put, pointing at overridePath", () => {
+    const spec = {
+      containerdVersion: "2.1",
+      registries: { "docker.io": { mirrors: [{ url: "https://m.test", rewrite: { "^library/(.*)": "hub/$1" } }], rewrite: { "^(.*)": "x/$1" } } },
+    };
+    let message = "";
+    try {
+      renderNode(spec as never);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain('registries["docker.io"].rewrite: is a k3s registries.yaml key; containerd\'s hosts.toml has no rewrite.');
+    expect(message).toContain('registries["docker.io"].mirrors[0].rewrite: is a k3s registries.yaml key');
+    expect(message).toContain('overridePath: true, e.g. { url: "https://harbor.example.com/v2/dockerhub", overridePath: true }');
+  });
+});
+
 describe("hand-written Authorization headers", () => {
   it("make that hosts.toml secret and 0600 as well", () => {
     const r = renderNode({ containerdVersion: "1.7", registries: { "ghcr.io": { mirrors: [{ url: "https://g.test", headers: { authorization: "Bearer x" } }] }, "quay.io": { mirrors: [{ url: "https://q.test", headers: { "X-Team": "a" } }] } } });

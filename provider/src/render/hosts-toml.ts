@@ -85,13 +85,18 @@ export function renderRegistry(reg: NormalizedRegistry, registryConfigPath: stri
   const dir = `${registryConfigPath}/${reg.directory}`;
   const ctx: Context = { dir, namespace: reg.namespace, files: [], usedNames: new Set() };
   const body: Table = {};
+  // skipFallback: containerd tries the [host] entries in order and `server` last, and `server` is
+  // the upstream when none is given (docs/hosts.md). The last mirror as the server leaves no
+  // upstream to fall back to: with every mirror down, pulls of this registry fail.
+  const fallback = reg.skipFallback ? reg.mirrors[reg.mirrors.length - 1] : undefined;
+  const mirrors = fallback && reg.mirrors.length > 1 ? reg.mirrors.slice(0, -1) : fallback ? [] : reg.mirrors;
   const server: NormalizedHost | undefined =
-    reg.server ?? (defaultServer(reg.namespace) ? { url: defaultServer(reg.namespace)!, ca: [], client: [], headers: {} } : undefined);
+    fallback ?? reg.server ?? (defaultServer(reg.namespace) ? { url: defaultServer(reg.namespace)!, ca: [], client: [], headers: {} } : undefined);
   if (server) body.server = server.url;
   const hosts: Table = {};
-  if (reg.mirrors.length > 0) {
+  if (mirrors.length > 0) {
     if (server) Object.assign(body, hostFields(server, ctx));
-    for (const m of reg.mirrors) hosts[m.url] = hostFields(m, ctx);
+    for (const m of mirrors) hosts[m.url] = hostFields(m, ctx);
   } else if (server) {
     // 1.6 and 1.7 (up to 1.7.31) reject a hosts.toml without a [host] table ("invalid `host` tree"):
     // with no mirror, the server is also its one host, which is how docs/hosts.md writes it.

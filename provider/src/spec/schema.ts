@@ -111,11 +111,16 @@ export const registryHost = strictObject({
   overridePath: z.boolean().optional(),
   dialTimeout: goDuration.optional(),
   auth: auth.optional(),
+  /** k3s's registries.yaml key, refused with a pointer to overridePath (validate.ts). */
+  rewrite: z.unknown().optional(),
 });
 
 const registry = strictObject({
   server: z.union([registryUrl, registryHost]).optional(),
   mirrors: z.array(z.union([registryUrl, registryHost])).optional(),
+  skipFallback: z.boolean().optional(),
+  /** k3s's registries.yaml key, refused with a pointer to overridePath (validate.ts). */
+  rewrite: z.unknown().optional(),
 });
 
 /**

@@ -45,6 +45,8 @@ export interface NormalizedRegistry {
   directory: string;
   server?: NormalizedHost;
   mirrors: NormalizedHost[];
+  /** Only the mirrors, never the upstream: the last mirror is rendered as the server. */
+  skipFallback: boolean;
 }
 
 export interface NormalizedSpec {
@@ -384,13 +386,34 @@ function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegi
       seen.set(key, i);
       mirrors.push(host);
     });
+    // k3s's registries.yaml rewrites repository paths; containerd's hosts.toml has no such key.
+    const rewrites = [
+      ...(reg.rewrite !== undefined ? [["registries", ns, "rewrite"]] : []),
+      ...(Array.isArray(reg.mirrors) ? reg.mirrors : []).flatMap((m, i) => (isTable(m) && m.rewrite !== undefined ? [["registries", ns, "mirrors", i, "rewrite"]] : [])),
+      ...(isTable(reg.server) && reg.server.rewrite !== undefined ? [["registries", ns, "server", "rewrite"]] : []),
+    ];
+    for (const at of rewrites) {
+      ctx.problems.push({
+        path: formatPath(at as (string | number)[]),
+        message:
+          "is a k3s registries.yaml key; containerd's hosts.toml has no rewrite. To pull through a path on a mirror, give the mirror " +
+          'its full URL with overridePath: true, e.g. { url: "https://harbor.example.com/v2/dockerhub", overridePath: true }',
+      });
+    }
+    const skipFallback = reg.skipFallback === true;
+    if (skipFallback && mirrors.length === 0) {
+      ctx.problems.push({ path: formatPath(["registries", ns, "skipFallback"]), message: "true needs at least one mirror: the mirrors become the only way to the registry" });
+    }
+    if (skipFallback && server) {
+      ctx.problems.push({ path: formatPath(["registries", ns, "server"]), message: "is the upstream that skipFallback: true never contacts; give one of them" });
+    }
     if (ns === "*" && mirrors.length === 0 && !server) {
       ctx.problems.push({
         path: formatPath(["registries", ns]),
         message: 'has no mirror and no server; "*" has no upstream of its own, so give at least one',
       });
     }
-    out.push({ namespace: ns, directory: ns === "*" ? "_default" : ns, server, mirrors });
+    out.push({ namespace: ns, directory: ns === "*" ? "_default" : ns, server, mirrors, skipFallback });
   }
   return out;
 }
@@ -548,6 +571,7 @@ function mergeLegacy(legacy: ReturnType<typeof extractLegacyMirrors>["mirrors"],
       namespace: entry.namespace,
       directory: entry.namespace === "*" ? "_default" : entry.namespace,
       mirrors,
+      skipFallback: false,
     });
     merged.push(entry.namespace);
   }
