@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
+import { criPullImage, criRemoveImage } from "../harness/cri";
 import { Harness, ResourceState } from "../harness/harness";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
@@ -21,6 +22,7 @@ const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
 const CONFIG = "/etc/containerd/config.toml";
 const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
 const SCRIPT = "/etc/containerd/.containerd-node/containerd-node.sh";
+const TINY = "docker.io/library/tiny:1.0";
 
 const connection = (n: FleetNode) => ({ host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 });
 
@@ -281,5 +283,36 @@ describe("what a node keeps safe, on a fleet node (containerd 1.6.20)", () => {
     expect(res.error?.message).toContain("registry.auths");
     expect(res.error?.message).not.toContain('"pw"');
     expect(h.sessions()).toEqual({});
+  });
+});
+
+describe("skipFallback on real nodes", () => {
+  it("renders a hosts.toml that 1.6 and 2.3 take: pulls go through the mirror that is now the server", async () => {
+    const [n23] = F.nodesByGeneration(fleet, ["2.3"]);
+    await F.resetNodes([N16, n23]);
+    const h = newHarness();
+    try {
+      const res = await h.up(() => {
+        for (const n of [N16, n23]) {
+          new ContainerdNode(n.name, {
+            containerdVersion: n.containerdVersion,
+            healthTimeoutSeconds: 30,
+            registries: { "docker.io": { mirrors: [MIRROR], skipFallback: true } },
+            connection: connection(n),
+          });
+        }
+      });
+      expect(res.error?.message).toBeUndefined();
+      for (const n of [N16, n23]) {
+        const hub = (await F.nodeFile(n, HUB))!;
+        expect(hub).toContain(`server = "${MIRROR}"`);
+        expect(hub).not.toContain("registry-1.docker.io");
+        await criRemoveImage(n.containerdSocket, TINY).catch(() => undefined);
+        expect(await criPullImage(n.containerdSocket, TINY, { timeoutMs: 60_000 })).toMatch(/^sha256:/);
+      }
+      await h.destroy();
+    } finally {
+      h.dispose();
+    }
   });
 });

@@ -162,6 +162,13 @@ export interface RegistrySpecOf<S> {
    * @default []
    */
   readonly mirrors?: ReadonlyArray<string | RegistryHostOf<S>>;
+  /**
+   * Pull only through the mirrors, never from the upstream (air-gapped or policy-bound fleets): the
+   * last mirror is rendered as `server`, so nothing is left to fall back to. With every mirror down,
+   * pulls of this registry fail. Needs a mirror, and no `server`.
+   * @default false
+   */
+  readonly skipFallback?: boolean;
 }
 export type RegistrySpec = RegistrySpecOf<string>;
 
