@@ -92,7 +92,8 @@ function fleetSpec(s: Scenario, mirrorA: string, nodes: FleetNode[]): Containerd
     registries: { "docker.io": { mirrors: [s.mirror] }, "registry.k8s.io": { mirrors: [mirrorA] } },
     healthTimeoutSeconds: 30,
     nodes: fleetNodes,
-    rollout: { maxUnavailable: MAX_UNAVAILABLE },
+    // Registry changes all at once, as the floor's hosts-only run is (the default is in waves).
+    rollout: { maxUnavailable: MAX_UNAVAILABLE, registryChanges: "all-at-once" },
   };
 }
 

@@ -17,6 +17,8 @@ const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
 const CONFIG = "/etc/containerd/config.toml";
+const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
+const TINY = "docker.io/library/tiny:1.0";
 
 const node = (n: FleetNode, extra: Partial<FleetNodeArgs> = {}): FleetNodeArgs => ({
   name: n.name,
@@ -57,8 +59,8 @@ describe("ContainerdFleet rollout", () => {
     expect(NODES.map(F.restarts)).toEqual([1, 1, 1]);
   });
 
-  it("sends a hosts.toml-only change to every node at once, without restarts", async () => {
-    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } } })));
+  it("with registryChanges all-at-once, sends a hosts.toml-only change to every node at once, without restarts", async () => {
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [MIRROR_B] } }, rollout: { maxUnavailable: 1, registryChanges: "all-at-once" } })));
     expect(res.ok).toBe(true);
     const changed = res.steps.filter((s) => s.op !== "same");
     expect(changed.map((s) => s.name).sort()).toEqual(NODES.map((n) => `${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml`).sort());
@@ -113,6 +115,36 @@ describe("ContainerdFleet rollout", () => {
     expect(res.error?.message).toBeUndefined();
     expect(NODES.map(F.restarts)).toEqual([restartsBefore[0], restartsBefore[1] + 1, restartsBefore[2] + 1]);
     for (const n of NODES) expect(fs.readFileSync(n.configToml, "utf8")).toContain("max_concurrent_downloads = 4");
+  });
+
+  it("by default sends a registry change in waves, each node's probe pull through its new hosts.toml passing first", async () => {
+    const restarted = NODES.map(F.restarts);
+    const res = await h.up(() => void new ContainerdFleet("fleet", spec({ maxConcurrentDownloads: 4, rollout: { maxUnavailable: 1, probeImages: { "docker.io": TINY } } })));
+    expect(res.error?.message).toBeUndefined();
+    const steps = NODES.map((n) => res.steps.find((s) => s.name === `${n.name}:${HUB}` && s.op === "update")!);
+    expect(steps[1].startedAt).toBeGreaterThanOrEqual(steps[0].endedAt);
+    expect(steps[2].startedAt).toBeGreaterThanOrEqual(steps[1].endedAt);
+    for (const n of NODES) expect(await F.nodeFile(n, HUB)).toContain(MIRROR);
+    expect(NODES.map(F.restarts)).toEqual(restarted);
+  });
+
+  it("stops a registry change whose new mirror breaks pulls at the canary: its file is put back, later waves never start", async () => {
+    const dead = `http://${new URL(MIRROR).hostname}:5999`; // nothing listens there: connection refused
+    const before = await Promise.all(NODES.map((n) => F.nodeFile(n, HUB)));
+    const restarted = NODES.map(F.restarts);
+    const res = await h.up(
+      () => void new ContainerdFleet("fleet", spec({ registries: { "docker.io": { mirrors: [dead] } }, maxConcurrentDownloads: 4, rollout: { maxUnavailable: 1, canary: 1, probeImages: { "docker.io": TINY } } })),
+    );
+    expect(res.ok).toBe(false);
+    const canary = res.steps.find((s) => s.name === `${NODES[0].name}:${HUB}`)!;
+    expect(canary.error).toContain(`the probe through the new ${HUB} failed`);
+    expect(canary.error).toContain("the previous file is back");
+    for (const [i, n] of NODES.entries()) expect(await F.nodeFile(n, HUB)).toBe(before[i]);
+    // The later waves' files never ran: skipped after the canary's failure.
+    for (const n of NODES.slice(1)) expect(res.steps.find((s) => s.name === `${n.name}:${HUB}`)?.ok ?? false).toBe(false);
+    expect(NODES.map(F.restarts)).toEqual(restarted);
+    // Back to the working mirror: converges.
+    expect((await h.up(() => void new ContainerdFleet("fleet", spec({ maxConcurrentDownloads: 4, rollout: { maxUnavailable: 1, probeImages: { "docker.io": TINY } } })))).error?.message).toBeUndefined();
   });
 
   it("restores a node that leaves the fleet", async () => {

@@ -287,7 +287,7 @@ describe("what a node keeps safe, on a fleet node (containerd 1.6.20)", () => {
 });
 
 describe("skipFallback on real nodes", () => {
-  it("renders a hosts.toml that 1.6 and 2.3 take: pulls go through the mirror that is now the server", async () => {
+  it("renders a hosts.toml that 1.6 and 2.3 take: the probe and CRI pulls go through the mirror that is now the server", async () => {
     const [n23] = F.nodesByGeneration(fleet, ["2.3"]);
     await F.resetNodes([N16, n23]);
     const h = newHarness();
@@ -298,6 +298,8 @@ describe("skipFallback on real nodes", () => {
             containerdVersion: n.containerdVersion,
             healthTimeoutSeconds: 30,
             registries: { "docker.io": { mirrors: [MIRROR], skipFallback: true } },
+            // And the probe on both generations: ctr's pull through the new hosts.toml (2.3's via its transfer service).
+            probeImages: { "docker.io": TINY },
             connection: connection(n),
           });
         }

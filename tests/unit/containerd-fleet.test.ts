@@ -41,9 +41,9 @@ describe("waves", () => {
 });
 
 describe("ContainerdFleet", () => {
-  it("chains config.toml (the restart) wave after wave; hosts.toml files wait for nothing", async () => {
+  it("chains config.toml (the restart) wave after wave; with registryChanges all-at-once, hosts.toml files wait for nothing", async () => {
     const world = installMocks();
-    const fleet = new ContainerdFleet("fleet", { ...shared, nodes: nodes(5), rollout: { maxUnavailable: 2, canary: 1 } }, { transformations: [world.transformation] });
+    const fleet = new ContainerdFleet("fleet", { ...shared, nodes: nodes(5), rollout: { maxUnavailable: 2, canary: 1, registryChanges: "all-at-once" } }, { transformations: [world.transformation] });
     await valueOf(fleet.configHashes);
     expect(fleet.waves).toEqual([["node-1"], ["node-2", "node-3"], ["node-4", "node-5"]]);
     const deps = (n: string) => world.options.find((o) => o.name === `${n}:/etc/containerd/config.toml`)!.dependsOn.filter((d) => d.endsWith("config.toml")).sort();
@@ -54,6 +54,33 @@ describe("ContainerdFleet", () => {
     expect(deps("node-5")).toEqual(["node-2:/etc/containerd/config.toml", "node-3:/etc/containerd/config.toml"]);
     // hosts.toml files wait only for their own node's host resource (the node script's install).
     for (const o of world.options.filter((x) => x.name.endsWith("hosts.toml"))) expect(o.dependsOn).toEqual([`${o.name.split(":")[0]}:host`]);
+  });
+
+  it("by default sends registry changes in the same waves: a wave's files wait for every file of the previous wave", async () => {
+    const world = installMocks();
+    const fleet = new ContainerdFleet(
+      "fleet",
+      { ...shared, nodes: nodes(3), rollout: { maxUnavailable: 1, canary: 1, probeImages: { "docker.io": "docker.io/library/busybox:1.36" } } },
+      { transformations: [world.transformation] },
+    );
+    await valueOf(fleet.restartedNodes);
+    const hub = (n: string) => `${n}:/etc/containerd/certs.d/docker.io/hosts.toml`;
+    const deps = (n: string) => world.options.find((o) => o.name === hub(n))!.dependsOn.sort();
+    expect(deps("node-1")).toEqual(["node-1:host"]);
+    expect(deps("node-2")).toEqual(expect.arrayContaining([hub("node-1"), "node-1:/etc/containerd/config.toml", "node-2:host"]));
+    expect(deps("node-3")).toEqual(expect.arrayContaining([hub("node-2"), "node-2:/etc/containerd/config.toml"]));
+    expect(deps("node-3")).not.toContain(hub("node-1"));
+    // Each node pulls the probe image through its new hosts.toml, with the health timeout as the bound.
+    const create = world.byName(hub("node-2")).inputs.create as string;
+    expect(create).toContain(`'' '60' `);
+    expect(create).toContain(`'ctr'"'"' '"'"'--address'"'"' '"'"'/run/containerd/containerd.sock'"'"' '"'"'-n'"'"' '"'"'k8s.io'"'"' '"'"'images'"'"' '"'"'pull'"'"' '"'"'--hosts-dir'"'"' '"'"'/etc/containerd/certs.d'"'"' '"'"'docker.io/library/busybox:1.36'"'"''`);
+  });
+
+  it("refuses a probe image for a registry the spec does not have, and an unknown registryChanges", () => {
+    const world = installMocks();
+    expect(
+      () => new ContainerdFleet("fleet", { ...shared, nodes: nodes(2), rollout: { probeImages: { "quay.io": "quay.io/x:1" }, registryChanges: "later" as never } }, { transformations: [world.transformation] }),
+    ).toThrow(/rollout.registryChanges: "later" is not one of "waves", "all-at-once"[\s\S]*nodes\[0\] \(node-1\).probeImages\["quay.io"\]: names no registry of registries \("docker.io"/);
   });
 
   it("deep-merges per-node overrides over the shared spec", async () => {

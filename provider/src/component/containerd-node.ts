@@ -8,7 +8,16 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
 import { Problem, SpecError, showValue } from "../errors";
 import { renderNode } from "../render/render-node";
-import { INSTALLED_SCRIPT, NodeCommandOptions, applyCommand, installCommand, releaseCommand, restoreCommand, scriptPathFor } from "../remote/commands";
+import {
+  INSTALLED_SCRIPT,
+  NodeCommandOptions,
+  applyCommand,
+  installCommand,
+  probePullCommand,
+  releaseCommand,
+  restoreCommand,
+  scriptPathFor,
+} from "../remote/commands";
 import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { ConfigVersion, parseVersion } from "../spec/version";
@@ -79,6 +88,14 @@ export interface NodeOperationArgs {
    * @default false
    */
   readonly forget?: boolean;
+  /**
+   * An image per registry namespace (a key of `registries`), pulled by the node's containerd through
+   * that registry's new hosts.toml right after it is written (`ctr -n k8s.io images pull
+   * --hosts-dir`); a failed pull puts the previous hosts.toml back and fails the apply. Nothing
+   * restarts. E.g. `{ "docker.io": "docker.io/library/busybox:1.36" }`.
+   * @default {}
+   */
+  readonly probeImages?: Readonly<Record<string, string>>;
 }
 
 export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
@@ -89,9 +106,14 @@ export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, No
   readonly connection: pulumi.Input<ConnectionArgs>;
   /**
    * Resources that must finish before this node's config.toml changes (and containerd restarts).
-   * The fleet layer uses it for waves; hosts.toml files do not wait for them.
+   * The fleet layer uses it for waves.
    */
   readonly restartAfter?: pulumi.Input<pulumi.Resource>[];
+  /**
+   * Resources that must finish before any of this node's files change (hosts.toml and certificates
+   * too). The fleet layer uses it to roll registry changes out in waves.
+   */
+  readonly filesAfter?: pulumi.Input<pulumi.Resource>[];
 }
 
 /** A managed file as the component reports it. */
@@ -119,8 +141,8 @@ export interface Deprecation {
   message: string;
 }
 
-const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile", "forget"] as const;
-const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", ...OPERATION_KEYS]);
+const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile", "forget", "probeImages"] as const;
+const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", "filesAfter", ...OPERATION_KEYS]);
 
 /** Checks the component's own options; returns problems in the renderer's format. */
 export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem[] {
@@ -150,6 +172,17 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
   }
   if (args.knownHostsFile !== undefined && (typeof args.knownHostsFile !== "string" || args.knownHostsFile === "")) {
     problems.push({ path: p("knownHostsFile"), message: `${showValue(args.knownHostsFile)} is not a file path` });
+  }
+  if (args.probeImages !== undefined) {
+    if (typeof args.probeImages !== "object" || args.probeImages === null || Array.isArray(args.probeImages)) {
+      problems.push({ path: p("probeImages"), message: `${showValue(args.probeImages)} is not a table of registry => image` });
+    } else {
+      for (const [reg, image] of Object.entries(args.probeImages)) {
+        if (typeof image !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/.test(image)) {
+          problems.push({ path: p(`probeImages[${JSON.stringify(reg)}]`), message: `${showValue(image)} is not an image reference such as "docker.io/library/busybox:1.36"` });
+        }
+      }
+    }
   }
   for (const k of ["containerdPath", "ctrPath"] as const) {
     const v = args[k];
@@ -233,6 +266,12 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // component, which the SDK expands to all of its children, each waiting for the others.
     const owner = pulumi.output(new Promise<string>((resolve) => this.urn.apply(resolve)));
     const keep = (args.onDelete ?? "restore") === "keep";
+    // A hosts.toml of a registry with a probe image is pulled through once written.
+    const registryConfigPath = (f: RenderedFile) => f.path.replace(/\/[^/]*\/hosts\.toml$/, "");
+    const probesOf = (f: RenderedFile) => {
+      const image = f.kind === "hosts" && f.registry !== undefined ? args.probeImages?.[f.registry] : undefined;
+      return image === undefined ? [] : [probePullCommand(nodeOpts, registryConfigPath(f), image)];
+    };
     // Which commands ran in this deployment, for lastApply and restarted (see what-ran.ts).
     const hooks = whatRan();
 
@@ -254,7 +293,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
     );
     sorted.forEach((f, i) => {
       const content = contents[i];
-      const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand];
+      const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand, ...(args.filesAfter ?? [])];
       if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
       if (f.kind === "config") dependsOn.push(...commands, ...(args.restartAfter ?? []));
       const cmd = new command.remote.Command(
@@ -265,7 +304,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
           // type and name): a node moved into a fleet or another parent, or renamed, gets a new URN,
           // so the old resources' deletes, which run after the new ones applied, leave the files to
           // their new owner instead of putting the originals back.
-          create: owner.apply((o) => applyCommand(f, { ...nodeOpts, owner: o })),
+          create: owner.apply((o) => applyCommand({ ...f, probes: probesOf(f) }, { ...nodeOpts, owner: o })),
           // "keep" leaves files in place on delete, except those holding credentials: an
           // Authorization header left active after its registry was removed would be a leak.
           delete: !keep || f.secret ? owner.apply((o) => restoreCommand(f, { ...nodeOpts, owner: o })) : undefined,
@@ -401,6 +440,14 @@ export function prepare(name: string, args: ContainerdNodeArgs) {
   const problems = operationProblems(args);
   if (args.connection === undefined) problems.push({ path: "connection", message: "is required" });
   const spec = specOf(args as unknown as Record<string, unknown>);
+  if (args.probeImages && typeof args.probeImages === "object") {
+    const known = Object.keys((args.registries as Record<string, unknown> | undefined) ?? {});
+    for (const reg of Object.keys(args.probeImages)) {
+      if (!known.includes(reg)) {
+        problems.push({ path: `probeImages[${JSON.stringify(reg)}]`, message: `names no registry of registries (${known.length ? known.map((k) => JSON.stringify(k)).join(", ") : "there are none"})` });
+      }
+    }
+  }
   problems.push(...outputsIn(spec.settings, "settings"));
   const leaves = findInputLeaves(spec);
   const withPlaceholders = (variant: (i: number) => "a" | "b") =>

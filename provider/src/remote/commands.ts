@@ -65,6 +65,13 @@ export interface ManagedFileRef {
   path: string;
   mode: number;
   kind: "config" | "hosts" | "certificate";
+  /** hosts.toml only: shell commands (probe pulls) that must pass once it is written, or it is put back. */
+  probes?: readonly string[];
+}
+
+/** A probe: a pull of one image by the node's own containerd, resolved through the hosts directory. */
+export function probePullCommand(o: Pick<NodeCommandOptions, "ctr" | "grpcAddress">, registryConfigPath: string, image: string): string {
+  return [o.ctr, "--address", o.grpcAddress, "-n", "k8s.io", "images", "pull", "--hosts-dir", registryConfigPath, image].map(shellQuote).join(" ");
 }
 
 /**
@@ -81,6 +88,8 @@ function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[]): s
 
 function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions): string {
   const isConfig = file.kind === "config";
+  // A restore puts back what was there before: nothing to probe.
+  const probes = !isConfig && action === "apply" ? (file.probes ?? []) : [];
   const args = [
     action,
     isConfig ? "config" : "file",
@@ -95,11 +104,11 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
     o.ctr,
     o.grpcAddress,
     isConfig ? o.restartCommand : "",
-    isConfig ? String(o.healthTimeoutSeconds) : "",
+    isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "",
     String(o.configVersion),
     o.minimumVersion,
     o.owner,
-    ...(isConfig ? o.healthChecks : []),
+    ...(isConfig ? o.healthChecks : probes),
   ];
   return line(o, args);
 }

@@ -20,11 +20,13 @@
  *   8 ctr         ctr binary: health, and the running daemon's version for the guard
  *   9 socket      containerd's gRPC socket as the spec sets it
  *  10 restart     restart command, run by sh  (config only)
- *  11 timeout     health timeout in seconds    (config only)
+ *  11 timeout     health timeout in seconds    (config; files with probes)
  *  12 cfgver      config.toml version, 2 | 3 | 4: which containerd major the files are for
  *  13 minver      lowest containerd version the spec allows, e.g. 1.7.0
  *  14 owner       who manages the file (the ContainerdNode's URN): a restore by anyone else is a no-op
- *  15.. checks    extra health checks, each run by sh; all must exit 0 (config only)
+ *  15.. checks    extra health checks, each run by sh; all must exit 0 (config.toml: after the
+ *                 restart; a hosts.toml: its registry's probe pulls, after the write, and a failure
+ *                 puts the previous file back)
  *
  * release (the host resource's delete: the node moved to another machine, or is gone from the
  * program) takes kind 'all', path '-' and mode '0', and instead of checks the node's files as
@@ -454,10 +456,23 @@ if [ "$kind" = file ]; then
   else
     check_version "$path"
     keep_original
+    # With probes (a pull through this registry's new hosts.toml), keep what is there to put back.
+    if [ "$#" -gt 0 ]; then
+      (umask 022 && mkdir -p "$state")
+      if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+    fi
     sync_path "$tmp"
     mv -f "$tmp" "$path"
     sync_path "$dir"
     written=true
+    if [ "$#" -gt 0 ] && ! checks_ok "\${timeout:-60}" "$@"; then
+      why=$reason
+      if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
+      rm -f "$prev"
+      audit probe previous-file-back
+      fail "the probe through the new $path failed ($why); the previous file is back"
+    fi
+    rm -f "$prev"
     audit apply applied
   fi
   set_owner
