@@ -295,7 +295,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
       const content = contents[i];
       const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand, ...(args.filesAfter ?? [])];
       if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
-      if (f.kind === "config") dependsOn.push(...commands, ...(args.restartAfter ?? []));
+      // (restartAfter and filesAfter are the same resources in a fleet's registry waves: once each.)
+      if (f.kind === "config") dependsOn.push(...[...commands, ...(args.restartAfter ?? [])].filter((r) => !dependsOn.includes(r)));
       const cmd = new command.remote.Command(
         `${name}:${f.path}`,
         {
@@ -358,14 +359,22 @@ export class ContainerdNode extends pulumi.ComponentResource {
   }
 }
 
+/**
+ * `fn` of the connection: at once when its host, port and host key are plain values (so a bad one
+ * is refused before any resource exists, and the result stays a plain value), else when it resolves.
+ */
+function withConnection<T>(connection: pulumi.Input<ConnectionArgs>, fn: (c: ConnectionArgs, host: string, port: number) => T): pulumi.Input<T> {
+  const c = connection as ConnectionArgs;
+  const plain = (v: unknown) => v === undefined || typeof v === "string" || typeof v === "number";
+  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && plain(c.port) && typeof c.hostKey !== "object") {
+    return fn(c, String(c.host), Number(c.port ?? 22));
+  }
+  return pulumi.output(connection).apply((r) => fn(r as unknown as ConnectionArgs, String(r.host), Number(r.port ?? 22)) as never);
+}
+
 /** The SSH address of a connection, "host:port": the host resource's trigger. */
 function addressOf(connection: pulumi.Input<ConnectionArgs>): pulumi.Input<string> {
-  const c = connection as ConnectionArgs;
-  const plain = (v: unknown) => typeof v === "string" || typeof v === "number";
-  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && (c.port === undefined || plain(c.port))) {
-    return `${c.host}:${c.port ?? 22}`;
-  }
-  return pulumi.output(connection).apply((r) => `${r.host}:${r.port ?? 22}`);
+  return withConnection(connection, (_c, host, port) => `${host}:${port}`);
 }
 
 /** Why a host has no usable key, and what to run: the refusal text of hostKeyPolicy "known-hosts". */
@@ -389,8 +398,8 @@ function noHostKey(host: string, port: number, file: string, revoked: number): P
 export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (m: string) => void): pulumi.Input<ConnectionArgs> {
   const policy = args.hostKeyPolicy ?? "known-hosts";
   const file = knownHostsPath(args.knownHostsFile);
-  const pin = (c: ConnectionArgs, host: string, port: number, hostKey: unknown): ConnectionArgs => {
-    if (hostKey) return c;
+  const pin = (c: ConnectionArgs, host: string, port: number): ConnectionArgs => {
+    if (c.hostKey) return c;
     if (policy === "accept-any") {
       warn(`${name}: hostKeyPolicy is "accept-any": any SSH host key of ${knownHostsName(host, port)} is accepted`);
       return c;
@@ -399,12 +408,7 @@ export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (
     if (!found.hostKey) throw new SpecError(`Invalid ContainerdNode args for "${name}"`, [noHostKey(host, port, file, found.revoked)]);
     return { ...c, hostKey: found.hostKey };
   };
-  const c = args.connection as ConnectionArgs;
-  const plain = (v: unknown) => v === undefined || typeof v === "string" || typeof v === "number";
-  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && plain(c.port) && typeof c.hostKey !== "object") {
-    return pin(c, String(c.host), Number(c.port ?? 22), c.hostKey);
-  }
-  return pulumi.output(args.connection).apply((r) => pin(r as unknown as ConnectionArgs, String(r.host), Number(r.port ?? 22), r.hostKey) as never);
+  return withConnection(args.connection, pin);
 }
 
 /** Outputs and Promises in settings cannot be rendered now; say where they are. */

@@ -77,8 +77,6 @@ export interface HostKeyLookup {
   hostKey?: string;
   /** Keys the file revokes for this host (never pinned). */
   revoked: number;
-  /** Every usable key found, best first. */
-  candidates: string[];
 }
 
 export function lookupHostKey(entries: KnownHostsEntry[], host: string, port = 22): HostKeyLookup {
@@ -89,7 +87,7 @@ export function lookupHostKey(entries: KnownHostsEntry[], host: string, port = 2
     .filter((e) => e.marker === undefined && PREFERENCE.includes(e.keyType) && !revoked.has(`${e.keyType} ${e.key}`))
     .sort((a, b) => PREFERENCE.indexOf(a.keyType) - PREFERENCE.indexOf(b.keyType) || a.line - b.line)
     .map((e) => `${e.keyType} ${e.key}`);
-  return { hostKey: usable[0], revoked: revoked.size, candidates: [...new Set(usable)] };
+  return { hostKey: usable[0], revoked: revoked.size };
 }
 
 /** The operator's known_hosts: `file` when given (`~` expanded), else ~/.ssh/known_hosts. */

@@ -81,36 +81,33 @@ export function probePullCommand(o: Pick<NodeCommandOptions, "ctr" | "grpcAddres
 export const RUN_SCRIPT =
   '[ -f "$0" ] || { echo "containerd-node: the node script $0 is missing on this host; pulumi up --replace the node\'s <node>:host resource to put it back" >&2; exit 1; }; exec /bin/sh "$0" "$@"';
 
-function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[]): string {
-  const sh = `/bin/sh -c ${shellQuote(RUN_SCRIPT)} ${[o.script, ...args].map(shellQuote).join(" ")}`;
+/** `/bin/sh -c '<code>' '<$0>' '<arg>' ...`, through `sudo -n` when asked: constant code, quoted values. */
+function shCommand(o: Pick<NodeCommandOptions, "sudo">, code: string, args: string[]): string {
+  const sh = `/bin/sh -c ${shellQuote(code)} ${args.map(shellQuote).join(" ")}`;
   return o.sudo ? `sudo -n ${sh}` : sh;
+}
+
+/** The installed script with its arguments. */
+function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[]): string {
+  return shCommand(o, RUN_SCRIPT, [o.script, ...args]);
+}
+
+/** The node script's fourteen positional arguments (node-script.ts), before its checks or file list. */
+function positional(action: string, kind: string, path: string, mode: string, restart: string, timeout: string, o: NodeCommandOptions): string[] {
+  return [action, kind, path, mode, o.lockFile, o.label, o.containerd, o.ctr, o.grpcAddress, restart, timeout, String(o.configVersion), o.minimumVersion, o.owner];
 }
 
 function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions): string {
   const isConfig = file.kind === "config";
   // A restore puts back what was there before: nothing to probe.
   const probes = !isConfig && action === "apply" ? (file.probes ?? []) : [];
-  const args = [
-    action,
-    isConfig ? "config" : "file",
-    file.path,
-    "0" + file.mode.toString(8),
-    o.lockFile,
-    o.label,
-    // Files need the version guard but none of the restart settings; leaving those out keeps a
-    // change of, say, the restart command from touching every hosts.toml resource.
-    o.containerd,
-    // Every file's version guard asks the running daemon (ctr version on its socket).
-    o.ctr,
-    o.grpcAddress,
-    isConfig ? o.restartCommand : "",
-    isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "",
-    String(o.configVersion),
-    o.minimumVersion,
-    o.owner,
-    ...(isConfig ? o.healthChecks : probes),
-  ];
-  return line(o, args);
+  // Files need the version guard (containerd, and ctr on the socket: the running daemon's version)
+  // but none of the restart settings; leaving those out keeps a change of, say, the restart command
+  // from touching every hosts.toml resource. A probed hosts.toml takes the timeout as its bound.
+  const restart = isConfig ? o.restartCommand : "";
+  const timeout = isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "";
+  const args = positional(action, isConfig ? "config" : "file", file.path, "0" + file.mode.toString(8), restart, timeout, o);
+  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)]);
 }
 
 /** Installs the content given on stdin (and for config.toml: validates, restarts, checks, rolls back). */
@@ -156,8 +153,7 @@ printf '%s\n' "$owner" >"$claim.tmp"
 mv -f "$claim.tmp" "$claim"`;
 
 export function installCommand(o: Pick<NodeCommandOptions, "sudo" | "script" | "owner" | "label">): string {
-  const sh = `/bin/sh -c ${shellQuote(INSTALL_SCRIPT)} containerd-node-install ${[o.script, o.owner, o.label, String(SCRIPT_REVISION)].map(shellQuote).join(" ")}`;
-  return o.sudo ? `sudo -n ${sh}` : sh;
+  return shCommand(o, INSTALL_SCRIPT, ["containerd-node-install", o.script, o.owner, o.label, String(SCRIPT_REVISION)]);
 }
 
 /**
@@ -169,23 +165,7 @@ export function installCommand(o: Pick<NodeCommandOptions, "sudo" | "script" | "
 export function releaseCommand(files: readonly ManagedFileRef[], o: NodeCommandOptions): string {
   const order = (f: ManagedFileRef) => (f.kind === "config" ? 0 : f.kind === "hosts" ? 1 : 2);
   const sorted = [...files].sort((a, b) => order(a) - order(b) || (a.path < b.path ? 1 : -1));
-  const args = [
-    "release",
-    "all",
-    "-",
-    "0",
-    o.lockFile,
-    o.label,
-    o.containerd,
-    o.ctr,
-    o.grpcAddress,
-    o.restartCommand,
-    String(o.healthTimeoutSeconds),
-    String(o.configVersion),
-    o.minimumVersion,
-    o.owner,
-    // Kind and path only: a restore needs no mode, and a mode change must not touch this resource.
-    ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path]),
-  ];
-  return line(o, args);
+  const args = positional("release", "all", "-", "0", o.restartCommand, String(o.healthTimeoutSeconds), o);
+  // Kind and path only: a restore needs no mode, and a mode change must not touch this resource.
+  return line(o, [...args, ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path])]);
 }

@@ -89,7 +89,7 @@ export function renderRegistry(reg: NormalizedRegistry, registryConfigPath: stri
   // the upstream when none is given (docs/hosts.md). The last mirror as the server leaves no
   // upstream to fall back to: with every mirror down, pulls of this registry fail.
   const fallback = reg.skipFallback ? reg.mirrors[reg.mirrors.length - 1] : undefined;
-  const mirrors = fallback && reg.mirrors.length > 1 ? reg.mirrors.slice(0, -1) : fallback ? [] : reg.mirrors;
+  const mirrors = fallback ? reg.mirrors.slice(0, -1) : reg.mirrors;
   const server: NormalizedHost | undefined =
     fallback ?? reg.server ?? (defaultServer(reg.namespace) ? { url: defaultServer(reg.namespace)!, ca: [], client: [], headers: {} } : undefined);
   if (server) body.server = server.url;
