@@ -266,40 +266,44 @@ async function scale(): Promise<void> {
   }
   const available = () => Number(/MemAvailable:\s+(\d+)/.exec(fs.readFileSync("/proc/meminfo", "utf8"))![1]) * 1024;
   let last: FleetNode[] = [];
-  for (const size of SCALE_SIZES) {
-    fleet("down");
-    const free0 = available();
-    console.error(`bringing up ${size} nodes ...`);
-    const { f, seconds } = upFleet(size);
-    const nodeMiB = (free0 - available()) / 2 ** 20 / size;
-    const nodes = f.nodes.slice(0, size);
-    last = nodes;
-    const [mirrorA, mirrorB] = f.registry.mirrors;
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-scale-"));
-    const stateFile = path.join(tmp, "fleet.json");
-    const h = new Harness({ stateFile, dialRetryDelayMs: 200 });
-    try {
-      const run = (mirror: string, downloads: number) => ours(h, () => void new ContainerdFleet("bench", fleetSpec({ name: "", mirror, downloads }, mirrorA, nodes)), nodes);
-      const first = await withPeakRss(() => run(mirrorA, 9));
-      const noop = await withPeakRss(() => run(mirrorA, 9));
-      const config = await withPeakRss(() => run(mirrorA, 10));
-      const hosts = await withPeakRss(() => run(mirrorB, 10));
-      const ok = [first, noop, config, hosts].every((x) => x.value.res.ok);
-      const state = JSON.parse(fs.readFileSync(stateFile, "utf8")) as { resources: unknown[] };
-      const peak = Math.max(first.peakMiB, noop.peakMiB, config.peakMiB, hosts.peakMiB);
-      lines.push(
-        `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${first.value.seconds.toFixed(1)} | ${noop.value.seconds.toFixed(1)} | ${config.value.seconds.toFixed(1)} | ${hosts.value.seconds.toFixed(1)} | ${peak.toFixed(0)} | ${(fs.statSync(stateFile).size / 1024 / size).toFixed(1)} | ${(state.resources.length / size).toFixed(1)} |`,
-      );
-      console.error(lines[lines.length - 1]);
-      console.error(`  machine memory per node (containerd, sshd, its namespaces; MemAvailable before and after): about ${nodeMiB.toFixed(0)} MiB`);
-      if (!ok) process.exitCode = 1;
-    } finally {
-      h.dispose();
-      fs.rmSync(tmp, { recursive: true, force: true });
+  try {
+    for (const size of SCALE_SIZES) {
+      fleet("down");
+      const free0 = available();
+      console.error(`bringing up ${size} nodes ...`);
+      const { f, seconds } = upFleet(size);
+      const nodeMiB = (free0 - available()) / 2 ** 20 / size;
+      const nodes = f.nodes.slice(0, size);
+      last = nodes;
+      const [mirrorA, mirrorB] = f.registry.mirrors;
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-scale-"));
+      const stateFile = path.join(tmp, "fleet.json");
+      const h = new Harness({ stateFile, dialRetryDelayMs: 200 });
+      try {
+        const run = (mirror: string, downloads: number) => ours(h, () => void new ContainerdFleet("bench", fleetSpec({ name: "", mirror, downloads }, mirrorA, nodes)), nodes);
+        const first = await withPeakRss(() => run(mirrorA, 9));
+        const noop = await withPeakRss(() => run(mirrorA, 9));
+        const config = await withPeakRss(() => run(mirrorA, 10));
+        const hosts = await withPeakRss(() => run(mirrorB, 10));
+        const ok = [first, noop, config, hosts].every((x) => x.value.res.ok);
+        const state = JSON.parse(fs.readFileSync(stateFile, "utf8")) as { resources: unknown[] };
+        const peak = Math.max(first.peakMiB, noop.peakMiB, config.peakMiB, hosts.peakMiB);
+        lines.push(
+          `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${first.value.seconds.toFixed(1)} | ${noop.value.seconds.toFixed(1)} | ${config.value.seconds.toFixed(1)} | ${hosts.value.seconds.toFixed(1)} | ${peak.toFixed(0)} | ${(fs.statSync(stateFile).size / 1024 / size).toFixed(1)} | ${(state.resources.length / size).toFixed(1)} |`,
+        );
+        console.error(lines[lines.length - 1]);
+        console.error(`  machine memory per node (containerd, sshd, its namespaces; MemAvailable before and after): about ${nodeMiB.toFixed(0)} MiB`);
+        if (!ok) process.exitCode = 1;
+      } finally {
+        h.dispose();
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
     }
+  } finally {
+    // Whatever happened: the machine's limit back, and the fleet down.
+    if (process.env.KEEP_FLEET !== "1") fleet("down");
+    if (had < want) fs.writeFileSync(inotify, String(had));
   }
-  if (process.env.KEEP_FLEET !== "1") fleet("down");
-  if (had < want) fs.writeFileSync(inotify, String(had));
   console.log(`\n${machine(last).replace(/^\d+ nodes/, "up to " + last.length + " nodes")}\n`);
   console.log(lines.join("\n"));
 }

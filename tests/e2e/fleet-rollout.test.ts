@@ -119,12 +119,18 @@ describe("ContainerdFleet rollout", () => {
 
   it("by default sends a registry change in waves, each node's probe pull through its new hosts.toml passing first", async () => {
     const restarted = NODES.map(F.restarts);
+    const mirrorLog = fleet.registry.logs[0];
+    const offset = F.logSize(mirrorLog);
     const res = await h.up(() => void new ContainerdFleet("fleet", spec({ maxConcurrentDownloads: 4, rollout: { maxUnavailable: 1, probeImages: { "docker.io": TINY } } })));
     expect(res.error?.message).toBeUndefined();
     const steps = NODES.map((n) => res.steps.find((s) => s.name === `${n.name}:${HUB}` && s.op === "update")!);
     expect(steps[1].startedAt).toBeGreaterThanOrEqual(steps[0].endedAt);
     expect(steps[2].startedAt).toBeGreaterThanOrEqual(steps[1].endedAt);
-    for (const n of NODES) expect(await F.nodeFile(n, HUB)).toContain(MIRROR);
+    for (const n of NODES) {
+      expect(await F.nodeFile(n, HUB)).toContain(MIRROR);
+      // The probe reached the new mirror from that node.
+      expect(F.mirrorRequests(mirrorLog, offset, n).some((l) => l.includes("/v2/library/tiny/manifests/1.0"))).toBe(true);
+    }
     expect(NODES.map(F.restarts)).toEqual(restarted);
   });
 
@@ -141,7 +147,7 @@ describe("ContainerdFleet rollout", () => {
     expect(canary.error).toContain("the previous file is back");
     for (const [i, n] of NODES.entries()) expect(await F.nodeFile(n, HUB)).toBe(before[i]);
     // The later waves' files never ran: skipped after the canary's failure.
-    for (const n of NODES.slice(1)) expect(res.steps.find((s) => s.name === `${n.name}:${HUB}`)?.ok ?? false).toBe(false);
+    for (const n of NODES.slice(1)) expect(res.steps.find((s) => s.name === `${n.name}:${HUB}`)!.error).toMatch(/skipped because/);
     expect(NODES.map(F.restarts)).toEqual(restarted);
     // Back to the working mirror: converges.
     expect((await h.up(() => void new ContainerdFleet("fleet", spec({ maxConcurrentDownloads: 4, rollout: { maxUnavailable: 1, probeImages: { "docker.io": TINY } } })))).error?.message).toBeUndefined();
@@ -169,7 +175,7 @@ describe("ContainerdFleet rollout", () => {
     const files = fs.readFileSync(dead.configToml, "utf8");
     await F.fault(dead, "sshd-stop");
     try {
-      // Without forget, removing the dead node fails: its deletes cannot reach it.
+      // Without forget, removing the dead node means deletes that must reach it.
       const without = await h.preview(() => void new ContainerdFleet("fleet", { ...base(), nodes: NODES.filter((n) => n !== dead).map((n) => node(n)) }));
       expect(without.steps.filter((st) => st.op === "delete" && st.name.startsWith(`${dead.name}:`)).length).toBeGreaterThan(0);
       h.resetCounters();
@@ -178,8 +184,11 @@ describe("ContainerdFleet rollout", () => {
       expect(forgot.steps.filter((st) => st.name.startsWith(`${dead.name}:`)).every((st) => st.op === "same")).toBe(true);
       const removed = await h.up(() => void new ContainerdFleet("fleet", { ...base(), nodes: NODES.filter((n) => n !== dead).map((n) => node(n)) }));
       expect(removed.error?.message).toBeUndefined();
-      expect(removed.steps.filter((st) => st.op === "delete" && st.name.startsWith(`${dead.name}:`)).every((st) => st.ok)).toBe(true);
-      expect(h.sessions(`${dead.host}:${dead.port}`)).toBe(0);
+      // Its host resource and two files were dropped, each without running its delete (a dial
+      // to the stopped sshd would have failed the up).
+      const drops = removed.steps.filter((st) => st.op === "delete" && st.name.startsWith(`${dead.name}:`));
+      expect(drops.map((st) => st.name).sort()).toEqual([`${dead.name}:${CONFIG}`, `${dead.name}:${HUB}`, `${dead.name}:host`].sort());
+      expect(drops.every((st) => st.ok)).toBe(true);
       expect(h.state().some((r) => r.name.startsWith(`${dead.name}:`))).toBe(false);
       // The node was left as it was.
       expect(fs.readFileSync(dead.configToml, "utf8")).toBe(files);

@@ -53,6 +53,14 @@ export interface Fleet {
   nodes: FleetNode[];
 }
 
+/** A registry log's request lines from one node, written after `offset` (the log's size before). */
+export function mirrorRequests(logFile: string, offset: number, n: FleetNode): string[] {
+  const text = fs.readFileSync(logFile, "utf8").slice(offset);
+  return text.split("\n").filter((l) => l.startsWith(`${n.host} `));
+}
+
+export const logSize = (f: string): number => fs.statSync(f).size;
+
 /** What global-setup did, for global-teardown. */
 export interface SetupRecord {
   /**

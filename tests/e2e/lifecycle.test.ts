@@ -91,7 +91,9 @@ describe("a node whose address moves to another machine", () => {
     expect(F.restarts(N17)).toBe(before.n17 + 1);
     // In that order: the release on the old machine finished before the first file went to the new one.
     const release = res.steps.find((s) => s.name === "mover:host" && s.op === "delete")!;
-    const firstFile = Math.min(...res.steps.filter((s) => s.name.startsWith("mover:/")).map((s) => s.startedAt));
+    const fileSteps = res.steps.filter((s) => s.name.startsWith("mover:/"));
+    expect(fileSteps.map((s) => s.name).sort()).toEqual([`mover:${HUB}`, `mover:${CONFIG}`]);
+    const firstFile = Math.min(...fileSteps.map((s) => s.startedAt));
     expect(release.endedAt).toBeLessThanOrEqual(firstFile);
   });
 });
@@ -265,7 +267,9 @@ describe("what a node keeps safe, on a fleet node (containerd 1.6.20)", () => {
   });
 
   it("refuses plainly on a node without flock (busybox without the applet), changing nothing", async () => {
-    await F.nodeSh(N16, 'mount --bind /dev/null "$(command -v flock)"');
+    const flock = (await F.nodeSh(N16, "command -v flock")).trim();
+    expect(flock).toMatch(/^\//);
+    await F.nodeSh(N16, `mount --bind /dev/null ${flock}`);
     try {
       const before = fs.readFileSync(N16.configToml, "utf8");
       const res = await run(h);
@@ -273,7 +277,7 @@ describe("what a node keeps safe, on a fleet node (containerd 1.6.20)", () => {
       expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
       expect(await F.nodePathExists(N16, HUB)).toBe(false);
     } finally {
-      await F.nodeSh(N16, "umount /usr/bin/flock");
+      await F.nodeSh(N16, `umount ${flock}`);
     }
   });
 

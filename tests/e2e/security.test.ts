@@ -225,6 +225,9 @@ describe("registry credentials against a mirror that checks them (docker-registr
   };
 
   test.each([N16, N23])("$containerdVersion ($name): pulls with the right credentials, fails without them or with wrong ones", async (n) => {
+    // The mirror's log is appended to across runs: only what this test adds counts.
+    const authLog = path.join(fleet.stateDir, "registry", "5002.log");
+    const authLogOffset = F.logSize(authLog);
     for (const [auth, want] of [
       [undefined, /^failed/],
       [{ username: AUTH.username, password: "wrong-password" }, /^failed/],
@@ -237,12 +240,13 @@ describe("registry credentials against a mirror that checks them (docker-registr
     // The mirror itself checked them: from this node it refused no credentials and the wrong ones,
     // and served the right ones.
     const log = fs
-      .readFileSync(path.join(fleet.stateDir, "registry", "5002.log"), "utf8")
+      .readFileSync(authLog, "utf8")
+      .slice(authLogOffset)
       .split("\n")
       .filter((l) => l.includes(`remoteaddr="${n.host}:`) || l.startsWith(`${n.host} `));
     const text = log.join("\n");
     expect(text).toContain("invalid authorization credential");
-    expect(text).toContain('error authenticating user \\"robot\\": authentication failure');
+    expect(text).toContain(`error authenticating user \\"${AUTH.username}\\": authentication failure`);
     expect(text).toMatch(/"(GET|HEAD) \/v2\/library\/tiny\/manifests\/1\.0\?ns=docker\.io HTTP\/1\.1" 401/);
     expect(text).toMatch(/"(GET|HEAD) \/v2\/library\/tiny\/manifests\/1\.0\?ns=docker\.io HTTP\/1\.1" 200/);
   });

@@ -128,6 +128,7 @@ interface HookRegistration {
   getName(): string;
   getCallback(): HookCallback | undefined;
   getOnDryRun(): boolean;
+  getIgnoreErrors(): boolean;
 }
 interface OutputsRequest {
   getUrn(): string;
@@ -754,7 +755,9 @@ class Deployment {
     try {
       const state = await this.apply(plan, reg, old, step);
       // After hooks run when the step succeeded and before the registration is answered (the
-      // engine's CreateStep/UpdateStep Apply; a replace is a create). A hook's error fails the run.
+      // engine's CreateStep/UpdateStep Apply; a replace is a create). A hook's error does not undo
+      // the step, whose state stands; it fails the deployment (RecordPostStepError), or is only a
+      // warning for a hook registered with ignoreErrors.
       await this.runHooks(plan.op === "update" ? reg.afterUpdate : reg.afterCreate, reg, state, old);
       this.endStep(step);
       return { ok: true, id: state.id, outputs: state.outputs };
@@ -764,13 +767,14 @@ class Deployment {
   }
 
   /** Hooks the program registered (registerResourceHook), by name. */
-  readonly hooks = new Map<string, HookCallback>();
+  readonly hooks = new Map<string, { callback: HookCallback; ignoreErrors: boolean }>();
 
   /** Calls each hook over the program's callback server, as the engine does. */
   private async runHooks(names: string[], reg: Registration, state: ResourceState, old: ResourceState | undefined): Promise<void> {
     for (const name of names) {
-      const cb = this.hooks.get(name);
-      if (!cb) throw new Error(`resource hook ${name} is not registered`);
+      const hook = this.hooks.get(name);
+      if (!hook) throw new Error(`resource hook ${name} is not registered`);
+      const cb = hook.callback;
       const req = new resproto.ResourceHookRequest();
       req.setUrn(reg.urn);
       req.setId(state.id ?? "");
@@ -789,7 +793,11 @@ class Deployment {
       try {
         const bytes = await new Promise<Uint8Array>((resolve, reject) => client.invoke(invoke, (err, resp) => (err ? reject(err) : resolve(resp.getResponse_asU8()))));
         const error = resproto.ResourceHookResponse.deserializeBinary(bytes).getError();
-        if (error) throw new Error(`resource hook ${name} failed for ${reg.urn}: ${error}`);
+        if (error) {
+          const message = `resource hook ${name} failed for ${reg.urn}: ${error}`;
+          if (hook.ignoreErrors) this.warnings.push(message);
+          else this.firstError ??= new Error(message);
+        }
       } finally {
         client.close();
       }
@@ -1094,7 +1102,7 @@ async function installMonitor(dep: Deployment, project: string, stack: string, p
   };
   monitor.registerResourceHook = (req, cb) => {
     const callback = req.getCallback();
-    if (callback) dep.hooks.set(req.getName(), callback);
+    if (callback) dep.hooks.set(req.getName(), { callback, ignoreErrors: req.getIgnoreErrors() });
     cb(null, {});
   };
   monitor.registerResourceOutputs = (req, cb) => {

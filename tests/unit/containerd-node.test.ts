@@ -127,7 +127,7 @@ describe("the node's host resource", () => {
     const host = world.byName("node-1:host");
     expect(host.inputs.stdin).toBe(INSTALLED_SCRIPT);
     expect(host.inputs.triggers).toEqual(["10.0.0.11:2222"]);
-    expect(host.inputs.create).toMatch(/ containerd-node-install '\/etc\/containerd\/\.containerd-node\/containerd-node\.sh' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'node-1' '\d+'$/);
+    expect(host.inputs.create).toMatch(/ 'containerd-node-install' '\/etc\/containerd\/\.containerd-node\/containerd-node\.sh' 'urn:pulumi:test::containerd-node-test::containerd:index:ContainerdNode::node-1' 'node-1' '\d+'$/);
     expect(host.inputs.addPreviousOutputInEnv).toBe(false);
     const opt = world.options.find((o) => o.name === "node-1:host")!;
     expect(opt.deleteBeforeReplace).toBe(true);
@@ -150,7 +150,14 @@ describe("the node's host resource", () => {
     expect(del).toMatch(/'1\.7\.0' '[^']*node-1' 'file' '\/etc\/containerd\/certs\.d\/docker\.io\/hosts\.toml'$/);
     const w2 = installMocks();
     await declare({ ...seedSpec("1.7"), connection, forget: true }, w2);
-    for (const o of w2.options.filter((x) => x.name.startsWith("node-1:"))) expect(o.retainOnDelete).toBe(true);
+    const retained = w2.options.filter((x) => x.name.startsWith("node-1:"));
+    expect(retained.map((o) => o.name).sort()).toEqual([
+      "node-1:/etc/containerd/certs.d/docker.io/hosts.toml",
+      "node-1:/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+      "node-1:/etc/containerd/config.toml",
+      "node-1:host",
+    ]);
+    for (const o of retained) expect(o.retainOnDelete).toBe(true);
   });
 
   it("takes the address from a connection given as an Output", async () => {

@@ -143,6 +143,10 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
 
   it("leaves one audit line per apply, without any secret, in a root-only file where there is no syslog socket", () => {
     const audit = path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log");
+    const count = () => read(audit).trim().split("\n").length;
+    const before = count();
+    expect(apply(configOf({ systemdCgroup: true, maxConcurrentDownloads: 17 })).status).toBe(0);
+    expect(count()).toBe(before + 1);
     const lines = read(audit).trim().split("\n");
     const last = lines[lines.length - 1];
     const sha = createHash("sha256").update(read(node.configFile)).digest("hex");
@@ -264,15 +268,16 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     });
   }
 
+  /** Passes `config dump` but breaks the CRI plugin (containerd-facts: 1.x legacy mirrors, 2.x a missing default runtime). */
+  const breaksCri = (extra: object = {}) =>
+    gen === "1.6"
+      ? configOf(extra).replace(END_MARKER_LINE, `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m.test"]\n${END_MARKER_LINE}`)
+      : configOf({ ...extra, settings: { plugins: { "io.containerd.cri.v1.runtime": { containerd: { default_runtime_name: "missing" } } } } });
+
   it("rolls back by itself when the new config breaks CRI although `config dump` accepts it", () => {
     const before = read(node.configFile);
     const restarts = node.restarts();
-    // 1.x: legacy mirrors with config_path (containerd-facts: CRI plugin fails, daemon runs);
-    // 2.x: a default runtime that does not exist.
-    const breaking =
-      gen === "1.6"
-        ? configOf().replace(END_MARKER_LINE, `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m.test"]\n${END_MARKER_LINE}`)
-        : configOf({ settings: { plugins: { "io.containerd.cri.v1.runtime": { containerd: { default_runtime_name: "missing" } } } } });
+    const breaking = breaksCri();
     expect(configDump(node.bin, breaking).status).toBe(0);
     const r = apply(breaking, { healthTimeoutSeconds: 5 });
     expect(r.status).toBe(1);
@@ -286,12 +291,6 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     const sha = createHash("sha256").update(before).digest("hex");
     expect(last).toContain(`rollback path=${node.configFile} old=${sha} new=${sha} restarted=true result=healthy-again owner=test/scratch/${gen}`);
   });
-
-  /** Passes `config dump` but breaks the CRI plugin (containerd-facts: 1.x legacy mirrors, 2.x a missing default runtime). */
-  const breaksCri = (extra: object = {}) =>
-    gen === "1.6"
-      ? configOf(extra).replace(END_MARKER_LINE, `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://m.test"]\n${END_MARKER_LINE}`)
-      : configOf({ ...extra, settings: { plugins: { "io.containerd.cri.v1.runtime": { containerd: { default_runtime_name: "missing" } } } } });
 
   it("rolls back to the last config confirmed healthy, not to one an interrupted apply left unconfirmed", () => {
     const confirmed = configOf({ maxConcurrentDownloads: 41 });
