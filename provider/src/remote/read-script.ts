@@ -1,0 +1,260 @@
+/**
+ * The read-only POSIX sh program the component runs on every node while the program runs (preview
+ * and up), in one SSH session per node: what the node has now, so a preview can show drift, a
+ * running containerd of another version, unmanaged registry directories, imports a new config.toml
+ * would drop, and mirrors that do not answer from the node.
+ *
+ * It is constant text sent on stdin (`sh -s`); everything it needs is a positional argument, quoted
+ * by `commands.ts`, so no user string is ever code. It changes nothing on the node: the only files
+ * it writes are a header file for a probe with credentials (0600, in a private temporary directory
+ * removed on exit). Secret files are reported by sha256 and mode only, never by content.
+ *
+ * Arguments:
+ *   1 ctr        ctr binary
+ *   2 socket     containerd's gRPC socket
+ *   3 certs      the registry config directory (registryConfigPath), or '-'
+ *   4 config     config.toml's path
+ *   5 ptimeout   seconds each mirror probe may take
+ *   6 probing    1: probe the hosts of the P groups and of unmanaged registry directories; 0: no probes
+ *   7.. groups, each led by a tag:
+ *     M name                 a registry directory the spec manages
+ *     F path                 a managed file whose content is read (not secret)
+ *     S path                 a managed secret file: sha256 and mode only
+ *     P id url ca insecure cert key hostsfile section
+ *                            a mirror probe: GET <url> (the /v2/ endpoint) from the node; ca, cert,
+ *                            key are paths or '-'; with hostsfile and section not '-', the
+ *                            Authorization header of that TOML section of that file is tried on a 401
+ *
+ * Output, one record per line (fields separated by one space; the last field may hold spaces):
+ *   version V | version-unknown REASON        the running daemon's version ("ctr version", Server)
+ *   cri ok | cri STATUS                        the CRI plugin's status now
+ *   file PATH present SHA MODE | file PATH absent
+ *   record PATH SHA MODE                       what the component last installed (.sum)
+ *   repair PATH TOKEN                          the last drift repaired there (.repair)
+ *   content PATH NBYTES, then NBYTES bytes and a newline
+ *   regdir NAME, regserver NAME URL, reghost NAME URL        directories under certs
+ *   probetarget ID NAME ROLE URL              a probe of a host of an unmanaged directory
+ *   setaside NAME                              a directory the component set aside (unmanagedRegistries "remove")
+ *   import PATTERN, importfile PATH, then a content record for it
+ *   probe ID CLASS HTTP SECONDS CREDS TOOL     CREDS: pass | fail | none | -
+ *   end
+ */
+// One brace group: sh parses all of it before it runs any of it, so nothing run here can eat the
+// rest of the script from stdin, and stdin is then closed for everything the read runs.
+export const READ_SCRIPT = `{
+exec </dev/null
+set -u
+trap '' PIPE
+PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+export PATH
+umask 077
+ctr=$1 socket=$2 certs=$3 config=$4 ptimeout=$5 probing=$6
+shift 6
+managed=''
+_prev=''
+for _a in "$@"; do
+  [ "$_prev" = M ] && managed="$managed $_a"
+  _prev=$_a
+done
+ids=''
+uid=0
+probed=''
+work=$(mktemp -d 2>/dev/null || echo '')
+trap '[ -n "$work" ] && rm -rf "$work"' EXIT
+
+bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
+
+_v=$(bounded 5 "$ctr" --address "$socket" version 2>&1)
+node_ver=$(printf '%s\\n' "$_v" | awk '$1 == "Server:" { s = 1 } s && $1 == "Version:" { print $2; exit }' | sed -e 's/^v//' -e 's/[^0-9.].*$//')
+if [ -n "$node_ver" ]; then echo "version $node_ver"; else printf 'version-unknown %s\\n' "$(printf '%s' "$_v" | tail -n 1 | tr -d '\\r')"; fi
+_p=$(bounded 5 "$ctr" --address "$socket" plugins ls 2>/dev/null | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')
+echo "cri \${_p:-missing}"
+
+content() { # path
+  printf 'content %s %s\\n' "$1" "$(wc -c <"$1" | tr -d ' ')"
+  cat "$1"
+  echo
+}
+state_of() { # path: the records beside it (through a symlink, beside its target)
+  _t=$1
+  if [ -L "$_t" ]; then _t=$(readlink -f "$_t" 2>/dev/null) || _t=$1; fi
+  _st="\${_t%/*}/.containerd-node/\${_t##*/}"
+  if [ -f "$_st.sum" ]; then printf 'record %s %s\\n' "$1" "$(cat "$_st.sum")"; fi
+  if [ -f "$_st.repair" ]; then printf 'repair %s %s\\n' "$1" "$(cat "$_st.repair")"; fi
+}
+file_of() { # path secret
+  if [ -f "$1" ]; then
+    printf 'file %s present %s %s\\n' "$1" "$(sha256sum <"$1" | cut -d ' ' -f 1)" "$(stat -L -c %a "$1")"
+    [ "$2" = 1 ] || content "$1"
+  else
+    printf 'file %s absent\\n' "$1"
+  fi
+  state_of "$1"
+}
+
+# The imports of config.toml as the node has it now, each pattern and the files it matches (paths
+# relative to config.toml's directory, globs as containerd expands them).
+if [ -f "$config" ]; then
+  awk 'BEGIN { q = sprintf("%c", 34) }
+    /^[ \\t]*imports[ \\t]*=/ { on = 1 }
+    on { l = $0; while (match(l, q "[^" q "]*" q)) { print substr(l, RSTART + 1, RLENGTH - 2); l = substr(l, RSTART + RLENGTH) } }
+    on && index($0, "]") { on = 0 }
+    /^[ \\t]*\\[/ { exit }' "$config" | while IFS= read -r pat; do
+    printf 'import %s\\n' "$pat"
+    case "$pat" in /*) full=$pat ;; *) full="\${config%/*}/$pat" ;; esac
+    set +f
+    for f in $full; do
+      [ -f "$f" ] || continue
+      printf 'importfile %s\\n' "$f"
+      content "$f"
+    done
+  done
+fi
+
+# Mirror probes: all at once, each bounded by ptimeout; results collected in order.
+tool=none
+if command -v curl >/dev/null 2>&1; then tool=curl; elif command -v wget >/dev/null 2>&1; then tool=wget; fi
+classify_curl() { # rc http headers-file
+  case "$1" in
+    0) ;;
+    6) echo dns-error; return ;;
+    7) echo refused; return ;;
+    28) echo timeout; return ;;
+    35|51|53|54|58|59|60|64|66|77|80|82|83|90|91) echo tls-error; return ;;
+    52|56) echo not-a-registry; return ;;
+    *) echo "error-$1"; return ;;
+  esac
+  case "$2" in
+    2??) if grep -qi '^docker-distribution-api-version:' "$3" 2>/dev/null; then echo ok; else echo not-a-registry; fi ;;
+    401) if grep -qi '^www-authenticate:' "$3" 2>/dev/null; then echo auth-required; else echo not-a-registry; fi ;;
+    403) echo forbidden ;;
+    *) echo not-a-registry ;;
+  esac
+}
+# The Authorization header of one section of a hosts.toml, as a curl header file (0600).
+auth_header() { # hostsfile section out
+  sec=$2 awk 'BEGIN { q = sprintf("%c", 34); want = "[" ENVIRON["sec"] "]" }
+    { l = $0; gsub(/^[ \\t]+|[ \\t]+$/, "", l) }
+    substr(l, 1, 1) == "[" { on = (l == want); next }
+    on && l ~ /^"?Authorization"?[ \\t]*=/ { v = l; sub(/^[^=]*=[ \\t]*/, "", v); gsub(q, "", v); print "Authorization: " v; exit }' "$1" >"$3" 2>/dev/null
+  [ -s "$3" ]
+}
+probe_one() { # id url ca insecure cert key hostsfile section
+  _o="$work/$1"
+  set -- "$@"
+  _id=$1 _url=$2 _ca=$3 _k=$4 _cert=$5 _key=$6 _hf=$7 _sec=$8
+  _t0=$(date +%s%N 2>/dev/null)
+  _creds=-
+  if [ "$tool" = curl ]; then
+    set -- -sS -o /dev/null -D "$_o.h" -w '%{http_code} %{time_total}' --connect-timeout "$ptimeout" --max-time "$ptimeout"
+    [ "$_ca" = - ] || set -- "$@" --cacert "$_ca"
+    [ "$_k" = 1 ] && set -- "$@" -k
+    [ "$_cert" = - ] || set -- "$@" --cert "$_cert"
+    [ "$_key" = - ] || set -- "$@" --key "$_key"
+    _w=$(curl "$@" "$_url" 2>/dev/null)
+    _rc=$?
+    _http=\${_w% *}
+    _secs=\${_w#* }
+    _class=$(classify_curl "$_rc" "$_http" "$_o.h")
+    if [ "$_class" = auth-required ]; then
+      _creds=none
+      if [ "$_hf" != - ] && [ -f "$_hf" ] && auth_header "$_hf" "$_sec" "$_o.a"; then
+        _w2=$(curl "$@" -H @"$_o.a" "$_url" 2>/dev/null)
+        case "\${_w2% *}" in 2??) _creds=pass ;; *)
+          # A token registry answers 401 to any Basic header at /v2/: ask its token endpoint.
+          _realm=$(awk 'tolower($1) == "www-authenticate:" { print }' "$_o.h" | sed -n 's/.*realm="\\([^"]*\\)".*/\\1/p' | head -n 1)
+          _svc=$(awk 'tolower($1) == "www-authenticate:" { print }' "$_o.h" | sed -n 's/.*service="\\([^"]*\\)".*/\\1/p' | head -n 1)
+          _creds=fail
+          if [ -n "$_realm" ]; then
+            _w3=$(curl "$@" -H @"$_o.a" -G --data-urlencode "service=$_svc" "$_realm" 2>/dev/null)
+            case "\${_w3% *}" in 2??) _creds=pass ;; esac
+          fi ;;
+        esac
+        rm -f "$_o.a"
+      fi
+    fi
+    [ "$_rc" = 0 ] || _http=-
+  elif [ "$tool" = wget ]; then
+    _err=$(bounded "$ptimeout" wget -S -O /dev/null -T "$ptimeout" -t 1 "$_url" 2>&1)
+    _rc=$?
+    _http=$(printf '%s\\n' "$_err" | awk '$1 ~ /^HTTP\\// { c = $2 } END { print c }')
+    case "$_err" in
+      *"unable to resolve"*|*"bad address"*|*"resolve host"*) _class=dns-error ;;
+      *"refused"*) _class=refused ;;
+      *"timed out"*|*"Timed out"*) _class=timeout ;;
+      *"certificate"*|*"SSL"*|*"TLS"*) _class=tls-error ;;
+      *)
+        case "$_http" in
+          2??) case "$_err" in *[Dd]ocker-[Dd]istribution-[Aa]pi-[Vv]ersion*) _class=ok ;; *) _class=not-a-registry ;; esac ;;
+          401) _class=auth-required; _creds=- ;;
+          403) _class=forbidden ;;
+          '') if [ "$_rc" = 124 ]; then _class=timeout; else _class="error-$_rc"; fi ;;
+          *) _class=not-a-registry ;;
+        esac ;;
+    esac
+    _t1=$(date +%s%N 2>/dev/null)
+    _secs=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+    _http=\${_http:--}
+  else
+    _class=unprobed _http=- _secs=0
+  fi
+  printf 'probe %s %s %s %s %s %s\\n' "$_id" "$_class" "$_http" "$_secs" "$_creds" "$tool" >"$_o"
+}
+
+# Registry directories under certs: what each sends pulls to. The hosts of those the spec does not
+# manage (no M group) are probed too, when probing is on.
+if [ "$certs" != - ] && [ -d "$certs" ]; then
+  for d in "$certs"/*/; do
+    [ -d "$d" ] || continue
+    n=\${d%/}
+    n=\${n##*/}
+    echo "regdir $n"
+    case " $managed " in *" $n "*) unmanaged=false ;; *) unmanaged=true ;; esac
+    [ -f "$d/hosts.toml" ] || continue
+    awk -v n="$n" 'BEGIN { q = sprintf("%c", 34) }
+      /^[ \\t]*server[ \\t]*=/ && !sec { v = $0; sub(/^[^=]*=[ \\t]*/, "", v); gsub(q, "", v); gsub(/[ \\t]+$/, "", v); print "regserver " n " " v }
+      /^[ \\t]*\\[/ { sec = 1 }
+      /^[ \\t]*\\[host\\./ { v = $0; if (match(v, q "[^" q "]*" q)) print "reghost " n " " substr(v, RSTART + 1, RLENGTH - 2) }' "$d/hosts.toml" | awk '!seen[$0]++' >"$work/regdir"
+    while IFS=' ' read -r _tag _n _url; do
+      echo "$_tag $_n $_url"
+      if [ "$unmanaged" = true ] && [ "$probing" = 1 ] && [ -n "$work" ]; then
+        case "$_url" in http://*|https://*) ;; *) continue ;; esac
+        case " $probed " in *" $_n/$_url "*) continue ;; esac
+        probed="$probed $_n/$_url"
+        _ping=\${_url%/}
+        case "$_ping" in */v2) ;; *) _ping="$_ping/v2" ;; esac
+        uid=$((uid + 1))
+        _role=mirror
+        [ "$_tag" = regserver ] && _role=server
+        echo "probetarget u$uid $_n $_role $_url"
+        probe_one "u$uid" "$_ping/" - 0 - - - - &
+        ids="$ids u$uid"
+      fi
+    done <"$work/regdir"
+  done
+  for d in "$certs"/.containerd-node/set-aside/*/; do
+    [ -d "$d" ] || continue
+    n=\${d%/}
+    echo "setaside \${n##*/}"
+  done
+fi
+
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    F) file_of "$2" 0; shift 2 ;;
+    S) file_of "$2" 1; shift 2 ;;
+    M) shift 2 ;;
+    P)
+      if [ -n "$work" ] && [ "$probing" = 1 ]; then
+        probe_one "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" &
+        ids="$ids $2"
+      fi
+      shift 9 ;;
+    *) shift ;;
+  esac
+done
+wait
+for i in $ids; do cat "$work/$i" 2>/dev/null || echo "probe $i error - 0 - $tool"; done
+echo end
+}
+`;
