@@ -668,7 +668,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 2, sha: "97e8fd9803cad98ab7df4300692c022572355afde876048dd77de330109045b4" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 3, sha: "ec613d58b8ce38a3ea07313f712d956c938cf426db38d9710857198819a65081" });
   });
 
   it.each([

@@ -87,8 +87,18 @@ function shCommand(o: Pick<NodeCommandOptions, "sudo">, code: string, args: stri
   return o.sudo ? `sudo -n ${sh}` : sh;
 }
 
-/** The installed script with its arguments. */
-function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[]): string {
+/**
+ * RUN_SCRIPT with a drift token first: exported as CONTAINERD_NODE_REPAIR, which a successful apply
+ * records beside the file (node-script.ts, F.repair). The token is a hex digest the component makes.
+ */
+export const REPAIR_RUN_SCRIPT = `CONTAINERD_NODE_REPAIR=$1; export CONTAINERD_NODE_REPAIR; shift; ${RUN_SCRIPT}`;
+
+/** The installed script with its arguments (and a drift token, for the apply that repairs drift). */
+function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[], repair?: string): string {
+  if (repair) {
+    if (!/^[0-9a-f]{8,64}$/.test(repair)) throw new Error(`a drift token is a hex digest, not ${JSON.stringify(repair)}`);
+    return shCommand(o, REPAIR_RUN_SCRIPT, [o.script, repair, ...args]);
+  }
   return shCommand(o, RUN_SCRIPT, [o.script, ...args]);
 }
 
@@ -97,7 +107,7 @@ function positional(action: string, kind: string, path: string, mode: string, re
   return [action, kind, path, mode, o.lockFile, o.label, o.containerd, o.ctr, o.grpcAddress, restart, timeout, String(o.configVersion), o.minimumVersion, o.owner];
 }
 
-function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions): string {
+function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeCommandOptions, repair?: string): string {
   const isConfig = file.kind === "config";
   // A restore puts back what was there before: nothing to probe.
   const probes = !isConfig && action === "apply" ? (file.probes ?? []) : [];
@@ -107,12 +117,31 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
   const restart = isConfig ? o.restartCommand : "";
   const timeout = isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "";
   const args = positional(action, isConfig ? "config" : "file", file.path, "0" + file.mode.toString(8), restart, timeout, o);
-  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)]);
+  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)], repair);
 }
 
-/** Installs the content given on stdin (and for config.toml: validates, restarts, checks, rolls back). */
-export function applyCommand(file: ManagedFileRef, o: NodeCommandOptions): string {
-  return command("apply", file, o);
+/**
+ * Installs the content given on stdin (and for config.toml: validates, restarts, checks, rolls back).
+ * `repair`: the drift token this apply repairs, when the program's read found the file changed.
+ */
+export function applyCommand(file: ManagedFileRef, o: NodeCommandOptions, repair?: string): string {
+  return command("apply", file, o, repair);
+}
+
+/** Moves the named registry directories under `certsDir` aside (unmanagedRegistries "remove"). */
+export function setAsideCommand(certsDir: string, names: readonly string[], o: NodeCommandOptions): string {
+  return line(o, [...positional("set-aside", "dirs", certsDir, "0", "", "", o), ...names]);
+}
+
+/** Puts back the directories this owner set aside, where nothing took their place. */
+export function putBackCommand(certsDir: string, names: readonly string[], o: NodeCommandOptions): string {
+  return line(o, [...positional("put-back", "dirs", certsDir, "0", "", "", o), ...names]);
+}
+
+/** The read-only node read (read-script.ts): the script arrives on stdin. */
+export function readCommand(o: Pick<NodeCommandOptions, "sudo">, args: readonly string[]): string {
+  const sh = `/bin/sh -s ${args.map(shellQuote).join(" ")}`;
+  return o.sudo ? `sudo -n ${sh}` : sh;
 }
 
 /** Puts back what was there before the file was first managed (or removes it if nothing was). */

@@ -39,6 +39,15 @@
  *   F.applied   config.toml only: the content containerd last ran healthy with
  *   F.previous  config.toml only, during an apply: what to roll back to
  *   F.owner     the owner argument of the last successful apply
+ *   F.sum       "sha256 mode" of the file as the last successful apply left it: what the program's
+ *               read compares the node's file with (drift)
+ *   F.repair    the drift token of the last repair (env CONTAINERD_NODE_REPAIR of that apply): the
+ *               read gives it back, so the repaired file's command stays unchanged afterwards
+ *
+ * set-aside / put-back (unmanagedRegistries "remove"): kind 'dirs', path the registry config
+ * directory, mode '0', and instead of checks the names of the registry directories. set-aside moves
+ * each one to <path>/.containerd-node/set-aside/<name> (owner recorded); put-back moves back the
+ * ones this owner set aside, where nothing took their place.
  *
  * stdout: one JSON line {"path":..,"written":..,"restarted":..,"deprecations":[..]} for the component's
  * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
@@ -50,7 +59,7 @@ export const END_MARKER_LINE = "# containerd-node: end of file";
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 2;
+export const SCRIPT_REVISION = 3;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -343,7 +352,45 @@ read_deprecations() {
 set_owner() {
   (umask 022 && mkdir -p "$state")
   printf '%s\n' "$owner" >"$ownerf.tmp" && mv -f "$ownerf.tmp" "$ownerf"
+  printf '%s %s\n' "$(sum_of "$path")" "$(stat -L -c %a "$path" 2>/dev/null || echo 0)" >"$state/$base.sum.tmp" && mv -f "$state/$base.sum.tmp" "$state/$base.sum"
+  if [ -n "\${CONTAINERD_NODE_REPAIR:-}" ]; then
+    printf '%s\n' "$CONTAINERD_NODE_REPAIR" >"$state/$base.repair.tmp" && mv -f "$state/$base.repair.tmp" "$state/$base.repair"
+  fi
+  return 0
 }
+
+# --- set-aside / put-back: registry directories the spec does not manage -------------------------
+if [ "$action" = set-aside ] || [ "$action" = put-back ]; then
+  certs=$path
+  aside="$certs/.containerd-node/set-aside"
+  (umask 022 && mkdir -p "$aside")
+  for _n in "$@"; do
+    case "$_n" in '' | . | .. | */* | .*) continue ;; esac
+    path="$certs/$_n"
+    if [ "$action" = set-aside ]; then
+      [ -e "$certs/$_n" ] || continue
+      if [ -e "$aside/$_n" ]; then rm -rf "$aside/$_n.old" && mv -f "$aside/$_n" "$aside/$_n.old"; fi
+      mv -f "$certs/$_n" "$aside/$_n" || fail "cannot set $certs/$_n aside"
+      printf '%s\n' "$owner" >"$aside/$_n.owner"
+      sync_path "$aside"
+      audit set-aside moved
+      say "set aside $certs/$_n (in $aside/$_n until this resource is deleted)"
+    else
+      [ -d "$aside/$_n" ] || continue
+      [ "$(cat "$aside/$_n.owner" 2>/dev/null)" = "$owner" ] || continue
+      if [ -e "$certs/$_n" ]; then
+        say "$certs/$_n exists again; the set-aside copy stays in $aside/$_n"
+        continue
+      fi
+      mv -f "$aside/$_n" "$certs/$_n" || fail "cannot put $certs/$_n back"
+      rm -f "$aside/$_n.owner"
+      audit put-back restored
+      say "put back $certs/$_n"
+    fi
+  done
+  rmdir "$aside" "$certs/.containerd-node" 2>/dev/null || :
+  exit 0
+fi
 
 # --- restore (delete) --------------------------------------------------------------------------
 if [ "$action" = restore ]; then
@@ -366,7 +413,7 @@ if [ "$action" = restore ]; then
     else
       say "no record of the original $path; left in place"
     fi
-    rm -f "$ownerf"
+    rm -f "$ownerf" "$state/$base.sum" "$state/$base.repair"
     rmdir "$state" 2>/dev/null || :
     rmdir "$dir" 2>/dev/null || :
     if [ "$written" = true ]; then audit restore restored; else audit restore nothing-to-restore; fi
@@ -406,7 +453,7 @@ if [ "$action" = restore ]; then
     fi
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
-  rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf" "$before"
+  rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf" "$before" "$state/$base.sum" "$state/$base.repair"
   rmdir "$state" 2>/dev/null || :
   audit restore restored
   report
