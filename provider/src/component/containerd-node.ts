@@ -14,10 +14,16 @@ import {
   applyCommand,
   installCommand,
   probePullCommand,
+  putBackCommand,
+  readCommand,
   releaseCommand,
   restoreCommand,
   scriptPathFor,
+  setAsideCommand,
 } from "../remote/commands";
+import { READ_SCRIPT } from "../remote/read-script";
+import { readNode } from "./node-read";
+import { Findings, MirrorHealth, UnmanagedRegistry, findings, probeTargets } from "./node-findings";
 import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { ConfigVersion, parseVersion } from "../spec/version";
@@ -96,6 +102,52 @@ export interface NodeOperationArgs {
    * @default {}
    */
   readonly probeImages?: Readonly<Record<string, string>>;
+  /**
+   * Read the node while the program runs (preview and up), in one read-only SSH session with the
+   * node's own connection: the running containerd's version, each managed file's sha256 and mode
+   * (and content, unless secret), the registry directories, config.toml's imports, CRI's status,
+   * and every mirror as the node reaches it. What it finds shows in the preview: drift as an update
+   * of the file's resource (written back by `up`), a version the files are not for as an error,
+   * unmanaged registry directories and dead mirrors as warnings. Off under `pulumi.runtime.setMocks`
+   * unless set: mocked nodes do not exist.
+   * @default true
+   */
+  readonly readNode?: boolean;
+  /**
+   * Seconds the read may take to connect and run; a node that does not answer in time is a
+   * warning naming it, and the rest of the program goes on.
+   * @default 10
+   */
+  readonly readTimeoutSeconds?: number;
+  /**
+   * Registry directories under registryConfigPath that the spec does not manage (a hand-written
+   * `certs.d/docker.io`, which takes precedence over `"*"`): `"warn"` reports them and what they do;
+   * `"remove"` also sets them aside on the node (kept under `<registryConfigPath>/.containerd-node/set-aside`
+   * and put back when the node is deleted).
+   * @default "warn"
+   */
+  readonly unmanagedRegistries?: "warn" | "remove";
+  /**
+   * The read's probe of every host of every hosts.toml from the node itself (curl, else wget): a
+   * GET of its /v2/ endpoint, classified ok, auth-required, forbidden, not-a-registry, tls-error,
+   * dns-error, refused or timeout. Dead hosts are warnings (`policy: "fail"`: errors); a registry
+   * whose every host is dead is an error unless `allowDeadRegistries`.
+   * @default { enabled: true, policy: "warn", timeoutSeconds: 5, allowDeadRegistries: false }
+   */
+  readonly mirrorProbe?: MirrorProbeArgs;
+  /**
+   * Import patterns of the node's current config.toml that the new one may drop. Without them, an
+   * `up` that would drop an import (and what it defines, such as the NVIDIA toolkit's runtime) is refused.
+   * @default []
+   */
+  readonly dropImports?: readonly string[];
+}
+
+export interface MirrorProbeArgs {
+  readonly enabled?: boolean;
+  readonly policy?: "warn" | "fail";
+  readonly timeoutSeconds?: number;
+  readonly allowDeadRegistries?: boolean;
 }
 
 export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
@@ -135,13 +187,28 @@ export interface FileApplyReport {
   deprecations?: Deprecation[];
 }
 
+/** The read's findings as an output. */
+export interface NodeStateReport {
+  read: boolean;
+  reached?: boolean;
+  readSeconds?: number;
+  runningVersion?: string;
+  cri?: string;
+  drift: { path: string; what: string }[];
+  unmanagedRegistries: UnmanagedRegistry[];
+  errors: string[];
+}
+
 /** One entry of containerd's `ctr deprecations list`: a feature this node uses that a later release removes. */
 export interface Deprecation {
   id: string;
   message: string;
 }
 
-const OPERATION_KEYS = ["restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy", "knownHostsFile", "forget", "probeImages"] as const;
+const OPERATION_KEYS = [
+  "restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy",
+  "knownHostsFile", "forget", "probeImages", "readNode", "readTimeoutSeconds", "unmanagedRegistries", "mirrorProbe", "dropImports",
+] as const;
 const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", "filesAfter", ...OPERATION_KEYS]);
 
 /** Checks the component's own options; returns problems in the renderer's format. */
@@ -184,6 +251,31 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
       }
     }
   }
+  if (args.readNode !== undefined && typeof args.readNode !== "boolean") problems.push({ path: p("readNode"), message: `${showValue(args.readNode)} is not true or false` });
+  const seconds = (k: string, v: unknown, max: number) => {
+    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max)) problems.push({ path: p(k), message: `${showValue(v)} is not a whole number of seconds from 1 to ${max}` });
+  };
+  seconds("readTimeoutSeconds", args.readTimeoutSeconds, 600);
+  if (args.unmanagedRegistries !== undefined && args.unmanagedRegistries !== "warn" && args.unmanagedRegistries !== "remove") {
+    problems.push({ path: p("unmanagedRegistries"), message: `${showValue(args.unmanagedRegistries)} is not one of "warn", "remove"` });
+  }
+  const mp = args.mirrorProbe as Record<string, unknown> | undefined;
+  if (mp !== undefined) {
+    if (typeof mp !== "object" || mp === null || Array.isArray(mp)) problems.push({ path: p("mirrorProbe"), message: `${showValue(mp)} is not a table of enabled, policy, timeoutSeconds, allowDeadRegistries` });
+    else {
+      for (const k of Object.keys(mp)) {
+        if (!["enabled", "policy", "timeoutSeconds", "allowDeadRegistries"].includes(k)) problems.push({ path: p(`mirrorProbe.${k}`), message: "is not a field; allowed: enabled, policy, timeoutSeconds, allowDeadRegistries" });
+      }
+      for (const k of ["enabled", "allowDeadRegistries"]) {
+        if (mp[k] !== undefined && typeof mp[k] !== "boolean") problems.push({ path: p(`mirrorProbe.${k}`), message: `${showValue(mp[k])} is not true or false` });
+      }
+      if (mp.policy !== undefined && mp.policy !== "warn" && mp.policy !== "fail") problems.push({ path: p("mirrorProbe.policy"), message: `${showValue(mp.policy)} is not one of "warn", "fail"` });
+      seconds("mirrorProbe.timeoutSeconds", mp.timeoutSeconds, 60);
+    }
+  }
+  if (args.dropImports !== undefined && (!Array.isArray(args.dropImports) || args.dropImports.some((x) => typeof x !== "string" || x === ""))) {
+    problems.push({ path: p("dropImports"), message: `${showValue(args.dropImports)} is not a list of import patterns` });
+  }
   for (const k of ["containerdPath", "ctrPath"] as const) {
     const v = args[k];
     if (v !== undefined && (typeof v !== "string" || !/^[A-Za-z0-9._\/+-]+$/.test(v))) {
@@ -225,6 +317,16 @@ export class ContainerdNode extends pulumi.ComponentResource {
   public readonly hostCommand: command.remote.Command;
   /** One command per managed file, same order as `files`. */
   public readonly commands: command.remote.Command[];
+  /**
+   * What the program's read of the node found in this deployment (preview or up): reached or not,
+   * the running containerd, CRI's status, drifted files, unmanaged registry directories. Undefined
+   * values where the read is off.
+   */
+  public readonly nodeState: pulumi.Output<NodeStateReport>;
+  /** Every host of every hosts.toml (and of unmanaged registry directories) as the node reached it. */
+  public readonly mirrorHealth: pulumi.Output<MirrorHealth[]>;
+  /** unmanagedRegistries "remove": the resource that holds the set-aside registry directories. */
+  public readonly setAsideCommand?: command.remote.Command;
 
   constructor(name: string, args: ContainerdNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     // Validate before registering anything: a bad spec must not leave a half-declared node behind.
@@ -236,6 +338,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
     super("containerd:index:ContainerdNode", name, {}, opts);
     self = this;
     for (const w of warnings) pulumi.log.warn(w, this);
+    const certsDir = (args.registryConfigPath as string | undefined) ?? "/etc/containerd/certs.d";
 
     // The owner is added per command below: this component's URN, once it is registered.
     const nodeOpts: Omit<NodeCommandOptions, "owner"> = {
@@ -275,6 +378,53 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // Which commands ran in this deployment, for lastApply and restarted (see what-ran.ts).
     const hooks = whatRan();
 
+    // The node as it is now (node-read.ts), read once while the program runs, before any of its
+    // commands is registered: every file's apply carries its drift token, and a node the read
+    // finds wrong (another containerd, an import that would vanish) registers no command at all.
+    const reading = args.forget !== true && (args.readNode ?? !underMocks());
+    const probe = { enabled: true, policy: "warn" as const, timeoutSeconds: 5, allowDeadRegistries: false, ...(args.mirrorProbe ?? {}) };
+    const targets = probe.enabled ? probeTargets(files) : [];
+    const managedDirs = [...new Set(files.filter((f) => f.kind === "hosts").map((f) => f.path.slice(certsDir.length + 1).split("/")[0]))];
+    const readArgs = [
+      nodeOpts.ctr, nodeOpts.grpcAddress, certsDir, rendered.configFile, String(probe.timeoutSeconds), probe.enabled ? "1" : "0",
+      ...managedDirs.flatMap((d) => ["M", d]),
+      ...sorted.flatMap((f) => [f.secret ? "S" : "F", f.path]),
+      ...targets.flatMap((t) => t.args),
+    ];
+    const readTimeout = args.readTimeoutSeconds ?? 10;
+    const found: Promise<Findings | undefined> = reading
+      ? new Promise<ConnectionArgs>((resolve) => pulumi.output(connection).apply((c) => resolve(c as unknown as ConnectionArgs)))
+          .then((c) => readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, readTimeout + 3 * probe.timeoutSeconds))
+          .then((read) =>
+            findings(
+              read,
+              sorted.map((f, i) => ({ path: f.path, mode: f.mode, secret: f.secret, content: f.secret ? undefined : (contents[i] as string) })),
+              targets,
+              {
+                label: name,
+                configVersion: rendered.result.configVersion,
+                minimumVersion: rendered.minimumVersion,
+                certsDir,
+                configFile: rendered.configFile,
+                imports: (args.imports as string[] | undefined) ?? [],
+                dropImports: args.dropImports ?? [],
+                unmanagedRegistries: args.unmanagedRegistries ?? "warn",
+                probePolicy: probe.policy,
+                allowDeadRegistries: probe.allowDeadRegistries,
+              },
+            ),
+          )
+      : Promise.resolve(undefined);
+    // Said once, on the node; a node with errors stops here: none of its commands is registered.
+    const checked = found.then((fd) => {
+      if (!fd) return undefined;
+      for (const w of fd.warnings) pulumi.log.warn(w, this);
+      for (const e of fd.errors) pulumi.log.error(e, this);
+      if (fd.errors.length > 0) throw refusal(`${name}: nothing of this node is applied: its read found the errors above`);
+      return fd;
+    });
+    const tokenOf = (path: string) => pulumi.output(checked.then((fd) => fd?.tokens.get(path) ?? ""));
+
     // The node on its machine. Its triggers are the SSH address: a new host or port is a replace,
     // delete first, so the machine the node leaves gets every file it still holds restored (its
     // delete runs with the old connection and the old file list) before the new one gets its apply.
@@ -291,9 +441,26 @@ export class ContainerdNode extends pulumi.ComponentResource {
       },
       { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true },
     );
+    // unmanagedRegistries "remove": registry directories the spec does not manage are set aside
+    // (before the node's own registry files change), and put back when this resource is deleted.
+    let setAside: command.remote.Command | undefined;
+    if (reading && args.unmanagedRegistries === "remove") {
+      const names = pulumi.output(checked.then((fd) => fd?.setAside ?? []));
+      setAside = new command.remote.Command(
+        `${name}:unmanaged registries`,
+        {
+          connection,
+          create: pulumi.all([owner, names]).apply(([o, n]) => setAsideCommand(certsDir, n, { ...nodeOpts, owner: o })),
+          delete: pulumi.all([owner, names]).apply(([o, n]) => putBackCommand(certsDir, n, { ...nodeOpts, owner: o })),
+          addPreviousOutputInEnv: false,
+        },
+        { parent: this, dependsOn: [hostCommand, ...(args.filesAfter ?? [])], deleteBeforeReplace: true },
+      );
+    }
+
     sorted.forEach((f, i) => {
       const content = contents[i];
-      const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand, ...(args.filesAfter ?? [])];
+      const dependsOn: pulumi.Input<pulumi.Resource>[] = [hostCommand, ...(args.filesAfter ?? []), ...(setAside ? [setAside] : [])];
       if (f.kind === "hosts") dependsOn.push(...(byRegistryCerts.get(f.registry!) ?? []));
       // (restartAfter and filesAfter are the same resources in a fleet's registry waves: once each.)
       if (f.kind === "config") dependsOn.push(...[...commands, ...(args.restartAfter ?? [])].filter((r) => !dependsOn.includes(r)));
@@ -305,7 +472,10 @@ export class ContainerdNode extends pulumi.ComponentResource {
           // type and name): a node moved into a fleet or another parent, or renamed, gets a new URN,
           // so the old resources' deletes, which run after the new ones applied, leave the files to
           // their new owner instead of putting the originals back.
-          create: owner.apply((o) => applyCommand({ ...f, probes: probesOf(f) }, { ...nodeOpts, owner: o })),
+          // The drift token: unchanged (the last repair's, or none) while the node's file is as the
+          // last apply left it; new when the read found it changed, so the preview shows an update
+          // and `up` writes it back through the usual path (node-findings.ts).
+          create: pulumi.all([owner, tokenOf(f.path)]).apply(([o, t]) => applyCommand({ ...f, probes: probesOf(f) }, { ...nodeOpts, owner: o }, t || undefined)),
           // "keep" leaves files in place on delete, except those holding credentials: an
           // Authorization header left active after its registry was removed would be a leak.
           delete: !keep || f.secret ? owner.apply((o) => restoreCommand(f, { ...nodeOpts, owner: o })) : undefined,
@@ -324,6 +494,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
         // no command): `pulumi preview --diff` shows what changes in it, line by line.
         new command.local.Command(`${name}:${f.path} (redacted)`, { stdin: redactHostsToml(f.content) }, { parent: this, retainOnDelete: args.forget === true });
       }
+      // Drift of this file, said on its own resource (with the line diff where it is not secret).
+      void checked.then((fd) => fd?.fileWarnings.get(f.path)?.forEach((w) => pulumi.log.warn(w, cmd)), () => undefined);
       if (f.kind === "certificate") byRegistryCerts.set(f.registry!, [...(byRegistryCerts.get(f.registry!) ?? []), cmd]);
       if (f.kind === "config") configCommand = cmd;
       commands.push(cmd);
@@ -348,7 +520,29 @@ export class ContainerdNode extends pulumi.ComponentResource {
       if (ranThisDeployment(urn)) for (const d of found) pulumi.log.warn(`${name}: containerd reports ${d.id}: ${d.message}`, this);
       return found;
     });
+    this.setAsideCommand = setAside;
+    const report = checked.then(
+      (fd): NodeStateReport =>
+        fd
+          ? {
+              read: true,
+              reached: fd.reached,
+              readSeconds: fd.readSeconds,
+              runningVersion: fd.runningVersion,
+              cri: fd.criStatus,
+              drift: fd.drift.map((d) => ({ path: d.path, what: d.what })),
+              unmanagedRegistries: fd.unmanaged,
+              errors: fd.errors,
+            }
+          : { read: false, drift: [], unmanagedRegistries: [], errors: [] },
+      // A node the read refused: the error is in the log; the output says it too.
+      (e: Error): NodeStateReport => ({ read: true, reached: true, drift: [], unmanagedRegistries: [], errors: [e.message] }),
+    );
+    this.nodeState = pulumi.output(report);
+    this.mirrorHealth = pulumi.output(found.then((fd) => fd?.mirrors ?? []));
     this.registerOutputs({
+      nodeState: this.nodeState,
+      mirrorHealth: this.mirrorHealth,
       configVersion: this.configVersion,
       files: this.files,
       configHash: this.configHash,
@@ -409,6 +603,29 @@ export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (
     return { ...c, hostKey: found.hostKey };
   };
   return withConnection(args.connection, pin);
+}
+
+/**
+ * The error that stops a node's commands from registering. Every input of the node rejects with
+ * this one object, so the language host (which reports an uncaught error once per object) says it
+ * once, and as a RunError without a stack; the SDK prefixes the message of an input's error with
+ * the property it was serializing, so the message here does not take writes.
+ */
+function refusal(message: string): pulumi.RunError {
+  const e = new pulumi.RunError(message);
+  Object.defineProperty(e, "message", { get: () => message, set: () => undefined });
+  return e;
+}
+
+/** Under `pulumi.runtime.setMocks` (unit tests): no node exists to read. */
+function underMocks(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks") as { MockMonitor: new (...a: unknown[]) => unknown };
+    return pulumi.runtime.getMonitor() instanceof MockMonitor;
+  } catch {
+    return false;
+  }
 }
 
 /** Outputs and Promises in settings cannot be rendered now; say where they are. */

@@ -37,6 +37,7 @@ function runtimeTable(rt: RuntimeSpec, systemdCgroup: boolean | undefined): Tabl
 export function renderConfigToml(n: NormalizedSpec): string {
   const s = n.spec;
   const root: Table = { version: n.configVersion };
+  set(root, "imports", s.imports && s.imports.length > 0 ? [...s.imports] : undefined);
   set(root, "root", s.root);
   set(root, "state", s.state);
   set(root, "required_plugins", s.requiredPlugins ? [...s.requiredPlugins] : undefined);
@@ -94,5 +95,5 @@ export function renderConfigToml(n: NormalizedSpec): string {
     }
   }
   root.plugins = plugins;
-  return managedToml(deepMerge(root, n.settings), { first: ["version"] });
+  return managedToml(deepMerge(root, n.settings), { first: ["version", "imports"] });
 }

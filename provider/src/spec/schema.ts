@@ -25,6 +25,13 @@ export const absolutePath = plainString.refine(
 );
 
 /** An absolute path that the node's shell scripts receive as an argument: a conservative charset. */
+/** An import of config.toml: a path or glob, absolute or relative to config.toml's directory. */
+export const importPattern = z
+  .string()
+  .refine((s) => /^[A-Za-z0-9._\/+@*?-]+$/.test(s) && !s.split("/").includes(".."), {
+    message: "is not a path or glob of letters, digits and . _ / + @ - * ? (no '..', spaces or colons)",
+  });
+
 export const nodePath = z
   .string()
   .refine((s) => /^\/[A-Za-z0-9._\/+@-]*$/.test(s) && !s.split("/").includes(".."), {
@@ -164,6 +171,7 @@ export const nodeSpecSchema = strictObject({
   disabledPlugins: z.array(pluginId).optional(),
   configFile: nodePath.optional(),
   registryConfigPath: nodePath.optional(),
+  imports: z.array(importPattern).optional(),
   registries: z.record(registryNamespace, registry).optional(),
   settings: z.record(z.string(), z.unknown()).optional(),
 });

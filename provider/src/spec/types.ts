@@ -95,6 +95,16 @@ export interface NodeSpecOf<S> {
    */
   readonly registryConfigPath?: string;
   /**
+   * config.toml's `imports`: drop-in files (paths or globs, relative to config.toml's directory)
+   * such as the NVIDIA container toolkit's `conf.d/99-nvidia.toml`. On containerd 1.x an imported
+   * file replaces whole plugin tables of config.toml; on 2.x it merges into them. A drop-in must
+   * not have a higher `version` than config.toml. The node validates the new config.toml with its
+   * imports resolved, and the program's read refuses to drop an import the node's current
+   * config.toml has unless `dropImports` names it.
+   * @default []
+   */
+  readonly imports?: readonly string[];
+  /**
    * Registries by namespace: "docker.io", "registry.k8s.io", "10.0.0.1:5000", or "*" for every
    * registry without an entry of its own (rendered as `_default`, containerd 1.6.17+/1.7+). Each one
    * becomes `<registryConfigPath>/<namespace>/hosts.toml`.

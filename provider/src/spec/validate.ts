@@ -438,7 +438,7 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
   if ("imports" in settings) {
     ctx.problems.push({
       path: "settings.imports",
-      message: `${showValue(settings.imports)} is refused: imported files replace whole plugin sections on containerd 1.x and merge on 2.x; put their settings in settings instead, so one complete file is written`,
+      message: `${showValue(settings.imports)} is refused: imported files replace whole plugin sections on containerd 1.x and merge on 2.x; use the typed imports field, which the node validates with the imports resolved and the program's read checks against what the node imports now`,
     });
   }
   if ("version" in settings) {

@@ -1,0 +1,358 @@
+/**
+ * What the program's read of a node (node-read.ts) means for the node's resources: drift to write
+ * back, a running containerd the files are not for, registry directories the spec does not manage,
+ * imports a new config.toml would drop, and the health of every mirror from the node. Pure: the
+ * component turns the result into inputs, warnings and errors.
+ */
+import { createHash } from "crypto";
+import { parse as parseToml } from "smol-toml";
+import type { RenderedFile } from "../spec/types";
+import type { NodeRead } from "./node-read";
+
+export interface ReadOptions {
+  /** The node's name, for messages. */
+  label: string;
+  /** config.toml's version: 2 (containerd 1.x), 3 or 4 (2.x). */
+  configVersion: number;
+  /** Lowest containerd version the spec allows, e.g. "1.7.0". */
+  minimumVersion: string;
+  /** The registry config directory (registryConfigPath). */
+  certsDir: string;
+  configFile: string;
+  /** The import patterns the new config.toml has. */
+  imports: readonly string[];
+  /** Patterns of the node's current config.toml the spec lets go. */
+  dropImports: readonly string[];
+  unmanagedRegistries: "warn" | "remove";
+  probePolicy: "warn" | "fail";
+  allowDeadRegistries: boolean;
+}
+
+/** One host of one hosts.toml as the node sees it. */
+export interface MirrorHealth {
+  /** The registry namespace ("docker.io", "*"), or the directory of an unmanaged one. */
+  registry: string;
+  host: string;
+  role: "mirror" | "server";
+  /** ok, auth-required, forbidden, not-a-registry, tls-error, dns-error, refused, timeout, error-N, unprobed. */
+  class: string;
+  seconds: number;
+  httpStatus?: number;
+  /** For auth-required: whether the credentials containerd has for it pass ("none": it has none). */
+  credentials?: "pass" | "fail" | "none";
+  /** What probed it on the node: curl, wget or none. */
+  tool: string;
+  managed: boolean;
+}
+
+export interface FileDrift {
+  path: string;
+  what: string;
+  token: string;
+}
+
+export interface UnmanagedRegistry {
+  directory: string;
+  server?: string;
+  hosts: string[];
+  message: string;
+}
+
+export interface Findings {
+  reached: boolean;
+  readSeconds: number;
+  runningVersion?: string;
+  criStatus?: string;
+  /** The drift token each file's apply carries (the repair recorded on the node, or a new one). */
+  tokens: Map<string, string | undefined>;
+  drift: FileDrift[];
+  /** Said on the node: each is a warning. */
+  warnings: string[];
+  /** Warnings that belong to one file's resource. */
+  fileWarnings: Map<string, string[]>;
+  /** Each stops the node: nothing of it is applied. */
+  errors: string[];
+  unmanaged: UnmanagedRegistry[];
+  /** unmanagedRegistries "remove": the directories the node's set-aside resource holds. */
+  setAside: string[];
+  mirrors: MirrorHealth[];
+}
+
+/** A probe of one host: the read script's P group (read-script.ts). */
+export interface ProbeTarget {
+  id: string;
+  registry: string;
+  host: string;
+  role: "mirror" | "server";
+  managed: boolean;
+  args: string[];
+}
+
+const DEAD = (c: string) => !["ok", "auth-required", "unprobed"].includes(c);
+const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+
+function versionParts(v: string): number[] {
+  return v.split(".").map((x) => Number(x) || 0);
+}
+
+function olderThan(a: string, b: string): boolean {
+  const x = versionParts(a);
+  const y = versionParts(b);
+  for (let i = 0; i < 3; i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0);
+  return false;
+}
+
+/** The /v2/ endpoint containerd talks to for a host URL (docs/hosts.md: the path is a prefix, /v2 appended unless override_path). */
+export function pingUrl(url: string, overridePath: boolean): string {
+  const u = new URL(url);
+  let p = u.pathname.replace(/\/+$/, "");
+  if (!overridePath && !p.endsWith("/v2")) p += "/v2";
+  return `${u.protocol}//${u.host}${p}/`;
+}
+
+type Table = Record<string, unknown>;
+const first = (v: unknown): string | undefined => (Array.isArray(v) ? (typeof v[0] === "string" ? v[0] : undefined) : typeof v === "string" ? v : undefined);
+
+/** The probes of the spec's hosts.toml files: every host, mirrors in order, server last. */
+export function probeTargets(files: readonly RenderedFile[]): ProbeTarget[] {
+  const out: ProbeTarget[] = [];
+  for (const f of files) {
+    if (f.kind !== "hosts" || f.registry === undefined) continue;
+    let doc: Table;
+    try {
+      doc = parseToml(f.content) as Table;
+    } catch {
+      continue;
+    }
+    const one = (url: string, t: Table, role: "mirror" | "server", section: string) => {
+      const client = t.client;
+      const pair = Array.isArray(client) && Array.isArray(client[0]) ? (client[0] as string[]) : undefined;
+      const cert = pair ? pair[0] : first(client);
+      const key = pair && pair[1] ? pair[1] : undefined;
+      const header = (t.header ?? {}) as Table;
+      const auth = Object.keys(header).some((k) => k.toLowerCase() === "authorization");
+      const id = `p${out.length}`;
+      out.push({
+        id,
+        registry: f.registry!,
+        host: url,
+        role,
+        managed: true,
+        args: ["P", id, pingUrl(url, t.override_path === true), first(t.ca) ?? "-", t.skip_verify === true ? "1" : "0", cert ?? "-", key ?? "-", auth ? f.path : "-", auth ? section : "-"],
+      });
+    };
+    const hosts = (doc.host ?? {}) as Record<string, Table>;
+    for (const [url, t] of Object.entries(hosts)) if (url !== doc.server) one(url, t, "mirror", `host."${url}".header`);
+    if (typeof doc.server === "string") one(doc.server, hosts[doc.server] ?? doc, "server", hosts[doc.server] ? `host."${doc.server}".header` : "header");
+  }
+  return out;
+}
+
+/** A line diff of `a` (node now) against `b` (to be written), with two lines of context. */
+export function lineDiff(a: string, b: string, context = 2): string {
+  const x = a.split("\n");
+  const y = b.split("\n");
+  const n = x.length;
+  const m = y.length;
+  // LCS table; the files are small (a config.toml is a few hundred lines at most).
+  const L: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const ops: { t: " " | "-" | "+"; s: string }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) {
+      ops.push({ t: " ", s: x[i] });
+      i++;
+      j++;
+    } else if (i < n && (j >= m || L[i + 1][j] >= L[i][j + 1])) ops.push({ t: "-", s: x[i++] });
+    else ops.push({ t: "+", s: y[j++] });
+  }
+  const show = ops.map((o, k) => o.t !== " " || ops.slice(Math.max(0, k - context), k + context + 1).some((p) => p.t !== " "));
+  const lines: string[] = [];
+  ops.forEach((o, k) => {
+    if (show[k]) lines.push(`${o.t} ${o.s}`);
+    else if (k === 0 || show[k - 1]) lines.push("  ...");
+  });
+  return lines.join("\n");
+}
+
+/** What a drop-in defines, by name only (its values may be anything, and are never shown). */
+function definitions(content: string): { version?: number; runtimes: string[]; plugins: string[]; error?: string } {
+  let doc: Table;
+  try {
+    doc = parseToml(content) as Table;
+  } catch (e) {
+    return { runtimes: [], plugins: [], error: (e as Error).message.split("\n")[0] };
+  }
+  const runtimes = new Set<string>();
+  const plugins = Object.keys((doc.plugins ?? {}) as Table);
+  const walk = (t: unknown) => {
+    if (typeof t !== "object" || t === null || Array.isArray(t)) return;
+    for (const [k, v] of Object.entries(t as Table)) {
+      if (k === "runtimes" && typeof v === "object" && v !== null) for (const r of Object.keys(v as Table)) runtimes.add(r);
+      else walk(v);
+    }
+  };
+  walk(doc.plugins);
+  return { version: typeof doc.version === "number" ? doc.version : undefined, runtimes: [...runtimes], plugins };
+}
+
+export interface DesiredFile {
+  path: string;
+  mode: number;
+  secret: boolean;
+  /** Plain content for non-secret files; undefined for secret ones (compared by hash only). */
+  content?: string;
+}
+
+/** Reads the read: see the module comment. */
+export function findings(read: NodeRead, files: readonly DesiredFile[], probes: readonly ProbeTarget[], o: ReadOptions): Findings {
+  const f: Findings = {
+    reached: read.reached,
+    readSeconds: read.seconds,
+    runningVersion: read.version,
+    criStatus: read.cri,
+    tokens: new Map(),
+    drift: [],
+    warnings: [],
+    fileWarnings: new Map(),
+    errors: [],
+    unmanaged: [],
+    setAside: [],
+    mirrors: [],
+  };
+  const say = `${o.label}:`;
+  if (!read.reached) {
+    f.warnings.push(`${say} not read (${read.error ?? "no answer"}): this preview shows the recorded state only; drift, version and mirrors of this node are unchecked`);
+    return f;
+  }
+
+  // The running version, with the node guard's own words (node-script.ts check_version).
+  if (read.version) {
+    const v = read.version;
+    const wantMajor = o.configVersion >= 3 ? 2 : 1;
+    if (versionParts(v)[0] !== wantMajor) {
+      f.errors.push(`${say} refusing a version ${o.configVersion} config.toml: the node runs containerd ${v}, but the spec renders for containerd ${o.minimumVersion} (containerdVersion); containerd ${v} would ignore or misread it. Set containerdVersion to ${v}`);
+    } else if (olderThan(v, o.minimumVersion)) {
+      f.errors.push(`${say} refusing a version ${o.configVersion} config.toml: the node runs containerd ${v}, older than containerdVersion ${o.minimumVersion} in the spec; set containerdVersion to ${v}`);
+    }
+  }
+
+  // Drift: the node's file against what the component's last apply left there (its record). A
+  // file without a record was never applied by this script revision: nothing to compare with.
+  for (const d of files) {
+    const now = read.files.get(d.path);
+    const rec = now?.record;
+    if (!now || !rec) {
+      f.tokens.set(d.path, now?.repair);
+      continue;
+    }
+    const mode = (s: string) => parseInt(s, 8);
+    let what: string | undefined;
+    if (!now.present) what = "is missing";
+    else if (now.sha256 !== rec.sha256) what = d.secret ? `has other content (sha256 ${now.sha256!.slice(0, 12)}, installed ${rec.sha256.slice(0, 12)}; a secret file is compared by hash only)` : "has other content";
+    else if (mode(now.mode!) !== mode(rec.mode)) what = `has mode ${now.mode!.padStart(4, "0")}, installed ${rec.mode.padStart(4, "0")}`;
+    if (!what) {
+      f.tokens.set(d.path, now.repair);
+      continue;
+    }
+    // A new token for every repair: chained to the last one, so the same drift twice is two repairs.
+    const token = sha(`${now.repair ?? ""}|${now.present ? `${now.sha256}:${now.mode}` : "absent"}`).slice(0, 16);
+    f.tokens.set(d.path, token);
+    f.drift.push({ path: d.path, what, token });
+    let msg = `${say} ${d.path} ${what} since the last apply; up writes it back`;
+    if (!d.secret && d.content !== undefined && now.present && now.content !== undefined && now.sha256 !== rec.sha256) {
+      msg += ` (- on the node now, + to be written):\n${lineDiff(now.content, d.content)}`;
+    }
+    f.fileWarnings.set(d.path, [...(f.fileWarnings.get(d.path) ?? []), msg]);
+  }
+
+  // Imports of the node's config.toml now, against the new one.
+  const kept = new Set(o.imports);
+  for (const imp of read.imports) {
+    const defs = imp.files.map((x) => ({ path: x.path, ...definitions(x.content) }));
+    const what = defs.length
+      ? defs.map((d) => `${d.path}${d.runtimes.length ? `: runtime ${d.runtimes.join(", ")}` : ""}${d.plugins.length ? `${d.runtimes.length ? ";" : ":"} plugins ${d.plugins.join(", ")}` : ""}`).join("; ")
+      : "no file matches it now";
+    if (!kept.has(imp.pattern)) {
+      if (o.dropImports.includes(imp.pattern)) {
+        f.warnings.push(`${say} ${o.configFile} imports ${imp.pattern} (${what}); the new one does not, as dropImports says: that goes`);
+      } else {
+        f.errors.push(
+          `${say} ${o.configFile} imports ${imp.pattern} (${what}), which the new config.toml does not: what it defines would vanish. ` +
+            `Add ${JSON.stringify(imp.pattern)} to imports to keep it, or to dropImports to let it go`,
+        );
+      }
+      continue;
+    }
+    for (const d of defs) {
+      if (d.error) f.errors.push(`${say} imported ${d.path} is not valid TOML (${d.error}); containerd would refuse to start`);
+      else if (d.version !== undefined && d.version > o.configVersion) {
+        f.errors.push(`${say} imported ${d.path} has version ${d.version}, higher than config.toml's ${o.configVersion}; containerd refuses a drop-in newer than its root config`);
+      } else if (o.configVersion === 2 && d.plugins.length) {
+        f.warnings.push(`${say} on containerd 1.x an imported file replaces whole plugin tables: ${d.path} replaces this config.toml's ${d.plugins.map((p) => `[plugins."${p}"]`).join(", ")} (settings there, such as the registry config_path, come from the drop-in only)`);
+      }
+    }
+  }
+
+  // Mirrors, as the node reaches them.
+  const unmanagedProbes: ProbeTarget[] = read.unmanagedProbes.map((u) => ({ id: u.id, registry: u.directory, host: u.url, role: u.role, managed: false, args: [] }));
+  for (const p of [...probes, ...unmanagedProbes]) {
+    const r = read.probes.get(p.id);
+    if (!r) continue;
+    f.mirrors.push({
+      registry: p.registry,
+      host: p.host,
+      role: p.role,
+      class: r.class,
+      seconds: r.seconds,
+      httpStatus: r.http,
+      credentials: r.credentials === "-" ? undefined : r.credentials,
+      tool: r.tool,
+      managed: p.managed,
+    });
+  }
+  const byRegistry = new Map<string, MirrorHealth[]>();
+  for (const m of f.mirrors.filter((x) => x.managed)) byRegistry.set(m.registry, [...(byRegistry.get(m.registry) ?? []), m]);
+  for (const [reg, hosts] of byRegistry) {
+    const pulls = reg === "*" ? "every registry without its own directory" : reg;
+    hosts.forEach((m, k) => {
+      const dead = DEAD(m.class) || m.credentials === "fail";
+      if (!dead) return;
+      const why = m.credentials === "fail" ? "auth-required, and its credentials are refused" : m.class;
+      const next = k < hosts.length - 1 ? `pulls from ${pulls} will fall through to the next host` : `it is the last host for ${pulls}`;
+      const msg = `${say} ${m.host}: ${why} in ${m.seconds.toFixed(1)} s; ${next}`;
+      (o.probePolicy === "fail" ? f.errors : f.warnings).push(msg);
+    });
+    if (hosts.every((m) => DEAD(m.class) || m.credentials === "fail") && !o.allowDeadRegistries && o.probePolicy !== "fail") {
+      f.errors.push(`${say} no host of ${reg} answers as a registry from this node (${hosts.map((m) => `${m.host}: ${m.class}`).join(", ")}); pulls from ${pulls} would fail. Set mirrorProbe.allowDeadRegistries to go on anyway`);
+    }
+  }
+
+  // Registry directories the spec does not manage.
+  const managedDirs = new Set(files.filter((x) => x.path.startsWith(`${o.certsDir}/`)).map((x) => x.path.slice(o.certsDir.length + 1).split("/")[0]));
+  const starManaged = managedDirs.has("_default");
+  for (const [dir, d] of read.registryDirs) {
+    if (managedDirs.has(dir)) continue;
+    const ns = dir === "_default" ? "*" : dir;
+    const hosts = [...d.hosts.filter((h) => h !== d.server), ...(d.server ? [d.server] : [])];
+    const health = (h: string) => {
+      const m = f.mirrors.find((x) => !x.managed && x.registry === dir && x.host === h);
+      if (!m) return h;
+      if (m.class === "not-a-registry") return `${h}, which is not a registry`;
+      return DEAD(m.class) ? `${h} (${m.class})` : h;
+    };
+    const target = hosts.length ? `its hosts.toml sends pulls to ${hosts.map(health).join(", then ")}` : "it has no hosts.toml hosts (containerd then uses the registry itself)";
+    const rel = `${o.certsDir.split("/").pop()}/${dir}`;
+    const message =
+      `${say} ${rel} is not managed` +
+      (starManaged && dir !== "_default" ? ` and takes precedence over \`*\` for ${ns}` : "") +
+      `; ${target}` +
+      (o.unmanagedRegistries === "remove" ? "; unmanagedRegistries is \"remove\": up sets it aside (put back when the node is deleted)" : "; set unmanagedRegistries: \"remove\" to set it aside");
+    f.unmanaged.push({ directory: dir, server: d.server, hosts: d.hosts, message });
+    f.warnings.push(message);
+  }
+  if (o.unmanagedRegistries === "remove") f.setAside = [...new Set([...f.unmanaged.map((u) => u.directory), ...read.setAside])].sort();
+  return f;
+}

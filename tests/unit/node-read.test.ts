@@ -1,0 +1,280 @@
+/**
+ * The program's read of a node, without a node: the read script's output format, what the findings
+ * make of it (drift tokens, the version guard's words, imports, mirror classes, unmanaged registry
+ * directories), the probes taken from rendered hosts.toml files, and the options' checks.
+ */
+import { spawnSync } from "child_process";
+import { applyCommand, readCommand, REPAIR_RUN_SCRIPT } from "../../provider/src/remote/commands";
+import { READ_SCRIPT } from "../../provider/src/remote/read-script";
+import { NodeRead, emptyRead, parseRead } from "../../provider/src/component/node-read";
+import { DesiredFile, ReadOptions, findings, lineDiff, pingUrl, probeTargets } from "../../provider/src/component/node-findings";
+import { operationProblems } from "../../provider/src/component/containerd-node";
+import { renderNode } from "../../provider/src";
+
+const CONFIG = "/etc/containerd/config.toml";
+const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
+
+const opts = (o: Partial<ReadOptions> = {}): ReadOptions => ({
+  label: "n1",
+  configVersion: 2,
+  minimumVersion: "1.7.0",
+  certsDir: "/etc/containerd/certs.d",
+  configFile: CONFIG,
+  imports: [],
+  dropImports: [],
+  unmanagedRegistries: "warn",
+  probePolicy: "warn",
+  allowDeadRegistries: false,
+  ...o,
+});
+
+const read = (r: Partial<NodeRead> = {}): NodeRead => ({ ...emptyRead(), reached: true, version: "1.7.24", cri: "ok", ...r });
+const files: DesiredFile[] = [
+  { path: HUB, mode: 0o644, secret: false, content: 'server = "https://registry-1.docker.io"\n' },
+  { path: CONFIG, mode: 0o644, secret: false, content: "version = 2\nroot = '/var/lib/containerd'\n" },
+];
+
+describe("the read script's output", () => {
+  it("is parsed record by record, content by its byte count (newlines and all)", () => {
+    const body = "version = 2\n[plugins]\n  x = 'é'\n";
+    const out = Buffer.concat([
+      Buffer.from("version 1.7.24\ncri ok\n"),
+      Buffer.from(`file ${CONFIG} present abc 644\ncontent ${CONFIG} ${Buffer.byteLength(body)}\n${body}\n`),
+      Buffer.from(`record ${CONFIG} abd 644\nrepair ${CONFIG} 00ff00ff00ff00ff\n`),
+      Buffer.from(`file ${HUB} absent\n`),
+      Buffer.from("import /etc/containerd/conf.d/*.toml\nimportfile /etc/containerd/conf.d/99-nvidia.toml\ncontent /etc/containerd/conf.d/99-nvidia.toml 12\nversion = 2\n\n"),
+      Buffer.from("regdir docker.io\nregserver docker.io https://docker.io\nprobetarget u1 docker.io server https://docker.io\nsetaside quay.io\n"),
+      Buffer.from("probe p0 ok 200 0.012 - curl\nprobe u1 dns-error - 0.001 - curl\nend\n"),
+    ]);
+    const r = parseRead(out);
+    expect(r.reached).toBe(true);
+    expect(r.version).toBe("1.7.24");
+    expect(r.files.get(CONFIG)).toEqual({ present: true, sha256: "abc", mode: "644", content: body, record: { sha256: "abd", mode: "644" }, repair: "00ff00ff00ff00ff" });
+    expect(r.files.get(HUB)).toEqual({ present: false });
+    expect(r.imports).toEqual([{ pattern: "/etc/containerd/conf.d/*.toml", files: [{ path: "/etc/containerd/conf.d/99-nvidia.toml", content: "version = 2\n" }] }]);
+    expect(r.registryDirs.get("docker.io")).toEqual({ server: "https://docker.io", hosts: [] });
+    expect(r.unmanagedProbes).toEqual([{ id: "u1", directory: "docker.io", role: "server", url: "https://docker.io" }]);
+    expect(r.setAside).toEqual(["quay.io"]);
+    expect(r.probes.get("p0")).toEqual({ class: "ok", http: 200, seconds: 0.012, credentials: "-", tool: "curl" });
+  });
+
+  it("without its end line is a read that did not complete", () => {
+    expect(parseRead(Buffer.from("version 1.7.24\n")).reached).toBe(false);
+  });
+
+  it("comes from a script dash parses, that takes its values as arguments only", () => {
+    const r = spawnSync("dash", ["-n"], { input: READ_SCRIPT, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(readCommand({ sudo: true }, ["ctr", "a b'c"])).toBe(`sudo -n /bin/sh -s 'ctr' 'a b'"'"'c'`);
+  });
+});
+
+describe("drift", () => {
+  const present = (sha: string, mode = "644", extra: object = {}) => ({ present: true, sha256: sha, mode, record: { sha256: "s1", mode: "644" }, ...extra });
+
+  it("is nothing where the node has what the last apply left, and the last repair's token stays", () => {
+    const f = findings(read({ files: new Map([[CONFIG, present("s1", "644", { repair: "aaaaaaaaaaaaaaaa" })]]) }), files, [], opts());
+    expect(f.drift).toEqual([]);
+    expect(f.tokens.get(CONFIG)).toBe("aaaaaaaaaaaaaaaa");
+  });
+
+  it("is nothing for a file with no record (never applied by this script revision)", () => {
+    const f = findings(read({ files: new Map([[CONFIG, { present: false }]]) }), files, [], opts());
+    expect(f.drift).toEqual([]);
+    expect(f.tokens.get(CONFIG)).toBeUndefined();
+  });
+
+  it("names content, mode and missing files, with a line diff of node-now against what will be written", () => {
+    const now = "version = 2\nroot = '/data/containerd'\n";
+    const f = findings(
+      read({
+        files: new Map<string, NodeRead["files"] extends Map<string, infer V> ? V : never>([
+          [CONFIG, present("s9", "644", { content: now })],
+          [HUB, { present: false, record: { sha256: "s1", mode: "644" } }],
+        ]),
+      }),
+      files,
+      [],
+      opts(),
+    );
+    expect(f.drift.map((d) => [d.path, d.what])).toEqual([
+      [HUB, "is missing"],
+      [CONFIG, "has other content"],
+    ]);
+    expect(f.fileWarnings.get(CONFIG)![0]).toBe(
+      `n1: ${CONFIG} has other content since the last apply; up writes it back (- on the node now, + to be written):\n  version = 2\n- root = '/data/containerd'\n+ root = '/var/lib/containerd'\n  `,
+    );
+    const mode = findings(read({ files: new Map([[CONFIG, present("s1", "600")]]) }), files, [], opts());
+    expect(mode.drift[0].what).toBe("has mode 0600, installed 0644");
+  });
+
+  it("gives each repair a new token, chained to the last: the same drift twice is two updates", () => {
+    const once = findings(read({ files: new Map([[CONFIG, present("s9")]]) }), files, [], opts()).tokens.get(CONFIG)!;
+    const twice = findings(read({ files: new Map([[CONFIG, present("s9", "644", { repair: once })]]) }), files, [], opts()).tokens.get(CONFIG)!;
+    expect(once).toMatch(/^[0-9a-f]{16}$/);
+    expect(twice).not.toBe(once);
+  });
+
+  it("compares a secret file by hash only and shows none of it", () => {
+    const secret: DesiredFile[] = [{ path: HUB, mode: 0o600, secret: true }];
+    const f = findings(read({ files: new Map([[HUB, { present: true, sha256: "9".repeat(64), mode: "600", record: { sha256: "1".repeat(64), mode: "600" } }]]) }), secret, [], opts());
+    expect(f.fileWarnings.get(HUB)).toEqual([`n1: ${HUB} has other content (sha256 999999999999, installed 111111111111; a secret file is compared by hash only) since the last apply; up writes it back`]);
+  });
+
+  it("travels to the node as a quoted argument of a constant wrapper, and only as a hex digest", () => {
+    const o = { label: "n", lockFile: "/l", containerd: "containerd", ctr: "ctr", grpcAddress: "/s", restartCommand: "r", healthTimeoutSeconds: 5, configVersion: 2 as const, minimumVersion: "1.7.0", healthChecks: [], owner: "u", sudo: false, script: "/x.sh" };
+    const cmd = applyCommand({ path: HUB, mode: 0o644, kind: "hosts" }, o, "0123456789abcdef");
+    expect(cmd.startsWith(`/bin/sh -c '${REPAIR_RUN_SCRIPT.replace(/'/g, `'"'"'`)}' '/x.sh' '0123456789abcdef' 'apply'`)).toBe(true);
+    expect(() => applyCommand({ path: HUB, mode: 0o644, kind: "hosts" }, o, "$(reboot)")).toThrow(/hex digest/);
+  });
+});
+
+describe("the running version", () => {
+  it("refuses another major with the node guard's words, and an older minor", () => {
+    expect(findings(read({ version: "2.1.9" }), [], [], opts()).errors).toEqual([
+      "n1: refusing a version 2 config.toml: the node runs containerd 2.1.9, but the spec renders for containerd 1.7.0 (containerdVersion); containerd 2.1.9 would ignore or misread it. Set containerdVersion to 2.1.9",
+    ]);
+    expect(findings(read({ version: "1.6.20" }), [], [], opts()).errors).toEqual([
+      "n1: refusing a version 2 config.toml: the node runs containerd 1.6.20, older than containerdVersion 1.7.0 in the spec; set containerdVersion to 1.6.20",
+    ]);
+    expect(findings(read({ version: "1.7.24" }), [], [], opts()).errors).toEqual([]);
+  });
+
+  it("is a warning, not an error, when the node cannot be read", () => {
+    const f = findings({ ...emptyRead(), error: "connect ECONNREFUSED 10.0.0.1:22" }, files, [], opts());
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual(["n1: not read (connect ECONNREFUSED 10.0.0.1:22): this preview shows the recorded state only; drift, version and mirrors of this node are unchecked"]);
+  });
+});
+
+describe("imports", () => {
+  const nvidia = { path: "/etc/containerd/conf.d/99-nvidia.toml", content: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\nruntime_type = "io.containerd.runc.v2"\n' };
+  const withImport = read({ imports: [{ pattern: "conf.d/*.toml", files: [nvidia] }] });
+
+  it("refuses to drop one, naming the file and the runtime that would vanish", () => {
+    expect(findings(withImport, [], [], opts()).errors).toEqual([
+      `n1: ${CONFIG} imports conf.d/*.toml (/etc/containerd/conf.d/99-nvidia.toml: runtime nvidia; plugins io.containerd.grpc.v1.cri), which the new config.toml does not: what it defines would vanish. Add "conf.d/*.toml" to imports to keep it, or to dropImports to let it go`,
+    ]);
+  });
+
+  it("lets it go under dropImports, with a warning", () => {
+    const f = findings(withImport, [], [], opts({ dropImports: ["conf.d/*.toml"] }));
+    expect(f.errors).toEqual([]);
+    expect(f.warnings[0]).toContain("as dropImports says");
+  });
+
+  it("keeps it, and on 1.x says which plugin tables the drop-in replaces whole", () => {
+    const f = findings(withImport, [], [], opts({ imports: ["conf.d/*.toml"] }));
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual([
+      `n1: on containerd 1.x an imported file replaces whole plugin tables: /etc/containerd/conf.d/99-nvidia.toml replaces this config.toml's [plugins."io.containerd.grpc.v1.cri"] (settings there, such as the registry config_path, come from the drop-in only)`,
+    ]);
+    expect(findings(withImport, [], [], opts({ imports: ["conf.d/*.toml"], configVersion: 3, minimumVersion: "2.0.0" })).warnings).toEqual([]);
+  });
+
+  it("refuses a kept drop-in of a higher version than config.toml, and one that is not TOML", () => {
+    const v3 = read({ imports: [{ pattern: "a.toml", files: [{ path: "/etc/containerd/a.toml", content: "version = 3\n" }] }] });
+    expect(findings(v3, [], [], opts({ imports: ["a.toml"] })).errors).toEqual(["n1: imported /etc/containerd/a.toml has version 3, higher than config.toml's 2; containerd refuses a drop-in newer than its root config"]);
+    const bad = read({ imports: [{ pattern: "a.toml", files: [{ path: "/etc/containerd/a.toml", content: "version = = 3\n" }] }] });
+    expect(findings(bad, [], [], opts({ imports: ["a.toml"] })).errors[0]).toMatch(/^n1: imported \/etc\/containerd\/a.toml is not valid TOML/);
+  });
+});
+
+describe("mirrors", () => {
+  const rendered = renderNode({
+    containerdVersion: "2.1",
+    registries: {
+      "docker.io": {
+        mirrors: [
+          { url: "https://mirror-a.example", auth: { username: "u", password: "p" } },
+          { url: "https://mirror-b.example/cache", ca: "/etc/ssl/mirror-b.pem", skipVerify: false },
+        ],
+      },
+    },
+  }).files;
+  const targets = probeTargets(rendered);
+
+  it("are probed from the rendered hosts.toml: every host, mirrors first, with its CA and where its credentials are", () => {
+    expect(targets.map((t) => [t.host, t.role, ...t.args.slice(2)])).toEqual([
+      ["https://mirror-a.example", "mirror", "https://mirror-a.example/v2/", "-", "0", "-", "-", HUB, 'host."https://mirror-a.example".header'],
+      ["https://mirror-b.example/cache", "mirror", "https://mirror-b.example/cache/v2/", "/etc/ssl/mirror-b.pem", "0", "-", "-", "-", "-"],
+      ["https://registry-1.docker.io", "server", "https://registry-1.docker.io/v2/", "-", "0", "-", "-", "-", "-"],
+    ]);
+    expect(pingUrl("https://h.example/v2/hub", true)).toBe("https://h.example/v2/hub/");
+  });
+
+  const probes = (classes: string[]) => new Map(targets.map((t, i) => [t.id, { class: classes[i], seconds: 0.25, credentials: "-" as const, tool: "curl" }]));
+
+  it("say per dead host what it means for pulls, and refuse a registry with no live host unless allowed", () => {
+    const some = findings(read({ probes: probes(["dns-error", "ok", "timeout"]) }), [], targets, opts());
+    expect(some.errors).toEqual([]);
+    expect(some.warnings).toEqual([
+      "n1: https://mirror-a.example: dns-error in 0.3 s; pulls from docker.io will fall through to the next host",
+      "n1: https://registry-1.docker.io: timeout in 0.3 s; it is the last host for docker.io",
+    ]);
+    expect(some.mirrors.map((m) => m.class)).toEqual(["dns-error", "ok", "timeout"]);
+    const none = findings(read({ probes: probes(["refused", "tls-error", "timeout"]) }), [], targets, opts());
+    expect(none.errors).toEqual([
+      "n1: no host of docker.io answers as a registry from this node (https://mirror-a.example: refused, https://mirror-b.example/cache: tls-error, https://registry-1.docker.io: timeout); pulls from docker.io would fail. Set mirrorProbe.allowDeadRegistries to go on anyway",
+    ]);
+    expect(findings(read({ probes: probes(["refused", "tls-error", "timeout"]) }), [], targets, opts({ allowDeadRegistries: true })).errors).toEqual([]);
+    expect(findings(read({ probes: probes(["forbidden", "ok", "ok"]) }), [], targets, opts({ probePolicy: "fail" })).errors).toEqual([
+      "n1: https://mirror-a.example: forbidden in 0.3 s; pulls from docker.io will fall through to the next host",
+    ]);
+  });
+
+  it("count refused credentials as dead", () => {
+    const p = probes(["auth-required", "ok", "ok"]);
+    p.set(targets[0].id, { class: "auth-required", seconds: 0.1, credentials: "fail" as never, tool: "curl" });
+    expect(findings(read({ probes: p }), [], targets, opts()).warnings[0]).toBe(
+      "n1: https://mirror-a.example: auth-required, and its credentials are refused in 0.1 s; pulls from docker.io will fall through to the next host",
+    );
+  });
+});
+
+describe("unmanaged registry directories", () => {
+  const star: DesiredFile[] = [{ path: "/etc/containerd/certs.d/_default/hosts.toml", mode: 0o644, secret: false, content: "" }];
+  const r = read({
+    registryDirs: new Map([["docker.io", { server: "https://docker.io", hosts: [] }], ["_default", { hosts: ["https://m.example"] }]]),
+    unmanagedProbes: [{ id: "u1", directory: "docker.io", role: "server", url: "https://docker.io" }],
+    probes: new Map([["u1", { class: "not-a-registry", http: 301, seconds: 0.2, credentials: "-", tool: "curl" }]]),
+  });
+
+  it("are reported with what they do: precedence over * and where they send pulls", () => {
+    const f = findings(r, star, [], opts());
+    expect(f.unmanaged.map((u) => u.directory)).toEqual(["docker.io"]);
+    expect(f.warnings).toEqual([
+      'n1: certs.d/docker.io is not managed and takes precedence over `*` for docker.io; its hosts.toml sends pulls to https://docker.io, which is not a registry; set unmanagedRegistries: "remove" to set it aside',
+    ]);
+    expect(f.setAside).toEqual([]);
+  });
+
+  it("are set aside under remove, and stay in the list once set aside (no change on the next preview)", () => {
+    expect(findings(r, star, [], opts({ unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
+    const after = read({ registryDirs: new Map([["_default", { hosts: [] }]]), setAside: ["docker.io"] });
+    expect(findings(after, star, [], opts({ unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
+  });
+});
+
+describe("the read's options", () => {
+  it("name the field, the value and what is allowed", () => {
+    expect(operationProblems({ readNode: "yes" as never, readTimeoutSeconds: 0, unmanagedRegistries: "delete" as never, mirrorProbe: { policy: "strict" as never, timeoutSeconds: 99, extra: 1 } as never, dropImports: [""] })).toEqual([
+      { path: "readNode", message: '"yes" is not true or false' },
+      { path: "readTimeoutSeconds", message: "0 is not a whole number of seconds from 1 to 600" },
+      { path: "unmanagedRegistries", message: '"delete" is not one of "warn", "remove"' },
+      { path: "mirrorProbe.extra", message: "is not a field; allowed: enabled, policy, timeoutSeconds, allowDeadRegistries" },
+      { path: "mirrorProbe.policy", message: '"strict" is not one of "warn", "fail"' },
+      { path: "mirrorProbe.timeoutSeconds", message: "99 is not a whole number of seconds from 1 to 60" },
+      { path: "dropImports", message: '[""] is not a list of import patterns' },
+    ]);
+  });
+});
+
+describe("lineDiff", () => {
+  it("shows changed lines with two lines of context and elides the rest", () => {
+    const a = ["1", "2", "3", "4", "5", "6", "7", "8"].join("\n");
+    const b = ["1", "2", "3", "4", "5", "six", "7", "8"].join("\n");
+    expect(lineDiff(a, b)).toBe(["  ...", "  4", "  5", "- 6", "+ six", "  7", "  8"].join("\n"));
+  });
+});
