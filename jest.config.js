@@ -2,7 +2,8 @@
  *  under mocks); `e2e` needs the local SSH fleet (tests/fleet) and runs serially. */
 const common = {
   preset: "ts-jest",
-  testEnvironment: "node",
+  // jest's node environment, giving the harness the real process (tests/harness/jest-environment.js).
+  testEnvironment: "<rootDir>/tests/harness/jest-environment.js",
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json", isolatedModules: false }] },
   // Only our sources: .cache holds containerd binaries and the Go module cache (hundreds of
   // thousands of other projects' files that jest would otherwise crawl).

@@ -65,6 +65,12 @@ export interface UpResult {
   /** The program's returned object, resolved (outputs that stay unknown are `UNKNOWN`). */
   outputs: Record<string, unknown>;
   warnings: string[];
+  /**
+   * What the program logged (pulumi.log.warn / pulumi.log.error), in order: the engine shows these
+   * as the program's diagnostics. Under the SDK's mocks there is no engine, and the SDK writes them
+   * to the console as "warning: [runtime] ..."; the harness takes them from there.
+   */
+  diagnostics: { severity: "warning" | "error"; message: string }[];
 }
 
 /** What is recorded for one resource. Inputs and outputs keep the SDK's wire form in the state file. */
@@ -681,6 +687,7 @@ function newId(name: string): string {
 class Deployment {
   readonly steps: StepRecord[] = [];
   readonly warnings: string[] = [];
+  readonly diagnostics: UpResult["diagnostics"] = [];
   private firstError?: Error;
   private aborted = false;
   /** URNs whose step failed or was skipped in this run: their dependents do not run. */
@@ -1167,15 +1174,44 @@ function interceptApplyErrors(onError: (e: Error) => void): () => void {
 }
 
 /** Other unhandled rejections (outside jest, which keeps its own handlers): they fail the run. */
-function captureRejections(): { stop(): Error | undefined } {
+/** The SDK's console form of pulumi.log.warn/error without an engine (sdk/nodejs/log/index.ts). */
+function captureDiagnostics(into: UpResult["diagnostics"]): () => void {
+  const { warn, error } = console;
+  const take = (severity: "warning" | "error", orig: (...a: unknown[]) => void) => (...a: unknown[]) => {
+    const m = typeof a[0] === "string" ? /^(warning|error): \[runtime\] ([\s\S]*)$/.exec(a[0]) : null;
+    if (m && m[1] === severity) into.push({ severity, message: m[2] });
+    else orig.apply(console, a);
+  };
+  console.warn = take("warning", warn);
+  console.error = take("error", error);
+  return () => {
+    console.warn = warn;
+    console.error = error;
+  };
+}
+
+/**
+ * The program's uncaught rejections, as the language host takes them (sdk/nodejs/cmd/run: its own
+ * process handlers, one report per error object, and the program fails). While the program runs,
+ * the harness's handler is the only one: the test runner's would fail the test for the program's error.
+ */
+function captureRejections(): { stop(): Promise<Error | undefined> } {
   let first: Error | undefined;
   const handler = (reason: unknown) => {
     first ??= asError(reason);
   };
-  process.on("unhandledRejection", handler);
+  // Under jest, the process events reach the real process only (tests/harness/jest-environment.js).
+  const host = ((globalThis as Record<string, unknown>).__harnessHostProcess as NodeJS.Process | undefined) ?? process;
+  const theirs = host.listeners("unhandledRejection");
+  host.removeAllListeners("unhandledRejection");
+  host.on("unhandledRejection", handler);
   return {
-    stop() {
-      process.off("unhandledRejection", handler);
+    async stop() {
+      // Node reports a rejection without a handler after the microtasks of its turn: let it.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      host.off("unhandledRejection", handler);
+      for (const l of theirs) host.on("unhandledRejection", l as (...a: unknown[]) => void);
       return first;
     },
   };
@@ -1280,6 +1316,7 @@ export class Harness {
     pulumi.runtime.setAllConfig(this.opts.config ?? {}, this.opts.secretConfigKeys ?? []);
     const rejections = captureRejections();
     const restoreApply = interceptApplyErrors((e) => dep.fail(e));
+    const restoreConsole = captureDiagnostics(dep.diagnostics);
     let resolved: Record<string, unknown> = {};
     try {
       let outputs: Promise<unknown> = Promise.resolve({});
@@ -1298,7 +1335,8 @@ export class Harness {
       }
     } finally {
       restoreApply();
-      const rejection = rejections.stop();
+      restoreConsole();
+      const rejection = await rejections.stop();
       if (rejection) dep.fail(rejection);
     }
     await dep.finish();
@@ -1309,7 +1347,7 @@ export class Harness {
   }
 
   private result(dep: Deployment, outputs: Record<string, unknown>): UpResult {
-    return { ok: dep.ok, steps: dep.steps, error: dep.error, outputs, warnings: dep.warnings };
+    return { ok: dep.ok, steps: dep.steps, error: dep.error, outputs, warnings: dep.warnings, diagnostics: dep.diagnostics };
   }
 
   private readState(): Snapshot {
