@@ -12,6 +12,8 @@ import * as os from "os";
 import * as path from "path";
 import type { AddressInfo } from "net";
 import { ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
+import { applyCommand } from "../../provider/src/remote/commands";
+import { END_MARKER_LINE } from "../../provider/src/remote/node-script";
 import type { MirrorHealth } from "../../provider/src/component/node-findings";
 import { Harness, UpResult } from "../harness/harness";
 import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
@@ -356,5 +358,45 @@ describe("what the read cannot fix", () => {
     expect(warnings(res)).toContainEqual(expect.stringMatching(new RegExp(`^${N16.name}: not read \\(.+\\): this preview shows the recorded state only`)));
     expect(res.steps.filter((s) => s.name.startsWith(`${N17.name}:/`) && s.op === "create")).toHaveLength(2);
     expect(res.steps.filter((s) => s.name.startsWith(`${N16.name}:/`) && s.op === "create")).toHaveLength(2);
+  });
+});
+
+describe("a hosts.toml containerd would skip never lands", () => {
+  const nodes = [N16, N23];
+  let h: Harness;
+  const ownerOf = (n: FleetNode) => `urn:pulumi:stack::project::containerd:index:ContainerdNode::${n.name}`;
+  beforeAll(async () => {
+    await F.resetNodes(nodes);
+    h = newHarness();
+    const up = await h.up(() => {
+      for (const n of nodes) new ContainerdNode(n.name, spec(n));
+    });
+    expect(up.error?.message).toBeUndefined();
+  });
+  afterAll(async () => {
+    await h?.destroy();
+    h?.dispose();
+  });
+
+  it.each(nodes.map((n) => [n.generation, n] as const))("on %s: a file it cannot parse is refused before the write, a good one lands", async (_g, n) => {
+    const o = {
+      label: n.name, lockFile: "/etc/containerd/.containerd-node.lock", containerd: "containerd", ctr: "ctr", grpcAddress: "/run/containerd/containerd.sock",
+      restartCommand: "", healthTimeoutSeconds: 30, configVersion: (n.generation.startsWith("1.") ? 2 : n.generation === "2.3" ? 4 : 3) as 2 | 3 | 4,
+      minimumVersion: `${versionOf(n)}.0`, healthChecks: [], owner: ownerOf(n), sudo: false, script: "/etc/containerd/.containerd-node/containerd-node.sh",
+    };
+    const before = await F.nodeFile(n, HUB);
+    const cmd = applyCommand({ path: HUB, mode: 0o644, kind: "hosts" }, o);
+    // A table header without its closing bracket: containerd skips the file and pulls from the upstream.
+    const broken = `server = "https://registry-1.docker.io"\n\n[host."${MIRROR}"\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    const refused = await F.sshRun(n, cmd, broken);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`would not use the new ${HUB} (it would ask registry-1.docker.io first, not ${MIRROR.replace("http://", "")})`);
+    expect(await F.nodeFile(n, HUB)).toBe(before);
+
+    const good = `server = "https://registry-1.docker.io"\n\n[host."${MIRROR}/"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    const landed = await F.sshRun(n, cmd, good);
+    expect(landed.stderr).toBe("");
+    expect(landed.status).toBe(0);
+    expect(await F.nodeFile(n, HUB)).toBe(good);
   });
 });

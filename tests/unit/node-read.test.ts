@@ -66,6 +66,9 @@ describe("the read script's output", () => {
     const r = spawnSync("dash", ["-n"], { input: READ_SCRIPT, encoding: "utf8" });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
+    const lint = spawnSync("shellcheck", ["-s", "sh", "-"], { input: READ_SCRIPT, encoding: "utf8" });
+    expect(lint.error).toBeUndefined();
+    expect(lint.stdout).toBe("");
     expect(readCommand({ sudo: true }, ["ctr", "a b'c"])).toBe(`sudo -n /bin/sh -s 'ctr' 'a b'"'"'c'`);
   });
 });

@@ -485,7 +485,8 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     fs.symlinkSync("../../../../shared/hosts.toml", link);
     expect(fs.realpathSync(link)).toBe(target);
     const file = { path: link, mode: 0o644, kind: "hosts" as const };
-    const content = `server = "https://linked.test"\n${END_MARKER_LINE}\n`;
+    // (1.6 takes no hosts.toml without a [host] table: the node would refuse it.)
+    const content = `server = "https://linked.test"\n\n[host."https://linked.test"]\n${END_MARKER_LINE}\n`;
     const r = run(applyCommand(file, opts), content);
     expect(r.stderr).toBe("");
     expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
@@ -623,9 +624,9 @@ describe("the installed node script: install, release, and the short file comman
   it("probes a hosts.toml once written: a failed probe puts the previous file back, a passing one keeps the new", () => {
     installScript(opts);
     const hosts = { path: path.join(node.registryConfigPath, "probed.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
-    const v1 = `server = "https://one.test"\n${END_MARKER_LINE}\n`;
-    const v2 = `server = "https://two.test"\n${END_MARKER_LINE}\n`;
-    expect(run(applyCommand(hosts, opts), v1).status).toBe(0);
+    const v1 = `server = "https://one.test"\n\n[host."https://one.test"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    const v2 = `server = "https://two.test"\n\n[host."https://two.test"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    expect(run(applyCommand(hosts, opts), v1).stderr).toBe("");
     // The probe sees the new file in place, then fails.
     const failing = `grep -q two.test ${shellQuote(hosts.path)} && echo "pull failed: 502 from two.test" && false`;
     const r = run(applyCommand({ ...hosts, probes: [failing] }, opts), v2);
@@ -668,7 +669,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 3, sha: "ec613d58b8ce38a3ea07313f712d956c938cf426db38d9710857198819a65081" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 4, sha: "a1856e07c236de57acb052e9d583ee9eff4d2575702bc26c22daac2be4e5eb7b" });
   });
 
   it.each([

@@ -59,7 +59,7 @@ export const END_MARKER_LINE = "# containerd-node: end of file";
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 3;
+export const SCRIPT_REVISION = 4;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -497,12 +497,55 @@ chmod "$mode" "$tmp"
 same=false
 if [ -f "$path" ] && cmp -s "$tmp" "$path"; then same=true; fi
 
+# A new hosts.toml must be one the node's containerd takes: containerd skips a file it cannot use
+# (bad TOML, a capability or key its version does not know; 1.6 does so without an error) and then
+# pulls straight from the upstream. Its own resolver, run by ctr on a scratch hosts directory
+# holding only the new file, with every request sent to a proxy on a closed port (so nothing leaves
+# the node and nothing waits on a dead mirror), shows which host it would ask first: the file is
+# taken when that is the file's first host for resolving (its server when it has none), read
+# leniently here (a table header without its bracket still names its host), so a file containerd
+# cannot parse asks for another host than it names.
+first_host() { # hosts.toml -> host[:port] containerd asks first for a manifest
+  awk 'BEGIN { q = sprintf("%c", 34) }
+    function flush() { if (cur != "" && first == "" && (caps == "" || index(caps, q "resolve" q) > 0)) first = cur }
+    { l = $0; gsub(/^[ ]+|[ ]+$/, "", l) }
+    l ~ /^[[]host[.]"[^"]*"[]]?$/ { flush(); cur = l; sub(/^[^"]*"/, "", cur); sub(/".*$/, "", cur); caps = ""; intable = 1; next }
+    substr(l, 1, 1) == "[" { flush(); cur = ""; intable = 1; next }
+    cur != "" && l ~ /^capabilities[ ]*=/ { caps = l }
+    !intable && l ~ /^server[ ]*=/ { server = l; sub(/^[^"]*"/, "", server); sub(/".*$/, "", server) }
+    END { flush(); h = (first != "" ? first : server); sub(/^[a-z]+:[/][/]/, "", h); sub(/[/].*$/, "", h); print h }' "$1"
+}
+validate_hosts() { # new-file
+  _ns=\${path%/hosts.toml}
+  _ns=\${_ns##*/}
+  _want=$(first_host "$1")
+  [ -n "$_want" ] || return 0
+  _scratch=$(mktemp -d "$state/.validate.XXXXXX") || return 0
+  mkdir -p "$_scratch/$_ns" && cp "$1" "$_scratch/$_ns/hosts.toml"
+  # A reference names its registry only by a host with a dot or a port (else it is Docker Hub's).
+  case "$_ns" in
+    _default) _ref='containerd-node-validate.invalid/validate/probe:0' ;;
+    *.* | *:* | localhost) _ref="$_ns/containerd-node/validate:0" ;;
+    *) return 0 ;;
+  esac
+  _p=http://127.0.0.1:9
+  HTTPS_PROXY=$_p HTTP_PROXY=$_p https_proxy=$_p http_proxy=$_p NO_PROXY='' no_proxy='' \
+    bounded_for 20 "$ctr" --debug --address "$vsock" -n k8s.io content fetch --hosts-dir "$_scratch" "$_ref" </dev/null >"$out" 2>&1 || :
+  rm -rf "$_scratch"
+  # No request at all: ctr could not reach the daemon; there is nothing to judge by.
+  grep -Eq 'https?://' "$out" || return 0
+  grep -Fq "//$_want/" "$out" && return 0
+  _got=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^"?https*:[/][/]/) { h = $i; gsub(/"/, "", h); sub(/^https*:[/][/]/, "", h); sub(/[/].*$/, "", h); print h; exit } }' "$out")
+  fail "containerd $node_ver would not use the new $path (it would ask \${_got:-the upstream} first, not $_want): it skips a hosts.toml it cannot use; nothing changed"
+}
+
 if [ "$kind" = file ]; then
   if [ "$same" = true ]; then
     chmod "$mode" "$path"
   else
     check_version "$path"
     keep_original
+    case "$path" in */hosts.toml) validate_hosts "$tmp" ;; esac
     # With probes (a pull through this registry's new hosts.toml), keep what is there to put back.
     if [ "$#" -gt 0 ]; then
       (umask 022 && mkdir -p "$state")
