@@ -94,6 +94,8 @@ function fleetSpec(s: Scenario, mirrorA: string, nodes: FleetNode[]): Containerd
     nodes: fleetNodes,
     // Registry changes all at once, as the floor's hosts-only run is (the default is in waves).
     rollout: { maxUnavailable: MAX_UNAVAILABLE, registryChanges: "all-at-once" },
+    // The floor reads nothing; the read has preview rows of its own.
+    readNode: false,
   };
 }
 
@@ -173,6 +175,15 @@ async function ours(h: Harness, program: () => void, nodes: FleetNode[]): Promis
   return { seconds, res, sessions, restarted: restarts(nodes) - before };
 }
 
+/** SSH logins each node's sshd has logged so far (its own log, in the node). */
+async function acceptedSessions(nodes: FleetNode[]): Promise<number> {
+  const counts = nodes.map((n) => {
+    const out = spawnSync("bash", [FLEET_SH, "exec", n.name, "/bin/sh", "-c", "grep -c '^Accepted ' /run/fleet/sshd.log || :"], { encoding: "utf8" });
+    return Number(out.stdout.trim()) || 0;
+  });
+  return counts.reduce((a, b) => a + b, 0);
+}
+
 /** What setup guides do: for each node in turn, ssh, sed the file, restart. */
 async function baseline(nodes: FleetNode[], known: string, from: number, to: number): Promise<Row> {
   const before = restarts(nodes);
@@ -235,6 +246,24 @@ async function compare(): Promise<void> {
       const floor = s.floor ? await floorRun(s, spec, nodes, known) : undefined;
       if (floor && !floor.ok) console.error(`${s.name}: the floor run failed on some node`);
       rows.push({ scenario: s.name, wallSeconds: r.seconds, sessionsPerNode: r.sessions / nodes.length, restarts: r.restarted, floorSeconds: floor?.seconds, goal: s.goal, ok: r.res.ok && (floor?.ok ?? true) });
+    }
+    // The program's read of every node during a preview (issues 10 and 11): without it, with it,
+    // and with it probing each node's three registry hosts. Sessions as the nodes' sshd logged them.
+    const last = fleetSpec(scenarios[scenarios.length - 1], mirrorA, nodes);
+    const reads: [string, Partial<ContainerdFleetArgs>, string][] = [
+      ["preview, node read off", { readNode: false }, "-"],
+      ["preview with the node read (files, version, imports, registry dirs)", { readNode: true, mirrorProbe: { enabled: false } }, "1 session/node, < 2 s"],
+      ["preview with the node read and mirror probes (3 hosts/node)", { readNode: true }, "1 session/node"],
+    ];
+    for (const [name, extra, goal] of reads) {
+      const before = await acceptedSessions(nodes);
+      const t0 = Date.now();
+      const res = await h.preview(() => void new ContainerdFleet("bench", { ...last, ...extra }));
+      const seconds = (Date.now() - t0) / 1000;
+      const sessions = (await acceptedSessions(nodes)) - before;
+      const problems = res.diagnostics.filter((d) => d.severity === "error");
+      if (!res.ok || problems.length) console.error(`${name}: ${res.error?.message ?? ""} ${problems.map((d) => d.message).join("; ")}`);
+      rows.push({ scenario: name, wallSeconds: seconds, sessionsPerNode: sessions / nodes.length, restarts: 0, goal, ok: res.ok && problems.length === 0 });
     }
     // The floor left max_concurrent_downloads = 10 with a comment line: the loop changes it to 11.
     rows.push(await baseline(nodes, known, 10, 11));
