@@ -355,7 +355,7 @@ describe("what the read cannot fix", () => {
       new ContainerdNode(N16.name, spec(N16, { readTimeoutSeconds: 3 }));
       new ContainerdNode(N17.name, spec(N17));
     });
-    expect(warnings(res)).toContainEqual(expect.stringMatching(new RegExp(`^${N16.name}: not read \\(.+\\): this preview shows the recorded state only`)));
+    expect(warnings(res)).toContainEqual(expect.stringMatching(new RegExp(`^${N16.name}: not read \\(.+\\): this run compares with the recorded state only`)));
     expect(res.steps.filter((s) => s.name.startsWith(`${N17.name}:/`) && s.op === "create")).toHaveLength(2);
     expect(res.steps.filter((s) => s.name.startsWith(`${N16.name}:/`) && s.op === "create")).toHaveLength(2);
   });

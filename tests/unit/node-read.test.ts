@@ -147,7 +147,7 @@ describe("the running version", () => {
   it("is a warning, not an error, when the node cannot be read", () => {
     const f = findings({ ...emptyRead(), error: "connect ECONNREFUSED 10.0.0.1:22" }, files, [], opts());
     expect(f.errors).toEqual([]);
-    expect(f.warnings).toEqual(["n1: not read (connect ECONNREFUSED 10.0.0.1:22): this preview shows the recorded state only; drift, version and mirrors of this node are unchecked"]);
+    expect(f.warnings).toEqual(["n1: not read (connect ECONNREFUSED 10.0.0.1:22): this run compares with the recorded state only; drift, version and mirrors of this node are unchecked"]);
   });
 });
 

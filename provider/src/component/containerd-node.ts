@@ -22,7 +22,7 @@ import {
   setAsideCommand,
 } from "../remote/commands";
 import { READ_SCRIPT } from "../remote/read-script";
-import { readNode } from "./node-read";
+import { emptyRead, readNode } from "./node-read";
 import { Findings, MirrorHealth, UnmanagedRegistry, findings, probeTargets } from "./node-findings";
 import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
@@ -393,8 +393,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
     ];
     const readTimeout = args.readTimeoutSeconds ?? 10;
     const found: Promise<Findings | undefined> = reading
-      ? new Promise<ConnectionArgs>((resolve) => pulumi.output(connection).apply((c) => resolve(c as unknown as ConnectionArgs)))
-          .then((c) => readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, readTimeout + 3 * probe.timeoutSeconds))
+      ? knownConnection(connection)
+          .then((c) => (c ? readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, readTimeout + 3 * probe.timeoutSeconds) : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" }))
           .then((read) =>
             findings(
               read,
@@ -486,7 +486,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks },
+        // A forgotten node runs nothing: without a read its drift token is unknown, and the command
+        // line that carried one must not count as a change.
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: args.forget === true ? ["create"] : undefined },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
@@ -615,6 +617,16 @@ function refusal(message: string): pulumi.RunError {
   const e = new pulumi.RunError(message);
   Object.defineProperty(e, "message", { get: () => message, set: () => undefined });
   return e;
+}
+
+/**
+ * The connection's value, or undefined while it is unknown (a preview of a node whose address comes
+ * from a resource not created yet): an apply on an unknown Output never runs, and a read waiting
+ * on one would hold every command of the node back for good.
+ */
+async function knownConnection(connection: pulumi.Input<ConnectionArgs>): Promise<ConnectionArgs | undefined> {
+  const out = pulumi.output(connection) as unknown as { isKnown: Promise<boolean>; promise(): Promise<ConnectionArgs> };
+  return (await out.isKnown) ? out.promise() : undefined;
 }
 
 /** Under `pulumi.runtime.setMocks` (unit tests): no node exists to read. */

@@ -224,7 +224,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   };
   const say = `${o.label}:`;
   if (!read.reached) {
-    f.warnings.push(`${say} not read (${read.error ?? "no answer"}): this preview shows the recorded state only; drift, version and mirrors of this node are unchecked`);
+    f.warnings.push(`${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only; drift, version and mirrors of this node are unchecked`);
     return f;
   }
 
