@@ -19,6 +19,7 @@ const opts = (o: Partial<ReadOptions> = {}): ReadOptions => ({
   configVersion: 2,
   minimumVersion: "1.7.0",
   certsDir: "/etc/containerd/certs.d",
+  managedDirs: ["docker.io"],
   configFile: CONFIG,
   imports: [],
   dropImports: [],
@@ -245,7 +246,7 @@ describe("unmanaged registry directories", () => {
   });
 
   it("are reported with what they do: precedence over * and where they send pulls", () => {
-    const f = findings(r, star, [], opts());
+    const f = findings(r, star, [], opts({ managedDirs: ["_default"] }));
     expect(f.unmanaged.map((u) => u.directory)).toEqual(["docker.io"]);
     expect(f.warnings).toEqual([
       'n1: certs.d/docker.io is not managed and takes precedence over `*` for docker.io; its hosts.toml sends pulls to https://docker.io, which is not a registry; set unmanagedRegistries: "remove" to set it aside',
@@ -254,9 +255,9 @@ describe("unmanaged registry directories", () => {
   });
 
   it("are set aside under remove, and stay in the list once set aside (no change on the next preview)", () => {
-    expect(findings(r, star, [], opts({ unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
+    expect(findings(r, star, [], opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
     const after = read({ registryDirs: new Map([["_default", { hosts: [] }]]), setAside: ["docker.io"] });
-    expect(findings(after, star, [], opts({ unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
+    expect(findings(after, star, [], opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
   });
 });
 

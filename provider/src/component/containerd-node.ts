@@ -26,6 +26,7 @@ import { emptyRead, readNode } from "./node-read";
 import { Findings, MirrorHealth, UnmanagedRegistry, findings, probeTargets } from "./node-findings";
 import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
+import { DEFAULT_REGISTRY_CONFIG_PATH } from "../spec/validate";
 import { ConfigVersion, parseVersion } from "../spec/version";
 import { knownHostsName, knownHostsPath, lookupHostKey, readKnownHosts } from "./known-hosts";
 import { redactHostsToml } from "./redact";
@@ -338,7 +339,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
     super("containerd:index:ContainerdNode", name, {}, opts);
     self = this;
     for (const w of warnings) pulumi.log.warn(w, this);
-    const certsDir = (args.registryConfigPath as string | undefined) ?? "/etc/containerd/certs.d";
+    const certsDir = rendered.registryConfigPath;
 
     // The owner is added per command below: this component's URN, once it is registered.
     const nodeOpts: Omit<NodeCommandOptions, "owner"> = {
@@ -370,10 +371,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
     const owner = pulumi.output(new Promise<string>((resolve) => this.urn.apply(resolve)));
     const keep = (args.onDelete ?? "restore") === "keep";
     // A hosts.toml of a registry with a probe image is pulled through once written.
-    const registryConfigPath = (f: RenderedFile) => f.path.replace(/\/[^/]*\/hosts\.toml$/, "");
     const probesOf = (f: RenderedFile) => {
       const image = f.kind === "hosts" && f.registry !== undefined ? args.probeImages?.[f.registry] : undefined;
-      return image === undefined ? [] : [probePullCommand(nodeOpts, registryConfigPath(f), image)];
+      return image === undefined ? [] : [probePullCommand(nodeOpts, certsDir, image)];
     };
     // Which commands ran in this deployment, for lastApply and restarted (see what-ran.ts).
     const hooks = whatRan();
@@ -394,7 +394,13 @@ export class ContainerdNode extends pulumi.ComponentResource {
     const readTimeout = args.readTimeoutSeconds ?? 10;
     const found: Promise<Findings | undefined> = reading
       ? knownConnection(connection)
-          .then((c) => (c ? readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, readTimeout + 3 * probe.timeoutSeconds) : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" }))
+          // Connecting gets readTimeoutSeconds; the script may also wait on its probes (a token
+          // registry's check of credentials takes up to three requests).
+          .then((c) =>
+            c
+              ? readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, { connectSeconds: readTimeout, totalSeconds: readTimeout + 3 * probe.timeoutSeconds })
+              : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" },
+          )
           .then((read) =>
             findings(
               read,
@@ -405,6 +411,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
                 configVersion: rendered.result.configVersion,
                 minimumVersion: rendered.minimumVersion,
                 certsDir,
+                managedDirs,
                 configFile: rendered.configFile,
                 imports: (args.imports as string[] | undefined) ?? [],
                 dropImports: args.dropImports ?? [],
@@ -741,6 +748,7 @@ export function prepare(name: string, args: ContainerdNodeArgs) {
       result,
       warnings: result.warnings,
       configFile: result.files.find((f) => f.kind === "config")!.path,
+      registryConfigPath: (args.registryConfigPath as string | undefined) ?? DEFAULT_REGISTRY_CONFIG_PATH,
       grpcAddress: args.grpcAddress ?? "/run/containerd/containerd.sock",
       minimumVersion: `${v.major}.${v.minor}.${v.patch}`,
     },

@@ -18,6 +18,8 @@ export interface ReadOptions {
   minimumVersion: string;
   /** The registry config directory (registryConfigPath). */
   certsDir: string;
+  /** The directories under it that the spec manages (`_default` for "*"). */
+  managedDirs: readonly string[];
   configFile: string;
   /** The import patterns the new config.toml has. */
   imports: readonly string[];
@@ -331,7 +333,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   }
 
   // Registry directories the spec does not manage.
-  const managedDirs = new Set(files.filter((x) => x.path.startsWith(`${o.certsDir}/`)).map((x) => x.path.slice(o.certsDir.length + 1).split("/")[0]));
+  const managedDirs = new Set(o.managedDirs);
   const starManaged = managedDirs.has("_default");
   for (const [dir, d] of read.registryDirs) {
     if (managedDirs.has(dir)) continue;

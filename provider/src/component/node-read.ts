@@ -188,9 +188,9 @@ function connectConfig(c: ConnectionArgs, timeoutMs: number, sock?: NodeJS.Reada
  * Never rejects: a node that cannot be read gives `reached: false` and the reason, which never
  * holds a credential (ssh2's messages name the host and the failure only).
  */
-export function readNode(connection: ConnectionArgs, command: string, script: string, timeoutSeconds: number): Promise<NodeRead> {
+export function readNode(connection: ConnectionArgs, command: string, script: string, limits: { connectSeconds: number; totalSeconds: number }): Promise<NodeRead> {
   const t0 = Date.now();
-  const timeoutMs = timeoutSeconds * 1000;
+  const timeoutMs = limits.connectSeconds * 1000;
   return new Promise<NodeRead>((resolve) => {
     const clients: Client[] = [];
     let done = false;
@@ -203,7 +203,7 @@ export function readNode(connection: ConnectionArgs, command: string, script: st
       resolve(r);
     };
     const fail = (why: string) => finish({ ...emptyRead(), error: why });
-    const timer = setTimeout(() => fail(`no answer within ${timeoutSeconds} s`), timeoutMs);
+    const timer = setTimeout(() => fail(`no answer within ${limits.totalSeconds} s`), limits.totalSeconds * 1000);
     const run = (client: Client) => {
       client.exec(command, (err, stream) => {
         if (err) return fail(`cannot run the read: ${err.message}`);

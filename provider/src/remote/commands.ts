@@ -81,10 +81,14 @@ export function probePullCommand(o: Pick<NodeCommandOptions, "ctr" | "grpcAddres
 export const RUN_SCRIPT =
   '[ -f "$0" ] || { echo "containerd-node: the node script $0 is missing on this host; pulumi up --replace the node\'s <node>:host resource to put it back" >&2; exit 1; }; exec /bin/sh "$0" "$@"';
 
+/** Through `sudo -n` (non-interactive: fails instead of prompting) when asked. */
+function withSudo(o: Pick<NodeCommandOptions, "sudo">, line: string): string {
+  return o.sudo ? `sudo -n ${line}` : line;
+}
+
 /** `/bin/sh -c '<code>' '<$0>' '<arg>' ...`, through `sudo -n` when asked: constant code, quoted values. */
 function shCommand(o: Pick<NodeCommandOptions, "sudo">, code: string, args: string[]): string {
-  const sh = `/bin/sh -c ${shellQuote(code)} ${args.map(shellQuote).join(" ")}`;
-  return o.sudo ? `sudo -n ${sh}` : sh;
+  return withSudo(o, `/bin/sh -c ${shellQuote(code)} ${args.map(shellQuote).join(" ")}`);
 }
 
 /**
@@ -140,8 +144,7 @@ export function putBackCommand(certsDir: string, names: readonly string[], o: No
 
 /** The read-only node read (read-script.ts): the script arrives on stdin. */
 export function readCommand(o: Pick<NodeCommandOptions, "sudo">, args: readonly string[]): string {
-  const sh = `/bin/sh -s ${args.map(shellQuote).join(" ")}`;
-  return o.sudo ? `sudo -n ${sh}` : sh;
+  return withSudo(o, `/bin/sh -s ${args.map(shellQuote).join(" ")}`);
 }
 
 /** Puts back what was there before the file was first managed (or removes it if nothing was). */
