@@ -7,6 +7,8 @@ const common = {
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json", isolatedModules: false }] },
   // Only our sources: .cache holds containerd binaries and the Go module cache (hundreds of
   // thousands of other projects' files that jest would otherwise crawl).
+  // Programs import the library by its package name; tests take it from source.
+  moduleNameMapper: { "^@containerd-pulumi/containerd-node$": "<rootDir>/provider/src/index.ts" },
   roots: ["<rootDir>/provider", "<rootDir>/tests", "<rootDir>/examples", "<rootDir>/program"],
 };
 module.exports = {

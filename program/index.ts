@@ -3,7 +3,7 @@
  *   pulumi config set --path 'nodes[0].name' node-1 ... ; pulumi config set --secret privateKey < key
  *   pulumi preview --diff ; pulumi up
  */
-import { fleetFromStackConfig } from "../provider/src";
+import { fleetFromStackConfig } from "@containerd-pulumi/containerd-node";
 
 const fleet = fleetFromStackConfig();
 

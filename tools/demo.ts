@@ -8,18 +8,17 @@
  *   3. preview with a diff, then up; a CRI pull (what kubelet does) through the mirror on each node;
  *   4. a mirror change: its preview (only hosts.toml, no restart) and its up.
  *
- * The deployment is the real Pulumi CLI (`pulumi preview --diff`, `pulumi up`) when this machine has
- * it with the command provider 1.2.1 and the Node.js language host (tools/pulumi/build.sh --check).
- * Where they cannot be had, the same program is carried out by the test harness (tests/harness: the
- * program under the SDK's mocks, each remote.Command run over real SSH as the provider runs it), and
- * the demo says so. The fleet stays up to explore; `npm run demo -- down` removes it all.
+ * The deployment is the real Pulumi CLI (`pulumi preview --diff`, `pulumi up`) with the command
+ * provider 1.2.1 and the Node.js language host, built from source by tools/pulumi/build.sh (run by
+ * `npm run demo` through .ci/install), running the root program from the top of this repository
+ * exactly as the README tells a user. The fleet stays up to explore; `npm run demo -- down` removes
+ * it all.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { fleetFromStackConfig } from "../provider/src";
-import { Harness, StepRecord } from "../tests/harness/harness";
-import { criPullImage, criRemoveImage } from "../tests/harness/cri";
+import { criPullImage, criRemoveImage } from "../tests/support/cri";
+import { pulumiEnv, pulumiPath } from "../tests/support/pulumi-env";
 
 const repo = path.resolve(__dirname, "..");
 // A fleet of its own (names, subnet, state), so the demo and the tests never touch each other's.
@@ -95,32 +94,17 @@ function stackConfig(fleet: Fleet, mirror: string) {
 
 // ---- the real CLI ---------------------------------------------------------------------------------
 
-function realTools(): { ok: boolean; lines: string[] } {
-  const r = sh("sh", [path.join(repo, "tools/pulumi/build.sh"), "--check"], { quiet: true });
-  return { ok: r.status === 0, lines: r.stdout.trim().split("\n").filter(Boolean) };
-}
-
-function pulumiCli(): string {
-  const line = realTools().lines.find((l) => l.startsWith("pulumi ok "));
-  return line ? line.slice("pulumi ok ".length) : "pulumi";
-}
-
 function pulumi(args: string[], input?: string, quiet = false) {
-  const r = sh(pulumiCli(), args, {
+  const r = sh(pulumiPath(), args, {
     input,
     quiet,
-    extraEnv: {
-      PULUMI_BACKEND_URL: `file://${state}/backend`,
-      PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      PULUMI_STACK: undefined,
-    },
+    extraEnv: pulumiEnv({ PULUMI_BACKEND_URL: `file://${state}/backend`, PULUMI_CONFIG_PASSPHRASE: PASSPHRASE }),
   });
   if (r.status !== 0) throw new Error(`pulumi ${args.join(" ")} failed:\n${r.stderr}`);
   return r.stdout;
 }
 
-function realConfigure(fleet: Fleet, mirror: string, first: boolean): void {
+function configure(fleet: Fleet, mirror: string, first: boolean): void {
   if (first) {
     fs.mkdirSync(`${state}/backend`, { recursive: true });
     const stacks = pulumi(["stack", "ls", "--json"], undefined, true);
@@ -134,49 +118,6 @@ function realConfigure(fleet: Fleet, mirror: string, first: boolean): void {
     Object.entries(stackConfig(fleet, mirror)).map(([k, v]) => [`${PROJECT}:${k}`, { value: JSON.stringify(v), objectValue: v, secret: false }]),
   );
   pulumi(["config", "set-all", "--stack", STACK, "--json", JSON.stringify(values)], undefined, true);
-}
-
-// ---- the harness ----------------------------------------------------------------------------------
-
-function harness(fleet: Fleet, mirror: string): Harness {
-  const c = stackConfig(fleet, mirror);
-  const config: Record<string, string> = { [`${PROJECT}:privateKey`]: fleet.nodes[0].privateKey };
-  for (const [k, v] of Object.entries(c)) config[`${PROJECT}:${k}`] = JSON.stringify(v);
-  return new Harness({ project: PROJECT, stack: STACK, config, secretConfigKeys: [`${PROJECT}:privateKey`], stateFile: `${state}/demo-harness-state.json` });
-}
-
-/** A preview's changes the way `pulumi preview --diff` lists them: per file, with a line diff of its content. */
-function printChanges(steps: StepRecord[], withDiff: boolean): void {
-  const changed = steps.filter((s) => s.op !== "same" && s.type === "command:remote:Command");
-  if (changed.length === 0) {
-    note("no changes");
-    return;
-  }
-  for (const s of changed.sort((a, b) => a.name.localeCompare(b.name))) {
-    const sign = s.op === "create" ? "+" : s.op === "delete" ? "-" : "~";
-    note(`${sign} ${s.name} (${s.op}${s.name.endsWith("config.toml") ? ", containerd restarts" : ""})`);
-    if (!withDiff || s.op !== "update") continue;
-    const before = String(s.oldInputs?.stdin ?? "").split("\n");
-    const after = String(s.newInputs?.stdin ?? "").split("\n");
-    for (const l of lineDiff(before, after)) note(`    ${l}`);
-  }
-}
-
-/** Changed lines with one line of context (longest common subsequence). */
-function lineDiff(a: string[], b: string[]): string[] {
-  const m = a.length;
-  const n = b.length;
-  const L = Array.from({ length: m + 1 }, () => new Array<number>(n + 1).fill(0));
-  for (let i = m - 1; i >= 0; i--) for (let j = n - 1; j >= 0; j--) L[i][j] = a[i] === b[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
-  const ops: string[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < m || j < n) {
-    if (i < m && j < n && a[i] === b[j]) (ops.push(`  ${a[i]}`), i++, j++);
-    else if (i < m && (j === n || L[i + 1][j] >= L[i][j + 1])) ops.push(`- ${a[i++]}`);
-    else ops.push(`+ ${b[j++]}`);
-  }
-  return ops.filter((l, k) => !l.startsWith("  ") || [ops[k - 1], ops[k + 1]].some((x) => x !== undefined && !x.startsWith("  ")));
 }
 
 // ---- the demo -------------------------------------------------------------------------------------
@@ -206,7 +147,6 @@ async function main(): Promise<void> {
     // A second run starts where the first did: nodes as installed, no stack state.
     note("the demo fleet was up: resetting its nodes and the demo's stack");
     fleetSh(["reset", "--all"]);
-    fs.rmSync(`${state}/demo-harness-state.json`, { force: true });
     fs.rmSync(`${state}/backend`, { recursive: true, force: true });
     fs.rmSync(path.join(repo, `Pulumi.${STACK}.yaml`), { force: true });
   }
@@ -214,50 +154,31 @@ async function main(): Promise<void> {
   const [mirrorA, mirrorB] = fleet.registry.mirrors;
   note(`registry mirror: ${mirrorA} and ${mirrorB} (the nodes reach nothing else)`);
 
-  const tools = realTools();
-  const real = tools.ok;
-  say(real ? "deploying with the real Pulumi CLI and command provider" : "deploying through the test harness: the real Pulumi engine cannot run here");
-  for (const l of tools.lines) note(l);
-  if (!real) note("the harness runs the unmodified root program and carries out each remote.Command over real SSH as the provider does (tests/harness/README.md)");
-
-  let h: Harness | undefined;
-  const program = () => {
-    const f = fleetFromStackConfig();
-    return { waves: f.waves };
-  };
-  const step = async (what: "preview" | "up", mirror: string, first: boolean) => {
-    if (real) {
-      realConfigure(fleet, mirror, first && what === "preview");
-      if (what === "preview") pulumi(["preview", "--diff", "--non-interactive", "--stack", STACK]);
-      else pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK]);
-      return;
-    }
-    h?.dispose();
-    h = harness(fleet, mirror);
-    const res = what === "preview" ? await h.preview(program) : await h.up(program);
-    printChanges(res.steps, what === "preview");
-    if (!res.ok) throw new Error(`${what} failed: ${res.error?.message}`);
+  say(`deploying with the real Pulumi CLI (${pulumiPath()}) and the command provider`);
+  const step = (what: "preview" | "up", mirror: string, first: boolean) => {
+    configure(fleet, mirror, first && what === "preview");
+    if (what === "preview") pulumi(["preview", "--diff", "--non-interactive", "--stack", STACK]);
+    else pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK]);
   };
 
   say(`stack "${STACK}" of the root program: nodes and host keys from the fleet, the private key as a secret, docker.io and registry.k8s.io through ${mirrorA}`);
   say("preview");
-  await step("preview", mirrorA, true);
+  step("preview", mirrorA, true);
   const before = fleet.nodes.map(restarts);
   say("up: config.toml and hosts.toml on every node, one node at a time (maxUnavailable: 1)");
-  await step("up", mirrorA, false);
+  step("up", mirrorA, false);
   note(`restarts per node: ${fleet.nodes.map((n, i) => `${n.name} ${restarts(n) - before[i]}`).join(", ")}`);
 
   say("a pull the way kubelet does it (CRI), on each node");
   await pullThroughMirror(fleet);
 
   say(`the mirror moves to ${mirrorB}: preview`);
-  await step("preview", mirrorB, false);
+  step("preview", mirrorB, false);
   const before2 = fleet.nodes.map(restarts);
   say("up: only hosts.toml changes, and nothing restarts");
-  await step("up", mirrorB, false);
+  step("up", mirrorB, false);
   note(`restarts per node: ${fleet.nodes.map((n, i) => `${n.name} ${restarts(n) - before2[i]}`).join(", ")}`);
   await pullThroughMirror(fleet);
-  h?.dispose();
 
   say("done; the fleet is still up");
   note(`ssh -F ${state}/ssh/config ${fleet.nodes[0].name} 'cat /etc/containerd/certs.d/docker.io/hosts.toml'`);

@@ -1,4 +1,4 @@
-import { ContainerdFleet, FleetNodeArgs } from "../../provider/src";
+import { ContainerdFleet, FleetNodeArgs } from "@containerd-pulumi/containerd-node";
 
 export interface ChinaMirrorsArgs {
   nodes: FleetNodeArgs[];

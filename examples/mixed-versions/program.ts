@@ -1,4 +1,4 @@
-import { ContainerdFleet, FleetNodeArgs } from "../../provider/src";
+import { ContainerdFleet, FleetNodeArgs } from "@containerd-pulumi/containerd-node";
 
 export interface MixedVersionsArgs {
   /** Each node names the containerd version it runs: 1.6, 1.7 and 2.x may be mixed. */

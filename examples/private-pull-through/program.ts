@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { ContainerdFleet, FleetNodeArgs, RegistryHostOf } from "../../provider/src";
+import { ContainerdFleet, FleetNodeArgs, RegistryHostOf } from "@containerd-pulumi/containerd-node";
 
 export interface PrivatePullThroughArgs {
   nodes: FleetNodeArgs[];

@@ -1,5 +1,5 @@
 /**
- * The CRI client (tests/harness/cri.ts) against real containerd daemons of two generations.
+ * The CRI client (tests/support/cri.ts) against real containerd daemons of two generations.
  *
  * Each daemon runs from its own scratch directory: its own config.toml, root, state, grpc socket, CNI conf dir
  * and `opt` dir (the CNI conf dir matters: the CRI plugin creates it when missing). It is started under
@@ -30,7 +30,7 @@ import {
   criRemoveImage,
   criStatus,
   criVersion,
-} from "../harness/cri";
+} from "../support/cri";
 import { ContainerdBinaries, Generation, containerdBinaries } from "../support/containerd-binaries";
 
 const IMAGE = "docker.io/library/tiny:1.0";

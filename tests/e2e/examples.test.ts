@@ -13,7 +13,7 @@ import { mixedVersions } from "../../examples/mixed-versions/program";
 import { privatePullThrough } from "../../examples/private-pull-through/program";
 import type { FleetNodeArgs } from "../../provider/src";
 import { Harness } from "../harness/harness";
-import { criPullImage, criRemoveImage } from "../harness/cri";
+import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 

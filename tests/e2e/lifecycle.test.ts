@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
-import { criPullImage, criRemoveImage } from "../harness/cri";
+import { criPullImage, criRemoveImage } from "../support/cri";
 import { Harness, ResourceState } from "../harness/harness";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";

@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { fleetFromStackConfig } from "../../provider/src";
 import { Harness } from "../harness/harness";
-import { criPullImage, criRemoveImage } from "../harness/cri";
+import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 
 jest.setTimeout(300_000);

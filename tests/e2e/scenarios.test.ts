@@ -16,7 +16,7 @@ import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../..
 import { specOf } from "../../provider/src/component/containerd-node";
 import type { NodeSpec } from "../../provider/src";
 import { COMMAND_TYPE, Harness, HarnessOptions, StepRecord, UpResult } from "../harness/harness";
-import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemoveImage, criStatus } from "../harness/cri";
+import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemoveImage, criStatus } from "../support/cri";
 import { valueAtPath } from "../support/config-dump";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";

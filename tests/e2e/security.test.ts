@@ -10,7 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import { Harness } from "../harness/harness";
-import { criPullImage, criRemoveImage } from "../harness/cri";
+import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 

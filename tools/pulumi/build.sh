@@ -1,31 +1,45 @@
 #!/bin/sh
-# The real Pulumi tools for the engine tests and the demo, built from Go modules (no prebuilt binary
-# can be downloaded on the project's machines), or taken from the machine where they are installed.
+# The real Pulumi toolchain for the engine tests, the demo and the benchmark, built from source (no
+# prebuilt binary can be downloaded on the project's machines), or taken from the machine where a
+# suitable one is installed.
 #
-#   pulumi                    CLI and engine: main package github.com/pulumi/pulumi/pkg/v3/cmd/pulumi,
-#                             built from this wrapper module (pkg/v3's own go.mod has local replace
-#                             lines, so `go install pkg@version` refuses it; a module that requires it
-#                             builds it the ordinary way). Version: go.mod here, which follows the
-#                             @pulumi/pulumi of package-lock.json.
-#   pulumi-language-nodejs    runs `runtime: nodejs` projects (module
-#                             github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3)
-#   pulumi-resource-command   the command provider 1.2.1, our @pulumi/command (module
-#                             github.com/pulumi/pulumi-command/provider, at the v1.2.1 release commit)
+#   pulumi                   CLI and engine: github.com/pulumi/pulumi/pkg/v3/cmd/pulumi, built from
+#                            this wrapper module (pkg/v3's own go.mod has local replace lines, so
+#                            `go install pkg@version` refuses it; a module that requires it builds it
+#                            the ordinary way). Version: go.mod here, which follows the @pulumi/pulumi
+#                            of package-lock.json.
+#   pulumi-resource-command  the command provider 1.2.1 (our @pulumi/command), installed as a plugin
+#                            into $PULUMI_HOME
+#   pulumi-language-nodejs   runs `runtime: nodejs` programs and component packages
+#   pulumi-language-python   (+ pulumi-language-python-exec) runs `runtime: python` programs
+#   pulumi-language-go       runs `runtime: go` programs
+#   pulumi-language-yaml     runs `runtime: yaml` programs
+#
+# The Go module proxy refuses the command provider, its framework and the first three language hosts
+# (403 Forbidden), so their release sources come from ../shared/third_party (its README: origin,
+# commits, licences). They are copied into .cache/tools/src and built there, never in ../shared.
+# Every other dependency, and the YAML host, comes from the Go module proxy. One Go build cache
+# (.cache/go) serves every build.
 #
 # Usage: tools/pulumi/build.sh [--check]
-#   Builds what is missing into <repo>/.cache/tools/bin (a second run builds nothing), then prints one
-#   line per tool: "<tool> ok <path>" or "<tool> missing <why>". Exit 0 when all three are usable.
+#   Builds what is missing into <repo>/.cache/tools/bin (a second run builds nothing) and installs
+#   the command plugin into PULUMI_HOME (default <repo>/.cache/pulumi-home), then prints one line per
+#   tool: "<tool> ok <path>" or "<tool> missing <why>". Exit 0 when all are usable.
 #   --check builds nothing and only reports.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bin="$repo/.cache/tools/bin"
+src="$repo/.cache/tools/src"
+third_party=${THIRD_PARTY_DIR:-$(cd "$repo/.." && pwd)/shared/third_party}
 check_only=false
 [ "${1:-}" = --check ] && check_only=true
 
 : "${GOCACHE:=$repo/.cache/go/build}"
 : "${GOMODCACHE:=$repo/.cache/go/mod}"
-export GOCACHE GOMODCACHE
+: "${PULUMI_HOME:=$repo/.cache/pulumi-home}"
+export GOCACHE GOMODCACHE PULUMI_HOME
+export PULUMI_SKIP_UPDATE_CHECK=true
 # Go's own tarball installs into /usr/local/go; a non-login shell may not have it on PATH yet.
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 export GOFLAGS="-trimpath -buildvcs=false -modcacherw"
@@ -37,17 +51,28 @@ if [ -n "$npm_want" ] && [ "v$npm_want" != "$want" ]; then
     "run: (cd tools/pulumi && go get github.com/pulumi/pulumi/pkg/v3@v$npm_want github.com/pulumi/pulumi/sdk/v3@v$npm_want && go mod tidy)" >&2
   exit 1
 fi
-command_version=1.2.1
-# The v1.2.1 tag of pulumi/pulumi-command is not a tag of its provider/ module, so the module is
-# addressed by the pseudo-version of that commit.
-command_module=github.com/pulumi/pulumi-command/provider
-command_pseudo=v0.0.0-20260303235922-7f3eb6f3b77c
-nodejs_module=github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3
+# The command provider's version must be the one @pulumi/command asks the engine for.
+command_version=$(node -p 'require(process.argv[1]).packages["node_modules/@pulumi/command"].version' "$repo/package-lock.json" 2>/dev/null || echo 1.2.1)
+# The language hosts in ../shared/third_party are pulumi's v3.259.0 release.
+hosts_release=v3.259.0
+yaml_version=v1.25.0
 
 status=0
 report() { printf '%s %s\n' "$1" "$2"; }
+log() { printf 'tools/pulumi: %s\n' "$*" >&2; }
 
-# --- the CLI: the machine's own when it is new enough, else ours.
+# A copy of a third_party folder in the cache, fresh when the source changed.
+copy_source() { # name...
+  for name in "$@"; do
+    [ -d "$third_party/$name" ] || { log "$third_party/$name is missing (see ../shared/third_party/README.md)"; return 1; }
+    rm -rf "${src:?}/$name"
+    mkdir -p "$src"
+    cp -R "$third_party/$name" "$src/$name"
+    chmod -R u+w "$src/$name"
+  done
+}
+
+# --- the CLI: the machine's own when it is not older than ours, else ours.
 cli=""
 if command -v pulumi >/dev/null 2>&1 && [ "$(command -v pulumi)" != "$bin/pulumi" ]; then
   have=$(pulumi version 2>/dev/null || true)
@@ -59,6 +84,7 @@ fi
 if [ -z "$cli" ]; then
   if [ ! -x "$bin/pulumi" ] || [ "$("$bin/pulumi" version 2>/dev/null)" != "$want" ]; then
     if ! $check_only; then
+      log "building pulumi $want"
       mkdir -p "$bin"
       (cd "$here" && go build -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$want" \
         -o "$bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi) >&2
@@ -66,32 +92,65 @@ if [ -z "$cli" ]; then
   fi
   [ -x "$bin/pulumi" ] && cli="$bin/pulumi"
 fi
-if [ -n "$cli" ]; then report pulumi "ok $cli"; else report pulumi "missing: not built yet (tools/pulumi/build.sh builds it from Go modules)"; status=1; fi
+if [ -n "$cli" ]; then report pulumi "ok $cli"; else report pulumi "missing: not built yet (tools/pulumi/build.sh builds it)"; status=1; fi
 
-# What the module proxy answers for a module version, in one line (empty when it serves it).
-proxy_answer() { # module@version
-  out=$(cd "$here" && go mod download -json "$1" 2>&1) && return 0
-  # go's JSON error text: "...: reading URL: 403 Forbidden\n\tserver response: ..." -> one line.
-  printf '%s' "$out" | sed -n 's/.*"Error": "\(.*\)",\{0,1\}$/\1/p' | head -n 1 |
-    sed -e 's/\\n\\t/ /g' -e 's/^.*: reading [^ ]*: //' | tr -d '\n'
+# --- a language host from ../shared/third_party: its go.mod points pkg/v3 and sdk/v3 at folders of
+# the pulumi repository that are not there; the same release comes from the proxy instead.
+language_host() { # lang folder
+  lang=$1 folder=$2
+  tool=pulumi-language-$lang
+  if command -v "$tool" >/dev/null 2>&1 && [ "$(command -v "$tool")" != "$bin/$tool" ]; then
+    report "$tool" "ok $(command -v "$tool")"
+    return 0
+  fi
+  if [ ! -x "$bin/$tool" ] && ! $check_only; then
+    log "building $tool $hosts_release"
+    copy_source "$folder" &&
+      (cd "$src/$folder" &&
+        go mod edit -dropreplace github.com/pulumi/pulumi/pkg/v3 -dropreplace github.com/pulumi/pulumi/sdk/v3 \
+          -require "github.com/pulumi/pulumi/pkg/v3@$hosts_release" -require "github.com/pulumi/pulumi/sdk/v3@$hosts_release" &&
+        go mod tidy &&
+        go build -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$hosts_release" \
+          -o "$bin/$tool" .) >&2 || log "$tool did not build"
+    # The Python host runs programs through this script, which must sit beside it.
+    if [ "$lang" = python ] && [ -x "$bin/$tool" ]; then
+      cp "$src/$folder/pulumi-language-python-exec" "$bin/" && chmod 0755 "$bin/pulumi-language-python-exec"
+    fi
+  fi
+  if [ -x "$bin/$tool" ]; then report "$tool" "ok $bin/$tool"; else report "$tool" "missing: not built yet"; status=1; fi
 }
+language_host nodejs pulumi-language-nodejs
+language_host python pulumi-language-python
+language_host go pulumi-language-go
 
-# --- the Node.js language host.
-if command -v pulumi-language-nodejs >/dev/null 2>&1; then
-  report pulumi-language-nodejs "ok $(command -v pulumi-language-nodejs)"
-elif [ -x "$bin/pulumi-language-nodejs" ]; then
-  report pulumi-language-nodejs "ok $bin/pulumi-language-nodejs"
+# --- the YAML host: served by the Go module proxy.
+if command -v pulumi-language-yaml >/dev/null 2>&1 && [ "$(command -v pulumi-language-yaml)" != "$bin/pulumi-language-yaml" ]; then
+  report pulumi-language-yaml "ok $(command -v pulumi-language-yaml)"
 else
-  report pulumi-language-nodejs "missing: the Go module proxy does not serve $nodejs_module@$want ($(proxy_answer "$nodejs_module@$want"))"
-  status=1
+  if [ ! -x "$bin/pulumi-language-yaml" ] && ! $check_only; then
+    log "building pulumi-language-yaml $yaml_version"
+    GOBIN="$bin" GOFLAGS="$GOFLAGS -ldflags=-s" go install "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml@$yaml_version" >&2 ||
+      log "pulumi-language-yaml did not build"
+  fi
+  if [ -x "$bin/pulumi-language-yaml" ]; then report pulumi-language-yaml "ok $bin/pulumi-language-yaml"; else report pulumi-language-yaml "missing: not built yet"; status=1; fi
 fi
 
-# --- the command provider, as a plugin the engine loads.
-plugin_dir=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-command-v$command_version
-if [ -x "$plugin_dir/pulumi-resource-command" ]; then
-  report pulumi-resource-command "ok $plugin_dir/pulumi-resource-command"
-else
-  report pulumi-resource-command "missing: the Go module proxy does not serve $command_module@$command_pseudo (v$command_version) ($(proxy_answer "$command_module@$command_pseudo"))"
-  status=1
+# --- the command provider, built once into the cache and installed as the plugin the engine loads.
+plugin_build="$repo/.cache/tools/provider"
+plugin="$PULUMI_HOME/plugins/resource-command-v$command_version/pulumi-resource-command"
+if [ ! -x "$plugin" ] && ! $check_only; then
+  # Not in $bin: a provider on PATH would be taken over the installed plugin, with a warning per run.
+  if [ ! -x "$plugin_build/pulumi-resource-command" ]; then
+    log "building pulumi-resource-command $command_version"
+    copy_source pulumi-command pulumi-go-provider &&
+      (cd "$src/pulumi-command/provider" &&
+        go mod edit -replace github.com/pulumi/pulumi-go-provider=../../pulumi-go-provider &&
+        go build -ldflags "-s -w -X github.com/pulumi/pulumi-command/provider/pkg/version.Version=$command_version" \
+          -o "$plugin_build/pulumi-resource-command" ./cmd/pulumi-resource-command) >&2 || log "pulumi-resource-command did not build"
+  fi
+  if [ -x "$plugin_build/pulumi-resource-command" ] && [ -n "$cli" ]; then
+    "$cli" plugin install resource command "$command_version" --file "$plugin_build/pulumi-resource-command" >&2
+  fi
 fi
+if [ -x "$plugin" ]; then report pulumi-resource-command "ok $plugin"; else report pulumi-resource-command "missing: not built yet"; status=1; fi
 exit "$status"
