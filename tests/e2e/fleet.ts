@@ -169,6 +169,18 @@ export function restarts(node: FleetNode): number {
   return restartLines(node).length;
 }
 
+/**
+ * SSH connections the node's own sshd accepted since it started (its log's "Accepted" lines): every
+ * command the provider runs and every read of the program opens one. Take it before and after a run.
+ */
+export async function sshAccepted(node: FleetNode): Promise<number> {
+  const r = await nodeExec(node, "grep", "-c", "^Accepted ", "/run/fleet/sshd.log");
+  return Number(r.stdout.trim() || "0");
+}
+
+/** sshAccepted of every node, in order. */
+export const sshAcceptedAll = (nodes: FleetNode[]): Promise<number[]> => Promise.all(nodes.map(sshAccepted));
+
 /** containerd's main pid as the node's service manager reports it. */
 export async function containerdPid(node: FleetNode): Promise<number> {
   const out = await nodeSh(node, "systemctl show --property MainPID --value containerd");

@@ -1,12 +1,10 @@
 /**
- * The root program (program/index.ts: everything from stack configuration) against the local fleet,
- * through the harness with the stack config a user would set with `pulumi config set`.
+ * The root program (Pulumi.yaml at the top, program/index.ts: everything from stack configuration)
+ * run the way the README tells a user: the real `pulumi` CLI in the repository's top folder, stack
+ * config set with `pulumi config set`, then `pulumi preview --diff`, `pulumi up`, `pulumi destroy`,
+ * against three nodes of the local fleet.
  */
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
-import { fleetFromStackConfig } from "../../provider/src";
-import { Harness } from "../harness/harness";
+import { CliStack } from "../support/cli";
 import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 
@@ -15,70 +13,97 @@ jest.setTimeout(300_000);
 const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [MIRROR] = fleet.registry.mirrors;
-const P = "containerd-fleet";
+const MIRROR_HOST = new URL(MIRROR).host;
+const PASSWORD = "pw-root-program";
 
-function stackConfig(spec: object): Record<string, string> {
-  return {
-    [`${P}:nodes`]: JSON.stringify(NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion }))),
-    [`${P}:privateKey`]: NODES[0].privateKey,
-    [`${P}:spec`]: JSON.stringify(spec),
-    [`${P}:rollout`]: JSON.stringify({ maxUnavailable: "67%" }),
-    [`${P}:credentials`]: JSON.stringify({ [new URL(MIRROR).host]: { username: "robot", password: "pw-root-program" } }),
-  };
+/** A stack of the root program with the README's commands: nodes by path, the key as a secret. */
+async function stack(spec: Record<string, unknown>, opts: { plainKey?: boolean } = {}): Promise<CliStack> {
+  const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR });
+  await s.init();
+  if (opts.plainKey) await s.set("privateKey", NODES[0].privateKey);
+  else await s.set("privateKey", NODES[0].privateKey, { secret: true });
+  for (const [i, n] of NODES.entries()) {
+    await s.set(`nodes[${i}].name`, n.name, { path: true });
+    await s.set(`nodes[${i}].host`, n.host, { path: true });
+    await s.set(`nodes[${i}].hostKey`, n.hostKey, { path: true });
+    await s.set(`nodes[${i}].containerdVersion`, n.containerdVersion, { path: true });
+  }
+  await s.setAll({ "containerd-fleet:spec": spec, "containerd-fleet:rollout": { maxUnavailable: "67%" } });
+  await s.set(`credentials["${MIRROR_HOST}"].username`, "robot", { path: true, secret: true });
+  await s.set(`credentials["${MIRROR_HOST}"].password`, PASSWORD, { path: true, secret: true });
+  return s;
 }
 
-const harness = (config: Record<string, string>, secret = [`${P}:privateKey`, `${P}:credentials`]) =>
-  new Harness({ project: P, stack: "e2e", config, secretConfigKeys: secret, stateFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "root-")), "state.json"), dialRetryDelayMs: 100 });
-
-describe("the root program", () => {
+describe("the root program, through the pulumi CLI from the repository's top folder", () => {
   beforeAll(() => F.resetNodes(NODES));
 
-  it("deploys the fleet described by stack config, with the credentials only in hosts.toml (0600)", async () => {
-    const h = harness(stackConfig({ systemdCgroup: true, sandboxImage: "registry.k8s.io/pause:3.9", healthTimeoutSeconds: 30, registries: { "docker.io": { mirrors: [MIRROR] } } }));
+  it("previews and deploys the fleet described by stack config, with the credentials only in hosts.toml (0600)", async () => {
+    const s = await stack({ systemdCgroup: true, sandboxImage: "registry.k8s.io/pause:3.9", healthTimeoutSeconds: 30, registries: { "docker.io": { mirrors: [MIRROR] } } });
     try {
-      const res = await h.up(() => {
-        const f = fleetFromStackConfig();
-        return { waves: f.waves };
-      });
-      expect(res.error?.message).toBeUndefined();
+      const preview = await s.ok(["preview", "--diff"]);
+      // What the program declares: the fleet, a node per entry, and per node its host resource,
+      // config.toml and the docker.io hosts.toml (with its redacted companion: it holds credentials).
+      // A program that registers nothing (the language host running the library instead) fails here.
+      for (const n of NODES) {
+        expect(preview.stdout).toContain(`containerd:index:ContainerdFleet$containerd:index:ContainerdNode::${n.name}]`);
+        expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/config.toml]`);
+        expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml]`);
+      }
+      expect(preview.stdout).toMatch(/\+ 17 to create/);
+      expect(preview.stdout).not.toContain(PASSWORD);
+
+      const up = await s.ok(["up", "--yes", "--skip-preview"]);
+      expect(up.stdout).toMatch(/\+ 17 created/);
+      expect(up.stdout).not.toContain(PASSWORD);
+      const outputs = JSON.parse((await s.ok(["stack", "output", "--json"])).stdout) as { waves: string[][] };
       // 67% of 3 nodes, rounded down: 2 at once.
-      expect(res.outputs.waves).toEqual([[NODES[0].name, NODES[1].name], [NODES[2].name]]);
+      expect(outputs.waves).toEqual([[NODES[0].name, NODES[1].name], [NODES[2].name]]);
       for (const n of NODES) {
         const hosts = await F.nodeFile(n, "/etc/containerd/certs.d/docker.io/hosts.toml");
-        expect(hosts).toContain(`Authorization = "Basic ${Buffer.from("robot:pw-root-program").toString("base64")}"`);
+        expect(hosts).toContain(`Authorization = "Basic ${Buffer.from(`robot:${PASSWORD}`).toString("base64")}"`);
         expect((await F.nodeSh(n, "stat -c %a /etc/containerd/certs.d/docker.io/hosts.toml")).trim()).toBe("600");
-        expect(fs.readFileSync(n.configToml, "utf8")).not.toContain("pw-root-program");
+        expect(await F.nodeFile(n, "/etc/containerd/config.toml")).not.toContain(PASSWORD);
         await criRemoveImage(n.containerdSocket, "docker.io/library/tiny:1.0").catch(() => undefined);
         await expect(criPullImage(n.containerdSocket, "docker.io/library/tiny:1.0", { timeoutMs: 60_000 })).resolves.toBeTruthy();
       }
-      for (const s of res.steps) expect(JSON.stringify(s.newInputs?.create ?? "")).not.toContain("pw-root-program");
-      expect((await h.destroy()).ok).toBe(true);
+      // The state holds no credential or private key in plain text.
+      const exported = (await s.ok(["stack", "export"])).stdout;
+      expect(exported).not.toContain(PASSWORD);
+      expect(exported).not.toContain(NODES[0].privateKey.split("\n")[1]);
+
+      const again = await s.ok(["preview", "--diff", "--expect-no-changes"]);
+      expect(again.stdout).toMatch(/17 unchanged/);
+      const destroy = await s.ok(["destroy", "--yes", "--skip-preview"]);
+      expect(destroy.stdout).toMatch(/- 17 deleted/);
+      for (const n of NODES) expect(await F.nodePathExists(n, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
     } finally {
-      h.dispose();
+      s.dispose();
     }
   });
 
   it("refuses bad stack config with field paths before touching any node", async () => {
-    const h = harness(stackConfig({ systemdCgroup: "yes", registries: { "docker.io": { mirrors: ["ftp://x"] } } }));
+    const s = await stack({ systemdCgroup: "yes", registries: { "docker.io": { mirrors: ["ftp://x"] } } });
     try {
-      const res = await h.up(() => void fleetFromStackConfig());
-      expect(res.ok).toBe(false);
-      expect(res.error?.message).toContain('nodes[0] (node-1).systemdCgroup: "yes" is not true or false');
-      expect(res.error?.message).toContain('nodes[2] (node-3).registries["docker.io"].mirrors[0]: "ftp://x" is not an http(s) URL');
-      expect(NODES.map((n) => h.sessions(`${n.host}:${n.port}`))).toEqual([0, 0, 0]);
+      const before = await F.sshAcceptedAll(NODES);
+      const r = await s.cmd(["up", "--yes", "--skip-preview"]);
+      expect(r.status).not.toBe(0);
+      const text = r.stdout + r.stderr;
+      expect(text).toContain('nodes[0] (node-1).systemdCgroup: "yes" is not true or false');
+      expect(text).toContain('nodes[2] (node-3).registries["docker.io"].mirrors[0]: "ftp://x" is not an http(s) URL');
+      expect(await F.sshAcceptedAll(NODES)).toEqual(before);
     } finally {
-      h.dispose();
+      s.dispose();
     }
   });
 
   it("refuses a private key stored in plain text", async () => {
-    const h = harness(stackConfig({}), [`${P}:credentials`]);
+    const s = await stack({}, { plainKey: true });
     try {
-      const res = await h.up(() => void fleetFromStackConfig());
-      expect(res.ok).toBe(false);
-      expect(res.error?.message).toContain("config privateKey: is stored in plain text; set it with `pulumi config set --secret privateKey ...`");
+      const r = await s.cmd(["preview"]);
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toContain("config privateKey: is stored in plain text; set it with `pulumi config set --secret privateKey ...`");
     } finally {
-      h.dispose();
+      s.dispose();
     }
   });
 });
