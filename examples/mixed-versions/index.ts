@@ -5,6 +5,7 @@ interface NodeConfig {
   name: string;
   host: string;
   hostKey: string;
+  port?: number;
   containerdVersion: string;
 }
 
@@ -12,10 +13,11 @@ const config = new pulumi.Config();
 const privateKey = config.requireSecret("privateKey");
 const fleet = mixedVersions("k8s-nodes", {
   dockerHubMirror: config.require("dockerHubMirror"),
+  sandboxImage: config.get("sandboxImage"),
   nodes: config.requireObject<NodeConfig[]>("nodes").map((n) => ({
     name: n.name,
     containerdVersion: n.containerdVersion,
-    connection: { host: n.host, hostKey: n.hostKey, privateKey },
+    connection: { host: n.host, port: n.port ?? 22, hostKey: n.hostKey, privateKey },
   })),
 });
 

@@ -5,6 +5,9 @@ interface NodeConfig {
   name: string;
   host: string;
   hostKey: string;
+  port?: number;
+  /** This node's containerd, when it differs from the fleet's containerdVersion. */
+  containerdVersion?: string;
 }
 
 const config = new pulumi.Config();
@@ -23,7 +26,8 @@ const fleet = privatePullThrough("k8s-nodes", {
   password: config.requireSecret("harborPassword"),
   nodes: config.requireObject<NodeConfig[]>("nodes").map((n) => ({
     name: n.name,
-    connection: { host: n.host, hostKey: n.hostKey, privateKey },
+    ...(n.containerdVersion ? { containerdVersion: n.containerdVersion } : {}),
+    connection: { host: n.host, port: n.port ?? 22, hostKey: n.hostKey, privateKey },
   })),
 });
 

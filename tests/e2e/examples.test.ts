@@ -1,36 +1,40 @@
 /**
- * Each example's program, unmodified, deployed through the harness to the local fleet (one node per
- * containerd generation) with the fleet's mirror in place of the real ones: it converges, a CRI pull
- * of docker.io/library/tiny:1.0 succeeds through the mirror on every node, and destroy restores
- * every node's original config.toml.
+ * Each example run the way its README tells a user: the real `pulumi` CLI in the example's own folder,
+ * its stack config set with `pulumi config set`, against three nodes of the local fleet (containerd
+ * 1.6, 1.7 and 2.1), with the fleet's mirror in place of the real ones (the nodes reach nothing else):
+ * it converges with one restart per node, a CRI pull of docker.io/library/tiny:1.0 succeeds through
+ * the mirror on every node, a second up changes nothing and opens no SSH session but the program's
+ * read, and destroy restores every node's original config.toml.
  */
-import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import * as pulumi from "@pulumi/pulumi";
-import { chinaMirrors } from "../../examples/china-mirrors/program";
-import { mixedVersions } from "../../examples/mixed-versions/program";
-import { privatePullThrough } from "../../examples/private-pull-through/program";
-import type { FleetNodeArgs } from "../../provider/src";
-import { Harness } from "../harness/harness";
+import { CliStack } from "../support/cli";
 import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 
-jest.setTimeout(240_000);
+jest.setTimeout(300_000);
 
 const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [MIRROR] = fleet.registry.mirrors;
 const TINY = "docker.io/library/tiny:1.0";
 
-const fleetNodes = (): (FleetNodeArgs & { containerdVersion: string })[] =>
-  NODES.map((n) => ({
-    name: n.name,
-    containerdVersion: n.containerdVersion,
-    healthTimeoutSeconds: 30,
-    connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 },
-  }));
+const nodeConfig = (n: FleetNode) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion });
+
+/** The stack config each example's README sets, with the local fleet's values. */
+const cases: [string, Record<string, unknown>, Record<string, string>][] = [
+  [
+    "china-mirrors",
+    { containerdVersion: "1.7.24", dockerHubMirrors: [MIRROR], k8sMirrors: [MIRROR], sandboxImage: "registry.k8s.io/pause:3.9" },
+    {},
+  ],
+  [
+    "private-pull-through",
+    { containerdVersion: "1.7.24", harborUrl: MIRROR, harborUser: "robot$puller", projects: { "docker.io": "", "registry.k8s.io": "" } },
+    { harborPassword: "not-checked-by-the-local-registry" },
+  ],
+  ["mixed-versions", { dockerHubMirror: MIRROR, sandboxImage: "registry.k8s.io/pause:3.9" }, {}],
+];
 
 async function pullEverywhere(nodes: FleetNode[]): Promise<void> {
   for (const n of nodes) {
@@ -39,58 +43,43 @@ async function pullEverywhere(nodes: FleetNode[]): Promise<void> {
   }
 }
 
-const cases: [string, () => void][] = [
-  ["china-mirrors", () => {
-    chinaMirrors("china", { containerdVersion: "1.7.24", nodes: fleetNodes(), dockerHubMirrors: [MIRROR], k8sMirrors: [MIRROR], sandboxImage: "registry.k8s.io/pause:3.9" });
-  }],
-  ["private-pull-through", () => {
-    privatePullThrough("cache", {
-      containerdVersion: "1.7.24",
-      harborUrl: MIRROR,
-      projects: { "docker.io": "", "registry.k8s.io": "" },
-      username: "robot$puller",
-      password: pulumi.secret("not-checked-by-the-local-registry"),
-      nodes: fleetNodes(),
-    });
-  }],
-  ["mixed-versions", () => {
-    mixedVersions("mixed", { dockerHubMirror: MIRROR, sandboxImage: "registry.k8s.io/pause:3.9", nodes: fleetNodes() });
-  }],
-];
-
-describe.each(cases)("example %s on containerd 1.6.20, 1.7.24 and 2.1.9", (_name, program) => {
-  let h: Harness;
-  const originals = new Map<string, string>();
+describe.each(cases)("example %s, from its folder, on containerd 1.6.20, 1.7.24 and 2.1.9", (name, config, secrets) => {
+  let s: CliStack;
+  const originals = new Map<string, string | undefined>();
 
   beforeAll(async () => {
     await F.resetNodes(NODES);
-    for (const n of NODES) originals.set(n.name, fs.readFileSync(n.configToml, "utf8"));
-    h = new Harness({ stateFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "examples-")), "state.json"), dialRetryDelayMs: 100 });
+    for (const n of NODES) originals.set(n.name, await F.nodeFile(n, "/etc/containerd/config.toml"));
+    s = new CliStack({ cwd: path.join(F.REPO, "examples", name), dir: F.E2E_DIR });
+    await s.init();
+    await s.set("privateKey", NODES[0].privateKey, { secret: true });
+    for (const [k, v] of Object.entries(secrets)) await s.set(k, v, { secret: true });
+    await s.setAll(Object.fromEntries([...Object.entries(config), ["nodes", NODES.map(nodeConfig)]].map(([k, v]) => [`${name}:${k}`, v])));
   });
-  afterAll(() => h?.dispose());
+  afterAll(() => s?.dispose());
 
-  it("converges with one restart per node, and pulls go through the mirror", async () => {
+  it("previews every node's files, converges with one restart per node, and pulls go through the mirror", async () => {
+    const preview = await s.ok(["preview", "--diff"]);
+    for (const n of NODES) expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/config.toml]`);
     const before = NODES.map(F.restarts);
-    const res = await h.up(program);
-    expect(res.error?.message).toBeUndefined();
-    expect(res.ok).toBe(true);
+    const up = await s.ok(["up", "--yes", "--skip-preview"]);
+    expect(up.stdout).toMatch(/\+ \d+ created/);
+    for (const v of Object.values(secrets)) expect(up.stdout + preview.stdout).not.toContain(v);
     expect(NODES.map(F.restarts)).toEqual(before.map((b) => b + 1));
     await pullEverywhere(NODES);
   });
 
-  it("does nothing on a second up", async () => {
-    h.resetCounters();
-    const res = await h.up(program);
-    expect(res.ok).toBe(true);
-    expect(res.steps.filter((s) => s.op !== "same")).toEqual([]);
-    expect(NODES.map((n) => h.sessions(`${n.host}:${n.port}`))).toEqual(NODES.map(() => 0));
+  it("does nothing on a second up: no step, and no SSH session but the program's read of each node", async () => {
+    const before = await F.sshAcceptedAll(NODES);
+    const up = await s.ok(["up", "--yes", "--skip-preview", "--expect-no-changes"]);
+    expect(up.stdout).not.toMatch(/\d+ (created|updated|deleted|replaced)/);
+    expect(await F.sshAcceptedAll(NODES)).toEqual(before.map((b) => b + 1));
   });
 
   it("restores every node's original config.toml on destroy", async () => {
-    const res = await h.destroy();
-    expect(res.ok).toBe(true);
+    await s.ok(["destroy", "--yes", "--skip-preview"]);
     for (const n of NODES) {
-      expect(fs.readFileSync(n.configToml, "utf8")).toBe(originals.get(n.name));
+      expect(await F.nodeFile(n, "/etc/containerd/config.toml")).toBe(originals.get(n.name));
       expect((await F.criPlugins(n))["io.containerd.grpc.v1.cri"]).toBe("ok");
       expect(await F.nodePathExists(n, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
     }
