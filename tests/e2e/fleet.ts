@@ -1,7 +1,7 @@
 /**
  * The local test fleet (tests/fleet/fleet.sh) as the e2e scenarios use it: the JSON that `fleet.sh up`
  * printed (written by global-setup.ts), commands run inside a node (`fleet.sh exec`), resets, faults,
- * and a plain `ssh` for applies that must run beside a harness run.
+ * and a plain `ssh` for applies that must run beside a deployment.
  *
  * Everything goes through fleet.sh's documented interface and the host-side paths its JSON names
  * (containerdSocket, configToml, restartLog); nothing here knows how a node is built.
@@ -103,7 +103,7 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs a program without a shell; never throws for a non-zero exit. Async: harness runs go on meanwhile. */
+/** Runs a program without a shell; never throws for a non-zero exit. Async: deployments go on meanwhile. */
 export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
@@ -216,8 +216,8 @@ export async function criPlugins(node: FleetNode): Promise<Record<string, string
 
 /**
  * One command over SSH to a node, as the provider sends it (exec request, no PTY, content on stdin),
- * with the node's pinned host key. For a second apply that must run while a harness run is going on
- * (the harness serialises its own runs within one process).
+ * with the node's pinned host key. For a second apply that must run while a deployment is going on
+ * (the engine's runs take turns within one process).
  */
 export async function sshRun(node: FleetNode, command: string, stdin: string): Promise<Run> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "e2e-ssh-"));
