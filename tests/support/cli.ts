@@ -5,6 +5,7 @@
  * written into the repository and no user state is touched.
  */
 import { spawn } from "child_process";
+import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { privateDir, pulumiEnv, pulumiPath } from "./pulumi-env";
@@ -36,7 +37,9 @@ export class CliStack {
 
   constructor(readonly opts: CliOptions) {
     this.dir = privateDir(opts.dir, "cli-");
-    this.stack = opts.stack ?? "dev";
+    // A name of its own: `stack init` writes Pulumi.<stack>.yaml (the passphrase's salt) into the
+    // project folder, and init() moves it out at once; two stacks in one folder must not share it.
+    this.stack = opts.stack ?? `e2e-${randomBytes(4).toString("hex")}`;
     this.configFile = path.join(this.dir, `Pulumi.${this.stack}.yaml`);
     fs.mkdirSync(path.join(this.dir, "backend"), { mode: 0o700 });
     this.env = pulumiEnv({
@@ -94,6 +97,8 @@ export class CliStack {
   async init(): Promise<void> {
     const r = await this.run(["stack", "init", this.stack, "--non-interactive"]);
     if (r.status !== 0) throw new Error(`pulumi stack init exited ${r.status}:\n${r.stderr}`);
+    const written = path.join(this.opts.cwd, `Pulumi.${this.stack}.yaml`);
+    if (fs.existsSync(written)) fs.renameSync(written, this.configFile);
   }
 
   /** `pulumi config set [--secret] [--path] KEY VALUE` (a secret value goes on stdin, as the README says). */
