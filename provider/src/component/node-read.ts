@@ -220,6 +220,15 @@ export function readNode(connection: ConnectionArgs, command: string, script: st
       });
     };
     const onError = (e: Error) => fail(e.message.includes("verification failed") ? "its SSH host key is not the pinned one" : e.message);
+    // ssh2 throws, rather than emitting an error, for what it cannot use (a key format it does not
+    // parse, such as PKCS#8 ed25519, which the command provider takes): the read must still end.
+    const connect = (client: Client, config: () => ConnectConfig) => {
+      try {
+        client.connect(config());
+      } catch (e) {
+        fail(`cannot use its connection: ${(e as Error).message}`);
+      }
+    };
     const proxy = (connection as { proxy?: ConnectionArgs }).proxy;
     const client = new Client();
     clients.push(client);
@@ -232,12 +241,12 @@ export function readNode(connection: ConnectionArgs, command: string, script: st
         .on("ready", () =>
           jump.forwardOut("127.0.0.1", 0, String(connection.host), Number(connection.port ?? 22), (err, stream) => {
             if (err) return fail(`the proxy cannot reach it: ${err.message}`);
-            client.connect(connectConfig(connection, timeoutMs, stream));
+            connect(client, () => connectConfig(connection, timeoutMs, stream));
           }),
-        )
-        .connect(connectConfig(proxy, timeoutMs));
+        );
+      connect(jump, () => connectConfig(proxy, timeoutMs));
     } else {
-      client.connect(connectConfig(connection, timeoutMs));
+      connect(client, () => connectConfig(connection, timeoutMs));
     }
   });
 }
