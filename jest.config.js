@@ -2,8 +2,8 @@
  *  under mocks); `e2e` needs the local SSH fleet (tests/fleet) and runs serially. */
 const common = {
   preset: "ts-jest",
-  // jest's node environment, giving the harness the real process (tests/harness/jest-environment.js).
-  testEnvironment: "<rootDir>/tests/harness/jest-environment.js",
+  // jest's node environment, giving inline programs the real process (tests/support/jest-environment.js).
+  testEnvironment: "<rootDir>/tests/support/jest-environment.js",
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json", isolatedModules: false }] },
   // Only our sources: .cache holds containerd binaries and the Go module cache (hundreds of
   // thousands of other projects' files that jest would otherwise crawl).

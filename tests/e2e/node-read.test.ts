@@ -1,21 +1,20 @@
 /**
- * The program's own read of the nodes (readNode), on the local fleet through the harness: drift
- * shown and repaired, unmanaged registry directories reported and set aside, imports kept or the
- * `up` refused, a running containerd the files are not for, a node that cannot be read, and every
- * mirror classified from the node itself against mirrors that are dead in distinct, real ways.
+ * The program's own read of the nodes (readNode), on the local fleet through the real Pulumi engine
+ * (tests/support/engine.ts: the CLI and the command provider): drift shown in `pulumi preview --diff`
+ * and repaired, unmanaged registry directories reported and set aside, imports kept or the `up`
+ * refused, a running containerd the files are not for, a node that cannot be read, and every mirror
+ * classified from the node itself against mirrors that are dead in distinct, real ways. What the read
+ * finds is asserted as the engine reports it to a user: its diagnostics, the steps, and the CLI's text.
  */
-import * as fs from "fs";
 import * as http from "http";
 import * as https from "https";
 import * as net from "net";
-import * as os from "os";
-import * as path from "path";
 import type { AddressInfo } from "net";
 import { ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import { applyCommand } from "../../provider/src/remote/commands";
 import { END_MARKER_LINE } from "../../provider/src/remote/node-script";
 import type { MirrorHealth } from "../../provider/src/component/node-findings";
-import { Harness, UpResult } from "../harness/harness";
+import { EngineStack, RunResult } from "../support/engine";
 import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
@@ -45,20 +44,46 @@ function spec(on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): Container
   };
 }
 
-const newHarness = () => new Harness({ stateFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), "node-read-")), "state.json"), dialRetryDelayMs: 100 });
-const changed = (r: UpResult) => r.steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`).sort();
-const warnings = (r: UpResult) => r.diagnostics.filter((d) => d.severity === "warning").map((d) => d.message);
-const errors = (r: UpResult) => r.diagnostics.filter((d) => d.severity === "error").map((d) => d.message);
+const newStack = () => new EngineStack({ dir: F.E2E_DIR, project: "node-read" });
+const changed = (r: RunResult) => r.steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`).sort();
+/** The engine's diagnostics as the program logged them (RunResult.warnings puts the resource's name in front). */
+const warnings = (r: RunResult) => r.diagnostics.filter((d) => d.severity === "warning").map((d) => d.message);
+const errors = (r: RunResult) => r.diagnostics.filter((d) => d.severity === "error").map((d) => d.message);
+
+/**
+ * The stack outputs as `pulumi preview --diff` shows them (its `--outputs:--` section), here lists of
+ * flat objects: `name: [`, `[i]: {`, `key : <JSON value>`; an output that changed since the last
+ * up is shown as a diff (`~ key : <old> => <new>`): the new value is taken.
+ */
+function displayedOutputs(stdout: string): Record<string, Record<string, unknown>[]> {
+  const lines = stdout.split("\n");
+  const at = lines.findIndex((l) => l.trim() === "--outputs:--");
+  const out: Record<string, Record<string, unknown>[]> = {};
+  if (at === -1) return out;
+  let list: Record<string, unknown>[] = [];
+  let item: Record<string, unknown> | undefined;
+  for (const l of lines.slice(at + 1)) {
+    const t = l.trim().replace(/^[~+] /, "");
+    if (t === "" || t.startsWith("Resources:")) break;
+    let m: RegExpExecArray | null;
+    if ((m = /^([^\s[][^:]*): \[$/.exec(t))) {
+      out[m[1]] = list = [];
+      item = undefined;
+    } else if (/^\[\d+\]: \{$/.test(t)) list.push((item = {}));
+    else if ((m = /^(\w+)\s*: (.*)$/.exec(t)) && item) item[m[1]] = JSON.parse(m[2].split(" => ").pop()!);
+  }
+  return out;
+}
 
 describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml with another mode", () => {
   const nodes = [N16, N17, N21];
-  let h: Harness;
-  const program = () => {
+  let h: EngineStack;
+  const program = async () => {
     for (const n of nodes) new ContainerdNode(n.name, spec(n));
   };
   beforeAll(async () => {
     await F.resetNodes(nodes);
-    h = newHarness();
+    h = newStack();
   });
   afterAll(async () => {
     await h?.destroy();
@@ -80,14 +105,33 @@ describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml w
 
     const preview = await h.preview(program);
     expect(preview.error?.message).toBeUndefined();
-    expect(changed(preview)).toEqual([`${N16.name}:${CONFIG} update`, `${N17.name}:${HUB} update`, `${N21.name}:${HUB} update`].sort());
-    const drift = warnings(preview).filter((w) => w.includes("since the last apply"));
+    const drifted = [`${N16.name}:${CONFIG}`, `${N17.name}:${HUB}`, `${N21.name}:${HUB}`];
+    expect(changed(preview)).toEqual(drifted.map((r) => `${r} update`).sort());
+    // The engine diffs one input of each: the command line, which now carries the drift token; the
+    // file's content (stdin) is what the last apply sent.
+    for (const step of preview.steps.filter((s) => s.op === "update")) {
+      expect(step.diffKeys).toEqual(["create"]);
+      expect(String(step.oldInputs?.create)).not.toContain("CONTAINERD_NODE_REPAIR");
+      expect(String(step.newInputs?.create)).toMatch(/^\/bin\/sh -c 'CONTAINERD_NODE_REPAIR=\$1; export CONTAINERD_NODE_REPAIR; shift; .*' '[0-9a-f]{16}' 'apply' /);
+    }
+    // `pulumi preview --diff` as a user reads it: on stdout each drifted file's resource as an update
+    // of its command line, and nothing else; on stderr the read's warnings, the hand edit as a line diff.
+    const updates = [...preview.stdout.matchAll(/~ command:remote:Command: \(update\)\n(?:.*\n)*?\s*\[urn=[^\]]*::([^\]]+)\]/g)].map((m) => m[1]);
+    expect(updates.sort()).toEqual([...drifted].sort());
+    expect(preview.stdout.match(/^\s*~ create: "/gm)).toHaveLength(3);
+    expect(preview.stdout).toMatch(/~ 3 to update\n\s*10 unchanged/);
+    const drift = preview.diagnostics.filter((d) => d.severity === "warning" && d.message.includes("since the last apply"));
     expect(drift).toHaveLength(3);
-    expect(drift.find((w) => w.startsWith(`${N16.name}: ${CONFIG} has other content`))).toContain("- # tuned by hand");
-    expect(drift.find((w) => w.startsWith(`${N17.name}: ${HUB} is missing`))).toBeDefined();
-    expect(drift.find((w) => w.startsWith(`${N21.name}: ${HUB} has mode 0600, installed 0644`))).toBeDefined();
+    // Each said on its own file's resource.
+    expect(drift.map((d) => d.urn?.slice(d.urn.lastIndexOf("::") + 2)).sort()).toEqual([...drifted].sort());
+    const n16 = drift.find((d) => d.message.startsWith(`${N16.name}: ${CONFIG} has other content since the last apply; up writes it back (- on the node now, + to be written):\n`))!;
+    expect(n16.message).toMatch(/\n- # tuned by hand$/);
+    expect(drift.map((d) => d.message)).toContainEqual(`${N17.name}: ${HUB} is missing since the last apply; up writes it back`);
+    expect(drift.map((d) => d.message)).toContainEqual(`${N21.name}: ${HUB} has mode 0600, installed 0644 since the last apply; up writes it back`);
+    for (const d of drift) expect(preview.stderr).toContain(`warning: ${d.message}\n`);
     // A preview changes nothing on the nodes.
     expect(await F.nodePathExists(N17, HUB)).toBe(false);
+    expect(await F.nodeFile(N16, CONFIG)).toContain("# tuned by hand");
 
     const up = await h.up(program);
     expect(up.error?.message).toBeUndefined();
@@ -101,6 +145,8 @@ describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml w
     expect(after.error?.message).toBeUndefined();
     expect(changed(after)).toEqual([]);
     expect(warnings(after).filter((w) => w.includes("since the last apply"))).toEqual([]);
+    expect(after.stdout).not.toContain("(update)");
+    expect(after.stderr).not.toContain("since the last apply");
   });
 });
 
@@ -149,11 +195,11 @@ describe("mirrors classified from each node", () => {
   const nodes = [N16, N21, N23];
   const dead = new DeadMirrors();
   const AUTH = fleet.registry.authMirror;
-  let h: Harness;
+  let h: EngineStack;
   beforeAll(async () => {
     await F.resetNodes(nodes);
     await dead.start();
-    h = newHarness();
+    h = newStack();
   });
   afterAll(async () => {
     await h?.destroy();
@@ -161,7 +207,7 @@ describe("mirrors classified from each node", () => {
     await dead.stop();
   });
 
-  const program = (extra: Partial<ContainerdNodeArgs> = {}) => () => {
+  const program = (extra: Partial<ContainerdNodeArgs> = {}) => async () => {
     const out: Record<string, unknown> = {};
     for (const n of nodes) {
       const node = new ContainerdNode(
@@ -192,8 +238,11 @@ describe("mirrors classified from each node", () => {
       [AUTH.url]: "auth-required",
       [MIRROR]: "ok",
     };
+    // The outputs as the preview displays them (the Automation API's preview result has none).
+    const outputs = displayedOutputs(preview.stdout);
+    expect(Object.keys(outputs).sort()).toEqual(nodes.map((n) => n.name).sort());
     for (const n of nodes) {
-      const health = preview.outputs[n.name] as MirrorHealth[];
+      const health = outputs[n.name] as unknown as MirrorHealth[];
       const classes = Object.fromEntries(health.filter((m) => m.role === "mirror").map((m) => [m.host, m.class]));
       expect(classes).toEqual(want);
       for (const m of health) {
@@ -202,9 +251,15 @@ describe("mirrors classified from each node", () => {
       }
       // The server (the Docker Hub upstream) is probed too; this machine has no way out.
       expect(health.find((m) => m.role === "server")?.host).toBe("https://registry-1.docker.io");
+      // Each dead host a warning of its node, with its class and time, on the CLI's stderr.
       for (const [url, cls] of Object.entries(want)) {
-        if (cls === "ok" || cls === "auth-required") continue;
-        expect(warnings(preview)).toContainEqual(expect.stringMatching(new RegExp(`^${n.name}: ${url.replace(/[.:/]/g, "\\$&")}: ${cls} in \\d+\\.\\d s; pulls from docker.io will fall through to the next host$`)));
+        const said = warnings(preview).filter((w) => w.startsWith(`${n.name}: ${url}: `));
+        if (cls === "ok" || cls === "auth-required") {
+          expect(said).toEqual([]);
+          continue;
+        }
+        expect(said).toEqual([expect.stringMatching(new RegExp(`^${n.name}: ${url.replace(/[.:/]/g, "\\$&")}: ${cls} in \\d+\\.\\d s; pulls from docker.io will fall through to the next host$`))]);
+        expect(preview.stderr).toContain(`warning: ${said[0]}\n`);
       }
     }
   });
@@ -212,11 +267,16 @@ describe("mirrors classified from each node", () => {
   it("checks the credentials containerd has for a mirror that asks for them", async () => {
     const up = await h.up(program());
     expect(up.error?.message).toBeUndefined();
+    // The up's read ran before its hosts.toml, and the credentials in it, were on the nodes.
+    for (const n of nodes) expect((up.outputs[n.name] as MirrorHealth[]).find((m) => m.host === AUTH.url)?.credentials).toBe("none");
     const preview = await h.preview(program());
+    const outputs = displayedOutputs(preview.stdout);
     for (const n of nodes) {
-      const auth = (preview.outputs[n.name] as MirrorHealth[]).find((m) => m.host === AUTH.url)!;
+      const auth = (outputs[n.name] as unknown as MirrorHealth[]).find((m) => m.host === AUTH.url)!;
       expect([auth.class, auth.credentials]).toEqual(["auth-required", "pass"]);
     }
+    // As the preview shows it against the outputs the up recorded.
+    expect(preview.stdout.match(/~ credentials: "none" => "pass"\n/g)).toHaveLength(nodes.length);
   });
 
   it("refuses a registry none of whose hosts answers, unless allowed", async () => {
@@ -233,11 +293,11 @@ describe("mirrors classified from each node", () => {
 });
 
 describe("registry directories the spec does not manage", () => {
-  let h: Harness;
+  let h: EngineStack;
   let web: http.Server;
   let webUrl: string;
   const HAND = "/etc/containerd/certs.d/docker.io";
-  const program = (extra: Partial<ContainerdNodeArgs> = {}) => () => void new ContainerdNode(N16.name, spec(N16, { containerdVersion: "1.6.20", registries: { "*": { mirrors: [MIRROR] } }, ...extra }));
+  const program = (extra: Partial<ContainerdNodeArgs> = {}) => async () => void new ContainerdNode(N16.name, spec(N16, { containerdVersion: "1.6.20", registries: { "*": { mirrors: [MIRROR] } }, ...extra }));
   beforeAll(async () => {
     await F.resetNodes([N16]);
     web = http.createServer((_q, r) => r.writeHead(200, { "content-type": "text/html" }).end("<html>hub</html>"));
@@ -245,7 +305,7 @@ describe("registry directories the spec does not manage", () => {
     webUrl = `http://${BRIDGE}:${(web.address() as AddressInfo).port}`;
     // The operator's notes: a hand-written docker.io directory whose server is a web site.
     await F.nodeSh(N16, `mkdir -p ${HAND} && printf 'server = "%s"\\n\\n[host."%s"]\\n  capabilities = ["pull", "resolve"]\\n' '${webUrl}' '${webUrl}' > ${HAND}/hosts.toml`);
-    h = newHarness();
+    h = newStack();
   });
   afterAll(async () => {
     await h?.destroy();
@@ -278,16 +338,16 @@ describe("registry directories the spec does not manage", () => {
 });
 
 describe("imports of the node's config.toml", () => {
-  let h: Harness;
+  let h: EngineStack;
   const DROPIN = "/etc/containerd/conf.d/99-nvidia.toml";
   const nvidia = (version: number, plugin: string) =>
     `version = ${version}\n\n[plugins."${plugin}".containerd.runtimes.nvidia]\n  runtime_type = "io.containerd.runc.v2"\n\n[plugins."${plugin}".containerd.runtimes.nvidia.options]\n  BinaryName = "/usr/bin/nvidia-container-runtime"\n`;
-  const program = (extra: Partial<ContainerdNodeArgs> = {}) => () => void new ContainerdNode(N21.name, spec(N21, extra));
+  const program = (extra: Partial<ContainerdNodeArgs> = {}) => async () => void new ContainerdNode(N21.name, spec(N21, extra));
   beforeAll(async () => {
     await F.resetNodes([N21]);
     // What the NVIDIA container toolkit does: a drop-in, and an imports line in config.toml.
     await F.nodeSh(N21, `mkdir -p /etc/containerd/conf.d && cat > ${DROPIN} <<'EOF'\n${nvidia(3, "io.containerd.cri.v1.runtime")}EOF\n{ printf 'imports = ["${DROPIN}"]\\n'; cat ${CONFIG}; } > ${CONFIG}.new && mv ${CONFIG}.new ${CONFIG}`);
-    h = newHarness();
+    h = newStack();
   });
   afterAll(async () => {
     await h?.destroy();
@@ -326,10 +386,10 @@ describe("imports of the node's config.toml", () => {
 });
 
 describe("what the read cannot fix", () => {
-  let h: Harness;
+  let h: EngineStack;
   beforeAll(async () => {
     await F.resetNodes([N16, N17]);
-    h = newHarness();
+    h = newStack();
   });
   afterAll(async () => {
     await F.fault(N16, "sshd-start");
@@ -338,7 +398,7 @@ describe("what the read cannot fix", () => {
   });
 
   it("fails the preview of a node that runs another containerd than the spec says, with the node guard's words", async () => {
-    const res = await h.preview(() => void new ContainerdNode(N17.name, spec(N17, { containerdVersion: "2.1" })));
+    const res = await h.preview(async () => void new ContainerdNode(N17.name, spec(N17, { containerdVersion: "2.1" })));
     expect(res.error).toBeDefined();
     expect(errors(res)).toContainEqual(
       `${N17.name}: refusing a version 3 config.toml: the node runs containerd 1.7.24, but the spec renders for containerd 2.1.0 (containerdVersion); containerd 1.7.24 would ignore or misread it. Set containerdVersion to 1.7.24`,
@@ -347,7 +407,7 @@ describe("what the read cannot fix", () => {
 
   it("warns about a node it cannot reach, and the others go on", async () => {
     await F.fault(N16, "sshd-stop");
-    const res = await h.preview(() => {
+    const res = await h.preview(async () => {
       new ContainerdNode(N16.name, spec(N16, { readTimeoutSeconds: 3 }));
       new ContainerdNode(N17.name, spec(N17));
     });
@@ -359,12 +419,14 @@ describe("what the read cannot fix", () => {
 
 describe("a hosts.toml containerd would skip never lands", () => {
   const nodes = [N16, N23];
-  let h: Harness;
-  const ownerOf = (n: FleetNode) => `urn:pulumi:stack::project::containerd:index:ContainerdNode::${n.name}`;
+  let h: EngineStack;
+  // The owner the node's own resources record (the ContainerdNode's URN in this stack), so the sends
+  // below stand for this deployment's apply, and its destroy restores what they wrote.
+  const ownerOf = (n: FleetNode) => `urn:pulumi:${h.stackName}::${h.project}::containerd:index:ContainerdNode::${n.name}`;
   beforeAll(async () => {
     await F.resetNodes(nodes);
-    h = newHarness();
-    const up = await h.up(() => {
+    h = newStack();
+    const up = await h.up(async () => {
       for (const n of nodes) new ContainerdNode(n.name, spec(n));
     });
     expect(up.error?.message).toBeUndefined();

@@ -1,11 +1,13 @@
 /**
- * End-to-end scenarios: the unmodified ContainerdNode component, deployed by the harness
- * (tests/harness) over real SSH to the local fleet (tests/fleet): five nodes, one per containerd
+ * End-to-end scenarios: the unmodified ContainerdNode component, deployed by the real Pulumi engine
+ * and command provider (tests/support/engine.ts: the CLI through the Automation API, the program
+ * inline in this process) over real SSH to the local fleet (tests/fleet): five nodes, one per containerd
  * generation (1.6, 1.7, 2.1, 2.2, 2.3: config versions 2, 2, 3, 3 and 4), each with its own sshd, containerd, restart log and files, and a
  * plain-HTTP registry mirror on :5000 and :5001 that serves docker.io/library/tiny:1.0 and pause:3.9.
  * The nodes have no route out: a pull succeeds only through the mirror.
  *
- * Each describe block is one scenario group with its own harness state, and starts from reset nodes.
+ * Each describe block is one scenario group with its own stack (its own backend and state), and starts
+ * from reset nodes.
  * Tests inside a group run in order and build on each other. See tests/e2e/README.md.
  */
 import { parse } from "smol-toml";
@@ -15,7 +17,8 @@ import { createHash, randomBytes } from "crypto";
 import { ContainerdNode, ContainerdNodeArgs, SpecError, renderNode } from "../../provider/src";
 import { specOf } from "../../provider/src/component/containerd-node";
 import type { NodeSpec } from "../../provider/src";
-import { COMMAND_TYPE, Harness, HarnessOptions, StepRecord, UpResult } from "../harness/harness";
+import type { PulumiFn } from "@pulumi/pulumi/automation";
+import { COMMAND_TYPE, EngineStack, RunOptions, RunResult, StepRecord } from "../support/engine";
 import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemoveImage, criStatus } from "../support/cri";
 import { valueAtPath } from "../support/config-dump";
 import * as F from "./fleet";
@@ -42,7 +45,11 @@ const v3 = (n: FleetNode) => n.containerdVersion.startsWith("2.");
 type Spec = Omit<ContainerdNodeArgs, "connection">;
 type Specs = Map<FleetNode, Spec>;
 
-/** The operator's notes, pointed at the local mirror: docker.io and registry.k8s.io mirrors, pause, SystemdCgroup. */
+/**
+ * The operator's notes, pointed at the local mirror: docker.io and registry.k8s.io mirrors, pause,
+ * SystemdCgroup. No read of the node (readNode, on by default under the real engine): these scenarios
+ * are about the applies, and count every SSH session a run opens (tests/e2e/node-read.test.ts has the read).
+ */
 function seed(n: FleetNode, extra: Partial<Spec> = {}): Spec {
   return {
     containerdVersion: n.containerdVersion,
@@ -50,6 +57,7 @@ function seed(n: FleetNode, extra: Partial<Spec> = {}): Spec {
     sandboxImage: PAUSE,
     registries: { "docker.io": { mirrors: [MIRROR] }, "registry.k8s.io": { mirrors: [MIRROR] } },
     healthTimeoutSeconds: 30,
+    readNode: false,
     ...extra,
   };
 }
@@ -59,8 +67,8 @@ function connection(n: FleetNode) {
 }
 
 /** One ContainerdNode per node, named after the node; outputs: what each node's commands reported. */
-function program(specs: Specs) {
-  return () => {
+function program(specs: Specs): PulumiFn {
+  return async () => {
     const out: Record<string, unknown> = {};
     for (const [n, spec] of specs) {
       const node = new ContainerdNode(n.name, { ...spec, connection: connection(n) });
@@ -82,40 +90,56 @@ const fileOf = (spec: Spec, p: string) => {
   return f.content;
 };
 
-// Harness state files (they hold the nodes' private key) live in the e2e run's private directory
-// and are created by the first run that writes them, so filtered-out groups leave nothing behind.
-const stateFiles: string[] = [];
-afterAll(() => stateFiles.forEach((f) => fs.rmSync(f, { force: true })));
+// Each stack's backend (its state holds the nodes' private key) lives in a private directory of the
+// e2e run's directory, removed when the file's tests are done.
+const stacks: EngineStack[] = [];
+afterAll(() => stacks.forEach((s) => s.dispose()));
 
-/** A harness with fresh state of its own. */
-function harness(opts: HarnessOptions = {}): Harness {
-  const stateFile = path.join(F.E2E_DIR, `state-${process.pid}-${randomBytes(4).toString("hex")}.json`);
-  stateFiles.push(stateFile);
-  return new Harness({ dialRetryDelayMs: 50, stateFile, ...opts });
+/** A stack of the real engine with fresh state of its own; every up/preview/destroy takes `opts`. */
+function deployment(opts: RunOptions = {}) {
+  const stack = new EngineStack({ dir: F.E2E_DIR });
+  stacks.push(stack);
+  return {
+    stack,
+    up: (p: PulumiFn) => stack.up(p, opts),
+    preview: (p: PulumiFn) => stack.preview(p, opts),
+    destroy: () => stack.destroy(opts),
+    state: () => stack.state(),
+  };
 }
+
+/** SSH connections each node's own sshd accepted while `run` ran: what the run opened. */
+async function sessionsDuring<T>(nodes: FleetNode[], run: () => Promise<T>): Promise<{ result: T; sessions: Map<FleetNode, number> }> {
+  const before = await F.sshAcceptedAll(nodes);
+  const result = await run();
+  const after = await F.sshAcceptedAll(nodes);
+  return { result, sessions: new Map(nodes.map((n, i) => [n, after[i] - before[i]])) };
+}
+const sessionsOf = (m: Map<FleetNode, number>) => Object.fromEntries([...m].map(([n, c]) => [n.name, c]));
+const noSessions = (nodes: FleetNode[]) => Object.fromEntries(nodes.map((n) => [n.name, 0]));
 
 // ---- what a run did --------------------------------------------------------------------------------
 
-function describeRun(res: UpResult): string {
+function describeRun(res: RunResult): string {
   const bad = res.steps.filter((s) => !s.ok).map((s) => `  ${s.op} ${s.name}: ${s.error}`);
   return `ok=${res.ok} error=${res.error?.message ?? "-"}\n${bad.join("\n")}`;
 }
 
-function expectOk(res: UpResult): void {
+function expectOk(res: RunResult): void {
   if (!res.ok) throw new Error(`the run failed:\n${describeRun(res)}`);
 }
 
-const commandSteps = (res: UpResult, n?: FleetNode) =>
+const commandSteps = (res: RunResult, n?: FleetNode) =>
   res.steps.filter((s) => s.type === COMMAND_TYPE && (n === undefined || s.name.startsWith(`${n.name}:`)));
 
-function stepOf(res: UpResult, n: FleetNode, file: string): StepRecord {
+function stepOf(res: RunResult, n: FleetNode, file: string): StepRecord {
   const s = res.steps.find((x) => x.type === COMMAND_TYPE && x.name === `${n.name}:${file}`);
   if (!s) throw new Error(`no step for ${n.name}:${file}; steps: ${res.steps.map((x) => `${x.op} ${x.name}`).join(", ")}`);
   return s;
 }
 
 /** "op name" of every step that is not `same`. */
-const changes = (res: UpResult) => res.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name}`).sort();
+const changes = (res: RunResult) => res.steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.name}`).sort();
 
 // ---- what a node shows -----------------------------------------------------------------------------
 
@@ -208,7 +232,7 @@ const restartCounts = () => new Map(NODES.map((n) => [n, F.restarts(n)]));
 // =====================================================================================================
 
 describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenarios 1-4, 9)", () => {
-  const h = harness();
+  const h = deployment();
   const original = new Map<FleetNode, string>();
   const originalListing = new Map<FleetNode, string[]>();
   const specs = all((n) => seed(n));
@@ -272,16 +296,12 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
 
   test("2. the same program again: no SSH session, no restart, every step `same`", async () => {
     const before = restartCounts();
-    h.resetCounters();
-    const res = await h.up(program(specs));
+    const { result: res, sessions } = await sessionsDuring(NODES, () => h.up(program(specs)));
     expectOk(res);
     expect(res.steps.length).toBeGreaterThan(0);
     expect(changes(res)).toEqual([]);
-    expect(h.sessions()).toEqual({});
-    for (const n of NODES) {
-      expect(h.sessions(n.host)).toBe(0);
-      expect(F.restarts(n)).toBe(before.get(n));
-    }
+    expect(sessionsOf(sessions)).toEqual(noSessions(NODES));
+    for (const n of NODES) expect(F.restarts(n)).toBe(before.get(n));
   });
 
   test("3. one mirror changes (docker.io -> :5001): only that hosts.toml is updated on each node, no restart", async () => {
@@ -335,7 +355,7 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
     const before = restartCounts();
     const res = await h.destroy();
     expectOk(res);
-    expect(h.state()).toEqual([]);
+    expect(await h.state()).toEqual([]);
     for (const n of NODES) {
       expect(commandSteps(res, n).map((s) => s.op)).toEqual(["delete", "delete", "delete", "delete"]);
       expect(configBytes(n)).toBe(original.get(n));
@@ -358,7 +378,7 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
 // =====================================================================================================
 
 describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenarios 5, 12, 6, 10)", () => {
-  const h = harness({ continueOnError: true });
+  const h = deployment({ continueOnError: true });
   const specs = all((n) => seed(n));
 
   beforeAll(() => F.resetNodes(NODES), 180_000);
@@ -395,7 +415,7 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     { n: N16, specVersion: "2.1" },
     { n: N21, specVersion: "1.7" },
   ])("12. a spec for containerd $specVersion aimed at containerd $n.containerdVersion ($n.name) is refused by the node's version guard, naming both versions", async ({ n, specVersion }) => {
-    const own = harness({ continueOnError: true });
+    const own = deployment({ continueOnError: true });
     const bytes = configBytes(n);
     const pid = await F.containerdPid(n);
     const restarts = F.restarts(n);
@@ -483,15 +503,25 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     },
     { what: "a header name with $(...)", registry: { mirrors: [{ url: MIRROR, headers: { [`X-$(touch ${marker})`]: "v" } }] }, where: "registries[\"docker.io\"].mirrors[0].headers[\"X-$(touch" },
   ])("10. $what is refused by the constructor (SpecError) before any host is touched: no SSH session", async ({ registry, where }) => {
-    const stateBefore = h.state();
-    h.resetCounters();
-    const res = await h.up(program(all((n) => seed(n, { registries: { "docker.io": registry, "registry.k8s.io": { mirrors: [MIRROR] } } }))));
+    const hostile = all((n) => seed(n, { registries: { "docker.io": registry, "registry.k8s.io": { mirrors: [MIRROR] } } }));
+    // The constructor's own error, outside any deployment: a SpecError, thrown before anything registers.
+    let thrown: unknown;
+    try {
+      new ContainerdNode(N16.name, { ...hostile.get(N16)!, connection: connection(N16) });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(SpecError);
+    expect((thrown as Error).message).toContain(`Invalid ContainerdNode args for "${N16.name}":\n - ${where}`);
+
+    // The engine reports the program's error as text (the object does not cross the engine).
+    const stateBefore = await h.state();
+    const { result: res, sessions } = await sessionsDuring(NODES, () => h.up(program(hostile)));
     expect(res.ok).toBe(false);
-    expect(res.error).toBeInstanceOf(SpecError);
-    expect(res.error!.message).toContain(`Invalid ContainerdNode args for "${N16.name}":\n - ${where}`);
+    expect(res.error!.message).toContain(`SpecError: Invalid ContainerdNode args for "${N16.name}":\n - ${where}`);
     expect(commandSteps(res)).toEqual([]);
-    expect(h.sessions()).toEqual({});
-    expect(h.state()).toEqual(stateBefore);
+    expect(sessionsOf(sessions)).toEqual(noSessions(NODES));
+    expect(await h.state()).toEqual(stateBefore);
     for (const n of NODES) expect(await F.nodePathExists(n, marker)).toBe(false);
   });
 
@@ -533,11 +563,10 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     expect(await F.nodePathExists(n, marker)).toBe(false);
   });
 
-  // The version guard runs only in config.toml's command, which comes after the hosts.toml
-  // commands. A wrong containerdVersion therefore still replaces hosts.toml files, and a feature of
-  // the newer version in them (the referrers capability, 2.2+) makes the node's containerd drop the
-  // whole file ("failed to decode hosts.toml": containerd-facts) and pull upstream. This test pins
-  // that behaviour as it is; when the guard also covers hosts.toml, turn its assertions around.
+  // The version guard covers hosts.toml too: a feature of a newer version in it (the referrers
+  // capability, 2.2+) would make the node's containerd drop the whole file ("failed to decode
+  // hosts.toml": containerd-facts) and pull upstream, so a wrong containerdVersion is refused
+  // before any file whose bytes change is installed.
   test(`12. a 2.2 spec aimed at ${title(N16)} is refused for every file, hosts.toml included: the mirror keeps working`, async () => {
     const n = N16;
     const good = withHeaders(n);
@@ -577,7 +606,7 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
 
 describe("faults: unreachable node, cut connection, concurrent applies (scenarios 7, 8, 11)", () => {
   // Like `pulumi up --continue-on-error`: one node's failure must not stop the others.
-  const h = harness({ continueOnError: true });
+  const h = deployment({ continueOnError: true });
   const specs = all((n) => seed(n));
 
   beforeAll(() => F.resetNodes(NODES), 180_000);
@@ -591,13 +620,15 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
     const res = await h.up(program(specs));
     const took = Date.now() - started;
     expect(res.ok).toBe(false);
-    for (const s of commandSteps(res, N17)) {
-      expect(s.ok).toBe(false);
-      expect(s.op).toBe("create");
-    }
-    // Its host resource fails to dial; its files are skipped because it failed.
-    expect(stepOf(res, N17, "host").error).toMatch(/after 1 failed attempts: .*connection refused/);
-    for (const f of [HUB_HOSTS, CONFIG]) expect(stepOf(res, N17, f).error).toMatch(/skipped because its dependency .* failed/);
+    // Its host resource fails to dial (the provider's own error)...
+    expect(commandSteps(res, N17).map((s) => `${s.op} ${s.name} ok=${s.ok}`)).toEqual([`create ${N17.name}:host ok=false`]);
+    expect(stepOf(res, N17, "host").error).toMatch(/^after 1 failed attempts: dial tcp .*: connect: connection refused$/);
+    // ...and its files, which depend on it, are skipped: under --continue-on-error the engine skips
+    // the dependents of a failed resource without a step event or an error of their own (their
+    // outputs are unknown to the program), and nothing of them is in the state.
+    const files = [HUB_HOSTS, K8S_HOSTS, CONFIG].map((f) => `::${N17.name}:${f}`);
+    expect(res.diagnostics.filter((d) => files.some((f) => d.urn?.endsWith(f)))).toEqual([]);
+    expect((await h.state()).filter((r) => r.urn.includes(`::${N17.name}:`)).map((r) => r.urn)).toEqual([]);
     expect(configBytes(N17)).toBe(originalBytes);
     expect(F.restarts(N17)).toBe(0);
     for (const n of [N16, N21]) {
@@ -611,13 +642,11 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
 
   test(`7. after sshd-start the next up converges ${title(N17)}, and only it runs commands`, async () => {
     await F.fault(N17, "sshd-start");
-    h.resetCounters();
-    const res = await h.up(program(specs));
+    const { result: res, sessions } = await sessionsDuring(NODES, () => h.up(program(specs)));
     expectOk(res);
     expect(changes(res)).toEqual([`create ${N17.name}:${CONFIG}`, `create ${N17.name}:${HUB_HOSTS}`, `create ${N17.name}:${K8S_HOSTS}`, `create ${N17.name}:host`].sort());
-    expect(h.sessions(N17.host)).toBe(4);
-    expect(h.sessions(N16.host)).toBe(0);
-    expect(h.sessions(N21.host)).toBe(0);
+    // One connection per command it ran; none to the nodes that had nothing to do.
+    expect(sessionsOf(sessions)).toEqual({ ...noSessions(NODES), [N17.name]: 4 });
     expect(configBytes(N17)).toBe(configOf(specs.get(N17)!));
     expect(F.restarts(N17)).toBe(1);
     await expectCriHealthy(N17);
@@ -626,6 +655,9 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
   // 8: the cut comes while the node script is inside an apply. On the 1.6 node the restart command
   // starts with a pause (the new file is installed, containerd not restarted yet); on the 2.1 node a
   // health check pauses (containerd restarted with the new file, not yet confirmed healthy).
+  // The command provider sends no SSH keepalive: its session on the cut link ends only when the
+  // kernel's TCP keepalive (Go's default for the dial: 15 s idle, then 9 probes 15 s apart) gives
+  // up, about 150 s after the cut ("wait: remote command exited without exit status or exit signal").
   const cutSpecs = () => {
     const m: Specs = new Map(specs);
     m.set(N16, { ...specs.get(N16)!, systemdCgroup: false, restartCommand: "sleep 5; systemctl restart containerd" });
@@ -650,9 +682,11 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
     for (const n of cutNodes) {
       expect(stepOf(res, n, CONFIG).ok).toBe(false);
       expect(stepOf(res, n, CONFIG).op).toBe("update");
+      // The session was lost, not refused by the node script.
+      expect(stepOf(res, n, CONFIG).error).toMatch(/^wait: remote command exited without exit status or exit signal: running /);
     }
     expect(commandSteps(res, N17).every((s) => s.ok && s.op === "same")).toBe(true);
-  });
+  }, 420_000);
 
   test.each(cutNodes)("8. $containerdVersion ($name) finished the apply on its own while cut off: the new file, one restart, healthy", async (n) => {
     const b = beforeCut.get(n)!;
@@ -697,7 +731,7 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
     const X = tracing("X", 4);
     const Y = tracing("Y", 5);
     // The second deployment's command for the node's config.toml, exactly as the component builds it.
-    const pv = await harness().preview(program(new Map([[n, Y]])));
+    const pv = await deployment().preview(program(new Map([[n, Y]])));
     const command = stepOf(pv, n, CONFIG).newInputs!.create as string;
     const stdin = stepOf(pv, n, CONFIG).newInputs!.stdin as string;
     expect(stdin).toBe(configOf(Y));

@@ -69,11 +69,57 @@ export interface RunResult {
   /** Warning diagnostics, with the resource's name in front when they belong to one. */
   warnings: string[];
   diagnostics: Diagnostic[];
-  /** The CLI's own display, as a user sees it (no colour). */
+  /** The CLI's own display, as a user sees it (no colour): the steps and their diffs. */
   stdout: string;
+  /** What the CLI writes to stderr: with --diff, every diagnostic (warnings, errors) as displayed. */
+  stderr: string;
 }
 
 const nameOf = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
+
+/**
+ * The real process, where jest's environment (tests/support/jest-environment.js) gives it: a test
+ * file's own `process` is a copy whose listeners never fire.
+ */
+const hostProcess = (globalThis as { __hostProcess?: NodeJS.Process }).__hostProcess;
+const HOST_EVENTS = ["unhandledRejection", "uncaughtException"] as const;
+
+/**
+ * Runs one deployment with the program's uncaught errors going where the Node.js language host would
+ * take them: the Automation API's language server listens on this file's `process` (a copy under
+ * jest), so for the length of the run the real process's uncaught errors are handed to those
+ * listeners. An uncaught error that is not part of the run's own error fails the run loudly.
+ */
+async function asLanguageHost(run: () => Promise<RunResult>): Promise<RunResult> {
+  if (!hostProcess || hostProcess === (process as unknown)) return run();
+  const late: unknown[] = [];
+  const saved = HOST_EVENTS.map((ev) => [ev, (hostProcess as NodeJS.EventEmitter).listeners(ev)] as const);
+  const forward = (ev: (typeof HOST_EVENTS)[number]) => (err: unknown) => {
+    const servers = process.listeners(ev as "unhandledRejection") as ((e: unknown) => void)[];
+    if (servers.length === 0) late.push(err);
+    for (const l of servers) l(err);
+  };
+  for (const [ev] of saved) {
+    hostProcess.removeAllListeners(ev);
+    (hostProcess as NodeJS.EventEmitter).on(ev, forward(ev));
+  }
+  let res: RunResult;
+  try {
+    res = await run();
+    // Rejections are reported at the end of a tick: let the last ones arrive while this is in place.
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    for (const [ev, ls] of saved) {
+      hostProcess.removeAllListeners(ev);
+      for (const l of ls) (hostProcess as NodeJS.EventEmitter).on(ev, l as (...a: unknown[]) => void);
+    }
+  }
+  for (const e of late) {
+    const text = e instanceof Error ? e.message : String(e);
+    if (res.ok || !res.error!.message.includes(text)) throw new Error(`an uncaught error outside the run's own error: ${e instanceof Error ? e.stack : text}`);
+  }
+  return res;
+}
 
 /** One stack of the real engine, with its own file backend. Runs take turns within a process. */
 export class EngineStack {
@@ -120,22 +166,22 @@ export class EngineStack {
 
   async up(program: PulumiFn, opts: RunOptions = {}): Promise<RunResult> {
     const stack = await this.open(program);
-    return this.collect(false, (onEvent, onOutput) =>
-      stack.up({ program, onEvent, onOutput, color: "never", diff: true, ...opts }).then((r) => r.outputs),
+    return this.collect(false, (onEvent, onOutput, onError) =>
+      stack.up({ program, onEvent, onOutput, onError, color: "never", diff: true, ...opts }).then((r) => r.outputs),
     );
   }
 
   async preview(program: PulumiFn, opts: RunOptions = {}): Promise<RunResult> {
     const stack = await this.open(program);
-    return this.collect(true, (onEvent, onOutput) =>
-      stack.preview({ program, onEvent, onOutput, color: "never", diff: true, ...opts }).then(() => undefined),
+    return this.collect(true, (onEvent, onOutput, onError) =>
+      stack.preview({ program, onEvent, onOutput, onError, color: "never", diff: true, ...opts }).then(() => undefined),
     );
   }
 
   async destroy(opts: RunOptions = {}): Promise<RunResult> {
     const stack = await this.open(async () => undefined);
-    return this.collect(false, (onEvent, onOutput) =>
-      stack.destroy({ onEvent, onOutput, color: "never", continueOnError: opts.continueOnError }).then(() => undefined),
+    return this.collect(false, (onEvent, onOutput, onError) =>
+      stack.destroy({ onEvent, onOutput, onError, color: "never", continueOnError: opts.continueOnError }).then(() => undefined),
     );
   }
 
@@ -153,13 +199,21 @@ export class EngineStack {
     this.stack = undefined;
   }
 
-  private async collect(
+  private collect(
     preview: boolean,
-    run: (onEvent: (e: EngineEvent) => void, onOutput: (s: string) => void) => Promise<Record<string, { value: unknown }> | undefined>,
+    run: (onEvent: (e: EngineEvent) => void, onOutput: (s: string) => void, onError: (s: string) => void) => Promise<Record<string, { value: unknown }> | undefined>,
+  ): Promise<RunResult> {
+    return asLanguageHost(() => this.collectRun(preview, run));
+  }
+
+  private async collectRun(
+    preview: boolean,
+    run: (onEvent: (e: EngineEvent) => void, onOutput: (s: string) => void, onError: (s: string) => void) => Promise<Record<string, { value: unknown }> | undefined>,
   ): Promise<RunResult> {
     const steps = new Map<string, StepRecord>();
     const diagnostics: Diagnostic[] = [];
     let stdout = "";
+    let stderr = "";
     const onEvent = (e: EngineEvent) => {
       const pre = e.resourcePreEvent?.metadata;
       if (pre) {
@@ -193,7 +247,7 @@ export class EngineStack {
     let outputs: Record<string, unknown> = {};
     let error: Error | undefined;
     try {
-      const out = await run(onEvent, (s) => (stdout += s));
+      const out = await run(onEvent, (s) => (stdout += s), (s) => (stderr += s));
       for (const [k, v] of Object.entries(out ?? {})) outputs[k] = v.value;
     } catch (e) {
       const errors = diagnostics.filter((d) => d.severity === "error").map((d) => (d.urn ? `${nameOf(d.urn)}: ${d.message}` : d.message));
@@ -205,6 +259,6 @@ export class EngineStack {
       if (!s.ok) s.error = diagnostics.filter((d) => d.severity === "error" && d.urn === s.urn).map((d) => d.message).join("\n");
     }
     const warnings = diagnostics.filter((d) => d.severity === "warning").map((d) => (d.urn ? `${nameOf(d.urn)}: ${d.message}` : d.message));
-    return { ok: error === undefined, steps: [...steps.values()], error, outputs, warnings, diagnostics, stdout };
+    return { ok: error === undefined, steps: [...steps.values()], error, outputs, warnings, diagnostics, stdout, stderr };
   }
 }

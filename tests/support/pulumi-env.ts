@@ -12,15 +12,18 @@ export const REPO = path.resolve(__dirname, "..", "..");
 export const TOOLS_BIN = path.join(REPO, ".cache", "tools", "bin");
 export const PULUMI_HOME = process.env.PULUMI_HOME ?? path.join(REPO, ".cache", "pulumi-home");
 
+let cliPath: string | undefined;
+
 /** The `pulumi` that build.sh reported usable (the machine's when it is new enough, else ours). */
 export function pulumiPath(): string {
+  if (cliPath) return cliPath;
   const r = spawnSync("sh", [path.join(REPO, "tools", "pulumi", "build.sh"), "--check"], { encoding: "utf8", env: { ...process.env, PULUMI_HOME } });
   const line = r.stdout.split("\n").find((l) => l.startsWith("pulumi "));
   const m = /^pulumi ok (\S+)/.exec(line ?? "");
   if (!m || r.status !== 0) {
     throw new Error(`the Pulumi toolchain is not complete (run: sh tools/pulumi/build.sh):\n${r.stdout}${r.stderr}`);
   }
-  return m[1];
+  return (cliPath = m[1]);
 }
 
 /** The environment of a CLI run: our tools first on PATH, the project-local PULUMI_HOME. */
