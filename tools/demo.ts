@@ -132,6 +132,9 @@ async function pullThroughMirror(fleet: Fleet): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // The demo's backend, its stack file and the fleet hold the fleet's private key, encrypted with a
+  // passphrase that is written above: nothing the demo makes is for other users to read.
+  process.umask(0o077);
   if (process.argv[2] === "down") {
     say("removing the demo fleet and its state");
     fleetSh(["down"]);

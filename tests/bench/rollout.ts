@@ -1,11 +1,30 @@
 /**
- * Rollout benchmark: ContainerdFleet through the harness against the local fleet, next to the
- * physical floor of the same change and the setup guides' sequential ssh + sed + restart loop, in
- * the same run on the same nodes. Prints tables; asserts nothing about speed.
+ * Rollout benchmark: ContainerdFleet carried out by the real Pulumi engine against the local fleet,
+ * next to the physical floor of the same change and the setup guides' sequential ssh + sed + restart
+ * loop, in the same run on the same nodes. Prints tables; asserts nothing about speed.
  *
  *   npm run bench                      # 20 nodes
  *   BENCH_NODES=5 npm run bench
  *   npm run bench -- --scale           # 20, 100 and 200 nodes (BENCH_SCALE=20,50 for others)
+ *   BENCH_PARALLEL=32 npm run bench    # pulumi --parallel 32 (default: the CLI's own, 4 per CPU)
+ *
+ * How ours runs: the `pulumi` CLI (what tools/pulumi/build.sh built) in a program folder that this
+ * file writes into a private temporary directory: Pulumi.yaml (runtime nodejs, TypeScript, main
+ * index.ts), a tsconfig.json, a package.json, node_modules linked to the repository's, and an
+ * index.ts that imports the built library by absolute path (<repo>/provider/bin: run `npm run build`
+ * first) and declares the fleet described by a JSON file that stack config `specFile` names (the
+ * nodes' key wrapped in pulumi.secret, as the root program does). Each of ours is `pulumi up --yes
+ * --skip-preview` or `pulumi preview --diff` through tests/support/cli.ts (CliStack: a file://
+ * backend, passphrase secrets). The CLI rather than EngineStack (Automation API, an inline program
+ * in this process) because it is what a user runs and sees: the CLI, the Node.js language host,
+ * ts-node type-checking index.ts, the program in a Node.js process of its own, the command provider
+ * and the CLI's display; and because then this process is outside everything measured.
+ *
+ * Wall times are the `pulumi` process's own lifetime (its start time in /proc, to its exit). Beside it, the CPU seconds of the CLI and everything under it (this process's children
+ * times), which move less than wall time on a shared machine. Peak memory is sampled from /proc
+ * every 50 ms over the CLI's process tree (the CLI, the language host, the program's node, the
+ * command provider). SSH sessions are what each node's own sshd logged (its `Accepted` lines)
+ * before and after; restarts are each node's restart log.
  *
  * Floors, each run with OpenSSH right after ours, on the same nodes, writing the same files (with
  * one more comment line, so the bytes differ and the work is real):
@@ -13,6 +32,9 @@
  *     CRI ok; the nodes of a wave in parallel, waves in sequence (maxUnavailable 25%);
  *   - hosts-only: one session per node writing one file, all nodes in parallel;
  *   - config change: as the first rollout, with config.toml only.
+ * Around each floor, outside its time, the files it writes are kept and put back byte for byte, so
+ * that ours' next run (whose node read would see the floor's comment line as drift) starts from what
+ * ours left.
  *
  * It brings the nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
  * fleet of its own (FLEET_PREFIX, FLEET_SUBNET, FLEET_STATE_DIR) to run beside other tests.
@@ -21,9 +43,11 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs, renderNode } from "../../provider/src";
-import { shellQuote } from "../../provider/src/remote/commands";
-import { Harness, UpResult } from "../harness/harness";
+import type { ConnectionArgs, ContainerdFleetArgs, FleetNodeArgs } from "../../provider/bin";
+import { renderNode } from "../../provider/bin";
+import { shellQuote } from "../../provider/bin/remote/commands";
+import { CliRun, CliStack } from "../support/cli";
+import { privateDir, pulumiPath } from "../support/pulumi-env";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const FLEET_SH = path.join(REPO, "tests", "fleet", "fleet.sh");
@@ -31,6 +55,7 @@ const N = Number(process.env.BENCH_NODES ?? 20);
 const MAX_UNAVAILABLE = "25%";
 const SCALE = process.argv.includes("--scale");
 const SCALE_SIZES = (process.env.BENCH_SCALE ?? "20,100,200").split(",").map(Number);
+const PARALLEL = process.env.BENCH_PARALLEL ? ["--parallel", String(Number(process.env.BENCH_PARALLEL))] : [];
 
 interface FleetNode {
   name: string;
@@ -58,45 +83,298 @@ function restarts(nodes: FleetNode[]): number {
   return nodes.reduce((sum, n) => sum + (fs.existsSync(n.restartLog) ? fs.readFileSync(n.restartLog, "utf8").split("\n").filter(Boolean).length : 0), 0);
 }
 
-interface Scenario {
-  name: string;
-  mirror: string;
-  downloads: number;
-  /** Which files the floor writes, and whether it restarts: undefined = no floor (nothing to do). */
-  floor?: { files: "all" | "config" | "hosts"; restart: boolean; parallel: "waves" | "all" };
-  /** The goal for wall / floor, from the issue that set them. */
-  goal?: string;
+/** Runs fn over items, at most `limit` at once. */
+async function pool<T, R>(items: T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
-interface Row {
-  scenario: string;
-  wallSeconds: number;
-  sessionsPerNode: number;
-  restarts: number;
-  floorSeconds?: number;
-  goal?: string;
+/** SSH logins each node's sshd has logged so far (its own log, in the node), summed. */
+async function acceptedSessions(nodes: FleetNode[]): Promise<number> {
+  const counts = await pool(nodes, 4, (n) =>
+    new Promise<number>((resolve) => {
+      const p = spawn("bash", [FLEET_SH, "exec", n.name, "/bin/sh", "-c", "grep -c '^Accepted ' /run/fleet/sshd.log || :"], { stdio: ["ignore", "pipe", "ignore"] });
+      let out = "";
+      p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      p.on("close", () => resolve(Number(out.trim()) || 0));
+    }),
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+// ---- the program folders -------------------------------------------------------------------------
+
+/** The library the program imports is the built one: it must be there and newer than the sources. */
+function checkBuilt(): void {
+  const newest = (dir: string, ext: string): number => {
+    let t = 0;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+      if (e.isFile() && e.name.endsWith(ext)) t = Math.max(t, fs.statSync(path.join(e.parentPath, e.name)).mtimeMs);
+    }
+    return t;
+  };
+  const bin = path.join(REPO, "provider", "bin");
+  if (!fs.existsSync(path.join(bin, "index.js"))) throw new Error(`${bin}/index.js is missing: run npm run build`);
+  if (newest(path.join(REPO, "provider", "src"), ".ts") > newest(bin, ".js")) throw new Error(`${bin} is older than provider/src: run npm run build`);
+}
+
+const PROGRAM = `// The benchmark's program, written by tests/bench/rollout.ts: the fleet that the JSON file named by
+// stack config specFile describes (null: declare nothing), the nodes' private key as a secret.
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import { ConnectionArgs, ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs } from ${JSON.stringify(path.join(REPO, "provider", "bin"))};
+
+interface BenchSpec extends Omit<ContainerdFleetArgs, "nodes"> {
+  nodes: (FleetNodeArgs & { connection: ConnectionArgs })[];
+}
+
+const spec = JSON.parse(fs.readFileSync(new pulumi.Config().require("specFile"), "utf8")) as BenchSpec | null;
+if (spec) {
+  new ContainerdFleet("bench", {
+    ...spec,
+    nodes: spec.nodes.map((n) => ({ ...n, connection: { ...n.connection, privateKey: pulumi.secret(String(n.connection.privateKey)) } })),
+  });
+}
+`;
+
+const EMPTY_PROGRAM = `// Declares nothing: what pulumi up costs by itself.
+export {};
+`;
+
+/** A Pulumi project folder as a user has one: Pulumi.yaml, package.json, tsconfig.json, index.ts. */
+function writeProject(dir: string, name: string, index: string): string {
+  const deps = (JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${name}\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: index.ts\n`);
+  fs.writeFileSync(
+    path.join(dir, "package.json"),
+    JSON.stringify({ name, private: true, dependencies: { "@pulumi/pulumi": deps["@pulumi/pulumi"], "@pulumi/command": deps["@pulumi/command"] } }, null, 2) + "\n",
+  );
+  fs.writeFileSync(
+    path.join(dir, "tsconfig.json"),
+    JSON.stringify(
+      {
+        compilerOptions: { strict: true, target: "ES2022", module: "commonjs", moduleResolution: "node", esModuleInterop: true, skipLibCheck: true, noEmit: true, types: ["node"] },
+        include: ["index.ts"],
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  fs.writeFileSync(path.join(dir, "index.ts"), index);
+  fs.symlinkSync(path.join(REPO, "node_modules"), path.join(dir, "node_modules"));
+  return dir;
+}
+
+// ---- the CLI's process tree, from /proc ------------------------------------------------------------
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+const PAGE = Number(spawnSync("getconf", ["PAGESIZE"], { encoding: "utf8" }).stdout) || 4096;
+const uptime = () => Number(fs.readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+/** CPU seconds of this process's children that have ended and been waited for (cutime + cstime). */
+const childrenCpu = (): number => {
+  const line = fs.readFileSync("/proc/self/stat", "utf8");
+  const f = line.slice(line.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+};
+
+/** Children of pid, from every one of its threads (the Go CLI forks from any of them). */
+function children(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const t of tasks) {
+    try {
+      out.push(...fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** argv by "pid start" (the main thread's name is no guide: Node.js 24 calls its own "MainThread"). */
+const argvs = new Map<string, string[]>();
+
+function procStat(pid: number): { argv: string[]; start: number; rss: number } | undefined {
+  try {
+    const line = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = line.slice(line.lastIndexOf(")") + 2).split(" ");
+    // Fields 22 (start time, clock ticks after boot) and 24 (resident pages); f[0] is field 3.
+    const start = Number(f[19]);
+    const key = `${pid} ${start}`;
+    let argv = argvs.get(key);
+    if (!argv) {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      argvs.set(key, argv);
+    }
+    return { argv, start, rss: Number(f[21]) * PAGE };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples this process's descendants (the pulumi CLI and everything under it) every 50 ms. */
+class TreeSampler {
+  peakTree = 0;
+  peakProgram = 0;
+  /** The CLI's start, seconds after boot. */
+  cliStart?: number;
+  /** childrenCpu() once the CLI runs (CliStack's lookup of the CLI, a child too, has ended by then). */
+  cpu0?: number;
+  private readonly timer = setInterval(() => this.sample(), 50);
+
+  sample(): void {
+    let tree = 0;
+    let program = 0;
+    const queue = children(process.pid).map((pid) => ({ pid, top: true }));
+    while (queue.length > 0) {
+      const { pid, top } = queue.shift()!;
+      const st = procStat(pid);
+      if (!st) continue;
+      if (top && path.basename(st.argv[0]) === "pulumi" && this.cliStart === undefined) {
+        this.cliStart = st.start / CLK_TCK;
+        this.cpu0 = childrenCpu();
+      }
+      tree += st.rss;
+      // The language host's node running the program (ts-node, the SDK, the component, the node reads).
+      if (st.argv.some((a) => a.includes(`${path.sep}@pulumi${path.sep}pulumi${path.sep}cmd${path.sep}run`))) program += st.rss;
+      queue.push(...children(pid).map((c) => ({ pid: c, top: false })));
+    }
+    this.peakTree = Math.max(this.peakTree, tree);
+    this.peakProgram = Math.max(this.peakProgram, program);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+// ---- ours ------------------------------------------------------------------------------------------
+
+interface Measured {
   ok: boolean;
+  seconds: number;
+  /**
+   * CPU seconds of the CLI and everything under it (each process counts once its parent waited for
+   * it): what the run costs whatever else the machine does, unlike wall time on a shared machine.
+   */
+  cpuSeconds?: number;
+  /** The CLI's own summary: "Resources:" lines and its Duration. */
+  summary: string;
+  peakTreeMiB: number;
+  peakProgramMiB: number;
+  run: CliRun;
 }
 
-/** The fleet's spec for a scenario: the same for ours and for the floor's rendered files. */
-function fleetSpec(s: Scenario, mirrorA: string, nodes: FleetNode[]): ContainerdFleetArgs {
+function summaryOf(out: string): string {
+  const m = /^Resources:\n((?:[ \t]+\S.*(?:\n|$))+)/m.exec(out);
+  const lines = m ? m[1].split("\n").map((l) => l.trim().replace(/^([+~-]|\+-) /, "$1")).filter(Boolean) : [];
+  const d = /^Duration: (\S+)/m.exec(out);
+  return lines.join(", ") + (d ? ` (${d[1]})` : "");
+}
+
+/** One CLI command in the stack, timed from the CLI process's own start to its exit. */
+async function measure(s: CliStack, args: string[], label: string): Promise<Measured> {
+  const sampler = new TreeSampler();
+  let run: CliRun;
+  try {
+    run = await s.cmd(args);
+  } finally {
+    sampler.stop();
+  }
+  const end = uptime();
+  const cpuSeconds = sampler.cpu0 !== undefined ? childrenCpu() - sampler.cpu0 : undefined;
+  const seconds = sampler.cliStart !== undefined ? end - sampler.cliStart : run.seconds;
+  const ok = run.status === 0;
+  if (!ok) console.error(`${label}: pulumi ${args[0]} exited ${run.status}:\n${(run.stdout + run.stderr).split("\n").slice(-40).join("\n")}`);
+  return { ok, seconds, cpuSeconds, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
+}
+
+/** Our program's stack: each run writes the spec file, then runs the CLI. */
+class Deployment {
+  private constructor(
+    readonly stack: CliStack,
+    readonly specFile: string,
+    readonly nodes: FleetNode[],
+    readonly countSessions: boolean,
+  ) {}
+
+  static async create(dir: string, programDir: string, nodes: FleetNode[], countSessions: boolean): Promise<Deployment> {
+    const stack = new CliStack({ cwd: programDir, dir });
+    const specFile = path.join(stack.dir, "spec.json");
+    await stack.init();
+    await stack.set("specFile", specFile);
+    return new Deployment(stack, specFile, nodes, countSessions);
+  }
+
+  up(spec: ContainerdFleetArgs | null, label: string) {
+    return this.run(["up", "--yes", "--skip-preview", ...PARALLEL], spec, label);
+  }
+
+  preview(spec: ContainerdFleetArgs | null, label: string) {
+    return this.run(["preview", "--diff", ...PARALLEL], spec, label);
+  }
+
+  private async run(args: string[], spec: ContainerdFleetArgs | null, label: string): Promise<Measured & { sessions?: number; restarted: number }> {
+    fs.writeFileSync(this.specFile, JSON.stringify(spec), { mode: 0o600 });
+    const sessions0 = this.countSessions ? await acceptedSessions(this.nodes) : 0;
+    const restarts0 = restarts(this.nodes);
+    const m = await measure(this.stack, args, label);
+    const sessions = this.countSessions ? (await acceptedSessions(this.nodes)) - sessions0 : undefined;
+    return { ...m, sessions, restarted: restarts(this.nodes) - restarts0 };
+  }
+
+  /** `pulumi stack export`: bytes, and the resources other than the stack and its providers. */
+  async state(): Promise<{ bytes: number; resources: number }> {
+    const r = await this.stack.ok(["stack", "export"]);
+    const resources = ((JSON.parse(r.stdout) as { deployment?: { resources?: { type: string }[] } }).deployment?.resources ?? []).filter(
+      (x) => x.type !== "pulumi:pulumi:Stack" && !x.type.startsWith("pulumi:providers:"),
+    );
+    return { bytes: Buffer.byteLength(r.stdout), resources: resources.length };
+  }
+}
+
+/** The fleet's spec for a change: the same for ours and for the floor's rendered files. */
+function fleetSpec(mirror: string, downloads: number, mirrorA: string, nodes: FleetNode[], extra: Partial<ContainerdFleetArgs> = {}): ContainerdFleetArgs {
   const fleetNodes: FleetNodeArgs[] = nodes.map((n) => ({
     name: n.name,
     containerdVersion: n.containerdVersion,
-    connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey },
+    connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey } satisfies ConnectionArgs,
   }));
   return {
     systemdCgroup: true,
     sandboxImage: "registry.k8s.io/pause:3.9",
-    maxConcurrentDownloads: s.downloads,
-    registries: { "docker.io": { mirrors: [s.mirror] }, "registry.k8s.io": { mirrors: [mirrorA] } },
+    maxConcurrentDownloads: downloads,
+    registries: { "docker.io": { mirrors: [mirror] }, "registry.k8s.io": { mirrors: [mirrorA] } },
     healthTimeoutSeconds: 30,
     nodes: fleetNodes,
     // Registry changes all at once, as the floor's hosts-only run is (the default is in waves).
     rollout: { maxUnavailable: MAX_UNAVAILABLE, registryChanges: "all-at-once" },
-    // The floor reads nothing; the read has preview rows of its own.
+    // The floor reads nothing; the read has rows of its own.
     readNode: false,
+    ...extra,
   };
+}
+
+// ---- the floor -------------------------------------------------------------------------------------
+
+interface Floor {
+  files: "all" | "config" | "hosts";
+  restart: boolean;
+  parallel: "waves" | "all";
 }
 
 function ssh(n: FleetNode, known: string, script: string): Promise<number> {
@@ -107,33 +385,46 @@ function ssh(n: FleetNode, known: string, script: string): Promise<number> {
   });
 }
 
-function knownHosts(nodes: FleetNode[]): string {
-  const known = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bench-")), "known_hosts");
+function knownHosts(dir: string, nodes: FleetNode[]): string {
+  const known = path.join(dir, "known_hosts");
   fs.writeFileSync(known, nodes.map((n) => `${n.host} ${n.hostKey}\n`).join(""));
   return known;
 }
 
 const waveSize = (nodes: number) => Math.max(1, Math.floor((nodes * 25) / 100));
 
+/** The files the floor writes on a node: what ours renders for it. */
+function floorFiles(f: Floor, spec: ContainerdFleetArgs, n: FleetNode): { path: string; content: string }[] {
+  const files = renderNode({
+    containerdVersion: n.containerdVersion,
+    systemdCgroup: spec.systemdCgroup,
+    sandboxImage: spec.sandboxImage,
+    maxConcurrentDownloads: spec.maxConcurrentDownloads,
+    registries: spec.registries,
+  }).files.filter((x) => f.files === "all" || (f.files === "config" ? x.kind === "config" : x.kind === "hosts"));
+  return f.files === "hosts" ? files.slice(0, 1) : files;
+}
+
+/** Outside the floor's time: keep ours' files before it, put them back (bytes, mode, owner) after. */
+async function keepOrRestore(what: "keep" | "restore", f: Floor, spec: ContainerdFleetArgs, nodes: FleetNode[], known: string): Promise<boolean> {
+  const codes = await pool(nodes, 8, (n) =>
+    ssh(n, known, ["set -e", ...floorFiles(f, spec, n).map((x) => {
+      const p = shellQuote(x.path);
+      const kept = shellQuote(x.path + ".bench-kept");
+      return what === "keep" ? `cp -p ${p} ${kept}` : `mv -f ${kept} ${p}`;
+    })].join("\n")),
+  );
+  return codes.every((c) => c === 0);
+}
+
 /**
  * The physical floor: per node, one OpenSSH session that writes the files (atomically, as ours
  * does), restarts containerd and waits for its CRI plugin to say ok; waves of maxUnavailable in
  * sequence, or all nodes at once.
  */
-async function floorRun(s: Scenario, spec: ContainerdFleetArgs, nodes: FleetNode[], known: string): Promise<{ seconds: number; ok: boolean }> {
-  const f = s.floor!;
+async function floorRun(f: Floor, spec: ContainerdFleetArgs, nodes: FleetNode[], known: string): Promise<{ seconds: number; ok: boolean }> {
   const scriptOf = (n: FleetNode) => {
-    const files = renderNode({
-      containerdVersion: n.containerdVersion,
-      systemdCgroup: spec.systemdCgroup,
-      sandboxImage: spec.sandboxImage,
-      maxConcurrentDownloads: spec.maxConcurrentDownloads,
-      registries: spec.registries,
-    } as never).files.filter(
-      (x) => f.files === "all" || (f.files === "config" ? x.kind === "config" : x.kind === "hosts"),
-    );
-    const pick = f.files === "hosts" ? files.slice(0, 1) : files;
-    const writes = pick.map((x) => `mkdir -p ${shellQuote(path.dirname(x.path))} && printf '%s' ${shellQuote(x.content + "# floor\n")} >${shellQuote(x.path + ".floor")} && mv -f ${shellQuote(x.path + ".floor")} ${shellQuote(x.path)}`);
+    const writes = floorFiles(f, spec, n).map((x) => `mkdir -p ${shellQuote(path.dirname(x.path))} && printf '%s' ${shellQuote(x.content + "# floor\n")} >${shellQuote(x.path + ".floor")} && mv -f ${shellQuote(x.path + ".floor")} ${shellQuote(x.path)}`);
     const restart = f.restart
       ? ["systemctl restart containerd", "until ctr plugins ls 2>/dev/null | awk '$1 == \"io.containerd.grpc.v1\" && $2 == \"cri\" { print $NF }' | grep -qx ok; do sleep 0.1; done"]
       : [];
@@ -142,46 +433,17 @@ async function floorRun(s: Scenario, spec: ContainerdFleetArgs, nodes: FleetNode
   const groups: FleetNode[][] = [];
   const size = f.parallel === "all" ? nodes.length : waveSize(nodes.length);
   for (let i = 0; i < nodes.length; i += size) groups.push(nodes.slice(i, i + size));
+  const kept = await keepOrRestore("keep", f, spec, nodes, known);
   const t0 = Date.now();
   let ok = true;
   for (const g of groups) {
     const codes = await Promise.all(g.map((n) => ssh(n, known, scriptOf(n))));
     ok = ok && codes.every((c) => c === 0);
   }
-  return { seconds: (Date.now() - t0) / 1000, ok };
-}
-
-/** Peak resident memory of this process (program + harness) while fn runs, sampled every 50 ms. */
-async function withPeakRss<T>(fn: () => Promise<T>): Promise<{ value: T; peakMiB: number }> {
-  let peak = process.memoryUsage().rss;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
-  try {
-    const value = await fn();
-    peak = Math.max(peak, process.memoryUsage().rss);
-    return { value, peakMiB: peak / 2 ** 20 };
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-async function ours(h: Harness, program: () => void, nodes: FleetNode[]): Promise<{ seconds: number; res: UpResult; sessions: number; restarted: number }> {
-  h.resetCounters();
-  const before = restarts(nodes);
-  const t0 = Date.now();
-  const res = await h.up(program);
   const seconds = (Date.now() - t0) / 1000;
-  if (!res.ok) console.error(`up failed: ${res.error?.message}`);
-  const sessions = nodes.reduce((sum, n) => sum + (h.sessions(`${n.host}:${n.port}`) as number), 0);
-  return { seconds, res, sessions, restarted: restarts(nodes) - before };
-}
-
-/** SSH logins each node's sshd has logged so far (its own log, in the node). */
-async function acceptedSessions(nodes: FleetNode[]): Promise<number> {
-  const counts = nodes.map((n) => {
-    const out = spawnSync("bash", [FLEET_SH, "exec", n.name, "/bin/sh", "-c", "grep -c '^Accepted ' /run/fleet/sshd.log || :"], { encoding: "utf8" });
-    return Number(out.stdout.trim()) || 0;
-  });
-  return counts.reduce((a, b) => a + b, 0);
+  const restored = kept && (await keepOrRestore("restore", f, spec, nodes, known));
+  if (!restored) console.error("the floor's files could not be kept and put back on every node: ours' next run may see drift");
+  return { seconds, ok };
 }
 
 /** What setup guides do: for each node in turn, ssh, sed the file, restart. */
@@ -196,16 +458,32 @@ async function baseline(nodes: FleetNode[], known: string, from: number, to: num
   return { scenario: "config change, ssh + sed + systemctl loop, one node after another (setup guides)", wallSeconds: (Date.now() - t0) / 1000, sessionsPerNode: 1, restarts: restarts(nodes) - before, ok };
 }
 
+// ---- the tables ------------------------------------------------------------------------------------
+
+interface Row {
+  scenario: string;
+  wallSeconds: number;
+  /** CPU seconds of ours' CLI process tree. */
+  cpuSeconds?: number;
+  sessionsPerNode?: number;
+  restarts: number;
+  floorSeconds?: number;
+  goal?: string;
+  /** What the CLI said: its Resources summary and Duration. */
+  engine?: string;
+  ok: boolean;
+}
+
 function table(rows: Row[]): string {
   const f = (x: number) => x.toFixed(1);
   const lines = [
-    "| scenario | ours (s) | floor (s) | ours / floor | goal | SSH sessions / node | restarts |",
-    "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    "| scenario | ours (s) | ours, CPU (s) | floor (s) | ours / floor | goal | SSH sessions / node | restarts | the CLI's summary |",
+    "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
   ];
   for (const r of rows) {
     const ratio = r.floorSeconds ? r.wallSeconds / r.floorSeconds : undefined;
     lines.push(
-      `| ${r.scenario}${r.ok ? "" : " (FAILED)"} | ${f(r.wallSeconds)} | ${r.floorSeconds === undefined ? "-" : f(r.floorSeconds)} | ${ratio === undefined ? "-" : ratio.toFixed(2)} | ${r.goal ?? "-"} | ${r.sessionsPerNode.toFixed(1)} | ${r.restarts} |`,
+      `| ${r.scenario}${r.ok ? "" : " (FAILED)"} | ${f(r.wallSeconds)} | ${r.cpuSeconds === undefined ? "-" : f(r.cpuSeconds)} | ${r.floorSeconds === undefined ? "-" : f(r.floorSeconds)} | ${ratio === undefined ? "-" : ratio.toFixed(2)} | ${r.goal ?? "-"} | ${r.sessionsPerNode === undefined ? "-" : r.sessionsPerNode.toFixed(1)} | ${r.restarts} | ${r.engine || "-"} |`,
     );
   }
   return lines.join("\n");
@@ -213,7 +491,12 @@ function table(rows: Row[]): string {
 
 function machine(nodes: FleetNode[]): string {
   const cpu = os.cpus();
-  return `${nodes.length} nodes (containerd ${[...new Set(nodes.map((n) => n.containerdVersion))].join(", ")}), ${cpu.length} x ${cpu[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+  const node = spawnSync("node", ["--version"], { encoding: "utf8" }).stdout.trim();
+  const pulumi = spawnSync(pulumiPath(), ["version"], { encoding: "utf8", env: { ...process.env, PULUMI_SKIP_UPDATE_CHECK: "true" } }).stdout.trim();
+  return (
+    `${nodes.length} nodes (containerd ${[...new Set(nodes.map((n) => n.containerdVersion))].join(", ")}), ${cpu.length} x ${cpu[0]?.model ?? "cpu"}, ` +
+    `${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${node}, pulumi ${pulumi}, ${PARALLEL.length ? `--parallel ${PARALLEL[1]}` : "the CLI's default --parallel"}`
+  );
 }
 
 function upFleet(n: number): { f: FleetJson; seconds: number } {
@@ -222,66 +505,128 @@ function upFleet(n: number): { f: FleetJson; seconds: number } {
   return { f, seconds: (Date.now() - t0) / 1000 };
 }
 
+/** A private temporary directory for a run: program folders, stacks (their state holds the nodes' key). */
+function workDir(prefix: string): { tmp: string; programDir: string; emptyDir: string } {
+  const tmp = privateDir(os.tmpdir(), prefix);
+  return {
+    tmp,
+    programDir: writeProject(path.join(tmp, "program"), "containerd-bench", PROGRAM),
+    emptyDir: writeProject(path.join(tmp, "empty"), "containerd-bench-empty", EMPTY_PROGRAM),
+  };
+}
+
 async function compare(): Promise<void> {
+  checkBuilt();
   console.error(`bringing up ${N} nodes ...`);
   const { f, seconds } = upFleet(N);
   console.error(`fleet up in ${seconds.toFixed(1)} s`);
   const nodes = f.nodes.slice(0, N);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-state-"));
+  const { tmp, programDir, emptyDir } = workDir("containerd-bench-");
   const [mirrorA, mirrorB] = f.registry.mirrors;
-  const known = knownHosts(nodes);
-  const h = new Harness({ stateFile: path.join(tmp, "fleet.json"), dialRetryDelayMs: 200 });
-  const scenarios: Scenario[] = [
-    { name: "first rollout (25% waves)", mirror: mirrorA, downloads: 9, floor: { files: "all", restart: true, parallel: "waves" }, goal: "<= 2x" },
-    { name: "no-op up", mirror: mirrorA, downloads: 9, goal: "no SSH session" },
-    { name: "hosts.toml only (mirror switch)", mirror: mirrorB, downloads: 9, floor: { files: "hosts", restart: false, parallel: "all" }, goal: "<= 1.5x" },
-    { name: "config change (25% waves)", mirror: mirrorB, downloads: 10, floor: { files: "config", restart: true, parallel: "waves" }, goal: "<= 1.3x" },
-  ];
+  const known = knownHosts(tmp, nodes);
   const rows: Row[] = [];
+  const notes: string[] = [];
+  const stacks: CliStack[] = [];
+  let peakTree = 0;
+  let peakProgram = 0;
+  const row = (scenario: string, m: Measured & { sessions?: number; restarted?: number }, extra: Partial<Row> = {}): Row => {
+    peakTree = Math.max(peakTree, m.peakTreeMiB);
+    peakProgram = Math.max(peakProgram, m.peakProgramMiB);
+    const r: Row = { scenario, wallSeconds: m.seconds, cpuSeconds: m.cpuSeconds, sessionsPerNode: m.sessions === undefined ? undefined : m.sessions / nodes.length, restarts: m.restarted ?? 0, engine: m.summary, ok: m.ok, ...extra };
+    rows.push(r);
+    console.error(`${scenario}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s), ${m.summary}; peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+    return r;
+  };
   try {
     fleet("reset", "--all");
-    for (const s of scenarios) {
-      const spec = fleetSpec(s, mirrorA, nodes);
-      const r = await ours(h, () => void new ContainerdFleet("bench", spec), nodes);
-      const floor = s.floor ? await floorRun(s, spec, nodes, known) : undefined;
-      if (floor && !floor.ok) console.error(`${s.name}: the floor run failed on some node`);
-      rows.push({ scenario: s.name, wallSeconds: r.seconds, sessionsPerNode: r.sessions / nodes.length, restarts: r.restarted, floorSeconds: floor?.seconds, goal: s.goal, ok: r.res.ok && (floor?.ok ?? true) });
+
+    // The engine's own cost: `pulumi up` of a program that declares nothing, same backend kind. The
+    // second up of its stack (the first creates the stack resource).
+    const empty = new CliStack({ cwd: emptyDir, dir: tmp });
+    stacks.push(empty);
+    await empty.init();
+    await measure(empty, ["up", "--yes", "--skip-preview"], "empty program");
+    row("the engine alone: up of an empty program (no-op)", await measure(empty, ["up", "--yes", "--skip-preview"], "empty program"));
+
+    // Our program loaded (ts-node type-checks index.ts against the library, the library loads), with
+    // nothing declared: the second up of ours' stack, which the rows below then use.
+    const d = await Deployment.create(tmp, programDir, nodes, true);
+    stacks.push(d.stack);
+    await d.up(null, "our program, nothing declared");
+    row("our program loaded, nothing declared (no-op)", await d.up(null, "our program, nothing declared"));
+
+    const spec = (mirror: string, downloads: number, extra: Partial<ContainerdFleetArgs> = {}) => fleetSpec(mirror, downloads, mirrorA, nodes, extra);
+    row("first preview (node read on)", await d.preview(spec(mirrorA, 9, { readNode: true }), "first preview"), { goal: "1 session/node" });
+
+    // The changes, each followed by its floor on the same nodes.
+    const changes: [string, ContainerdFleetArgs, Floor, string][] = [
+      ["first rollout (25% waves)", spec(mirrorA, 9), { files: "all", restart: true, parallel: "waves" }, "<= 2x"],
+      ["hosts.toml only (mirror switch, all at once)", spec(mirrorB, 9), { files: "hosts", restart: false, parallel: "all" }, "<= 1.5x"],
+      ["config change (25% waves)", spec(mirrorB, 10), { files: "config", restart: true, parallel: "waves" }, "<= 1.3x"],
+    ];
+    let noop: Row | undefined;
+    for (const [name, s, floor, goal] of changes) {
+      const m = await d.up(s, name);
+      const fl = await floorRun(floor, s, nodes, known);
+      if (!fl.ok) console.error(`${name}: the floor run failed on some node`);
+      row(name, m, { floorSeconds: fl.seconds, goal, ok: m.ok && fl.ok });
+      if (name.startsWith("first rollout")) {
+        // The same program again: with the node read (the default) and without it.
+        row("no-op up (node read on)", await d.up(spec(mirrorA, 9, { readNode: true }), "no-op up, read on"), { goal: "1 session/node, no restart" });
+        noop = row("no-op up (readNode: false)", await d.up(spec(mirrorA, 9), "no-op up"), { goal: "no SSH session" });
+      }
     }
+
     // The program's read of every node during a preview (issues 10 and 11): without it, with it,
-    // and with it probing each node's three registry hosts. Sessions as the nodes' sshd logged them.
-    const last = fleetSpec(scenarios[scenarios.length - 1], mirrorA, nodes);
+    // and with it probing each node's three registry hosts.
+    const last = spec(mirrorB, 10);
     const reads: [string, Partial<ContainerdFleetArgs>, string][] = [
       ["preview, node read off", { readNode: false }, "-"],
       ["preview with the node read (files, version, imports, registry dirs)", { readNode: true, mirrorProbe: { enabled: false } }, "1 session/node, < 2 s"],
       ["preview with the node read and mirror probes (3 hosts/node)", { readNode: true }, "1 session/node"],
     ];
     for (const [name, extra, goal] of reads) {
-      const before = await acceptedSessions(nodes);
-      const t0 = Date.now();
-      const res = await h.preview(() => void new ContainerdFleet("bench", { ...last, ...extra }));
-      const seconds = (Date.now() - t0) / 1000;
-      const sessions = (await acceptedSessions(nodes)) - before;
-      const problems = res.diagnostics.filter((d) => d.severity === "error");
-      if (!res.ok || problems.length) console.error(`${name}: ${res.error?.message ?? ""} ${problems.map((d) => d.message).join("; ")}`);
-      rows.push({ scenario: name, wallSeconds: seconds, sessionsPerNode: sessions / nodes.length, restarts: 0, goal, ok: res.ok && problems.length === 0 });
+      const m = await d.preview({ ...last, ...extra }, name);
+      const errors = m.run.stdout.split("\n").filter((l) => /^\s*error:/.test(l));
+      if (errors.length) console.error(`${name}: ${errors.join("; ")}`);
+      row(name, m, { goal, ok: m.ok && errors.length === 0 });
     }
-    // The floor left max_concurrent_downloads = 10 with a comment line: the loop changes it to 11.
+
+    const state = await d.state();
+    notes.push(
+      `State (pulumi stack export): ${(state.bytes / 1024 / nodes.length).toFixed(1)} KiB / node, ${(state.resources / nodes.length).toFixed(1)} resources / node.`,
+      `Peak RSS over ours' runs: ${peakTree.toFixed(0)} MiB for the CLI's process tree, of which ${peakProgram.toFixed(0)} MiB the program's node.`,
+    );
+    if (noop) {
+      const fixed = noop.wallSeconds;
+      const lines = ["| change | ours - no-op up (s) | floor (s) | ratio | goal |", "| --- | ---: | ---: | ---: | --- |"];
+      for (const r of rows.filter((x) => x.floorSeconds !== undefined)) {
+        const own = r.wallSeconds - fixed;
+        // A change faster than the no-op is the machine's noise: no ratio then.
+        lines.push(`| ${r.scenario} | ${own.toFixed(1)} | ${r.floorSeconds!.toFixed(1)} | ${own > 0 ? (own / r.floorSeconds!).toFixed(2) : "- (noise)"} | ${r.goal ?? "-"} |`);
+      }
+      notes.push(`Without the deployment's fixed cost (the no-op up with readNode: false, ${fixed.toFixed(1)} s):\n\n${lines.join("\n")}`);
+    }
+
+    // The floor left max_concurrent_downloads = 10 (ours' bytes, put back): the loop changes it to 11.
     rows.push(await baseline(nodes, known, 10, 11));
   } finally {
-    h.dispose();
+    for (const s of stacks) s.dispose();
     fs.rmSync(tmp, { recursive: true, force: true });
     if (process.env.KEEP_FLEET !== "1") fleet("down");
   }
   console.log(`\n${machine(nodes)}\n`);
   console.log(table(rows));
+  for (const n of notes) console.log(`\n${n}`);
   if (rows.some((r) => !r.ok)) process.exitCode = 1;
 }
 
-/** The scale run: one fleet per size, ours only: wall time, memory, the harness's own time, state. */
+/** The scale run: one fleet per size, ours only: wall time, memory, state. */
 async function scale(): Promise<void> {
+  checkBuilt();
   const lines = [
-    "| nodes | fleet up (s) | first rollout (s) | no-op up (s) | config change, 25% waves (s) | hosts.toml only (s) | peak program RSS (MiB) | state / node (KiB) | resources / node |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| nodes | fleet up (s) | first rollout (s) | no-op up (s) | no-op up, node read on (s) | config change, 25% waves (s) | hosts.toml only (s) | peak RSS, CLI tree (MiB) | peak RSS, program (MiB) | state / node (KiB) | resources / node |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   // Every containerd's CRI plugin takes inotify instances (its CNI config watcher), all of one user
   // on one kernel here: the default of 128 instances stops this machine at about 80 nodes with
@@ -305,26 +650,31 @@ async function scale(): Promise<void> {
       const nodes = f.nodes.slice(0, size);
       last = nodes;
       const [mirrorA, mirrorB] = f.registry.mirrors;
-      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-scale-"));
-      const stateFile = path.join(tmp, "fleet.json");
-      const h = new Harness({ stateFile, dialRetryDelayMs: 200 });
+      const { tmp, programDir } = workDir("containerd-bench-scale-");
+      let d: Deployment | undefined;
       try {
-        const run = (mirror: string, downloads: number) => ours(h, () => void new ContainerdFleet("bench", fleetSpec({ name: "", mirror, downloads }, mirrorA, nodes)), nodes);
-        const first = await withPeakRss(() => run(mirrorA, 9));
-        const noop = await withPeakRss(() => run(mirrorA, 9));
-        const config = await withPeakRss(() => run(mirrorA, 10));
-        const hosts = await withPeakRss(() => run(mirrorB, 10));
-        const ok = [first, noop, config, hosts].every((x) => x.value.res.ok);
-        const state = JSON.parse(fs.readFileSync(stateFile, "utf8")) as { resources: unknown[] };
-        const peak = Math.max(first.peakMiB, noop.peakMiB, config.peakMiB, hosts.peakMiB);
+        d = await Deployment.create(tmp, programDir, nodes, false);
+        const spec = (mirror: string, downloads: number, extra: Partial<ContainerdFleetArgs> = {}) => fleetSpec(mirror, downloads, mirrorA, nodes, extra);
+        const first = await d.up(spec(mirrorA, 9), `${size}: first rollout`);
+        const noop = await d.up(spec(mirrorA, 9), `${size}: no-op up`);
+        const noopRead = await d.up(spec(mirrorA, 9, { readNode: true }), `${size}: no-op up, read on`);
+        const config = await d.up(spec(mirrorA, 10), `${size}: config change`);
+        const hosts = await d.up(spec(mirrorB, 10), `${size}: hosts.toml only`);
+        const all = [first, noop, noopRead, config, hosts];
+        const ok = all.every((x) => x.ok);
+        const state = await d.state();
+        const s = (m: Measured) => m.seconds.toFixed(1);
         lines.push(
-          `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${first.value.seconds.toFixed(1)} | ${noop.value.seconds.toFixed(1)} | ${config.value.seconds.toFixed(1)} | ${hosts.value.seconds.toFixed(1)} | ${peak.toFixed(0)} | ${(fs.statSync(stateFile).size / 1024 / size).toFixed(1)} | ${(state.resources.length / size).toFixed(1)} |`,
+          `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${s(first)} | ${s(noop)} | ${s(noopRead)} | ${s(config)} | ${s(hosts)} | ${Math.max(...all.map((x) => x.peakTreeMiB)).toFixed(0)} | ${Math.max(...all.map((x) => x.peakProgramMiB)).toFixed(0)} | ${(state.bytes / 1024 / size).toFixed(1)} | ${(state.resources / size).toFixed(1)} |`,
         );
         console.error(lines[lines.length - 1]);
+        for (const [name, m] of [["first rollout", first], ["no-op up", noop], ["no-op up, read on", noopRead], ["config change", config], ["hosts.toml only", hosts]] as const) {
+          console.error(`  ${name}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s), ${m.summary}, ${m.restarted} restarts, peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+        }
         console.error(`  machine memory per node (containerd, sshd, its namespaces; MemAvailable before and after): about ${nodeMiB.toFixed(0)} MiB`);
         if (!ok) process.exitCode = 1;
       } finally {
-        h.dispose();
+        d?.stack.dispose();
         fs.rmSync(tmp, { recursive: true, force: true });
       }
     }
