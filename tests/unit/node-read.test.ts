@@ -8,7 +8,7 @@ import { applyCommand, readCommand, REPAIR_RUN_SCRIPT } from "../../provider/src
 import { READ_SCRIPT } from "../../provider/src/remote/read-script";
 import { NodeRead, emptyRead, parseRead } from "../../provider/src/component/node-read";
 import { DesiredFile, ReadOptions, findings, lineDiff, pingUrl, probeTargets } from "../../provider/src/component/node-findings";
-import { operationProblems } from "../../provider/src/component/containerd-node";
+import { mirrorProbeSettings, operationProblems } from "../../provider/src/component/containerd-node";
 import { renderNode } from "../../provider/src";
 
 const CONFIG = "/etc/containerd/config.toml";
@@ -272,6 +272,12 @@ describe("the read's options", () => {
       { path: "mirrorProbe.timeoutSeconds", message: "99 is not a whole number of seconds from 1 to 60" },
       { path: "dropImports", message: '[""] is not a list of import patterns' },
     ]);
+  });
+
+  it("take their defaults for fields given as undefined (cfg.getNumber of an unset key)", () => {
+    expect(mirrorProbeSettings({ timeoutSeconds: undefined, policy: undefined })).toEqual({ enabled: true, policy: "warn", timeoutSeconds: 5, allowDeadRegistries: false });
+    expect(mirrorProbeSettings({ timeoutSeconds: 2 })).toEqual({ enabled: true, policy: "warn", timeoutSeconds: 2, allowDeadRegistries: false });
+    expect(mirrorProbeSettings(undefined).timeoutSeconds).toBe(5);
   });
 });
 

@@ -382,7 +382,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // commands is registered: every file's apply carries its drift token, and a node the read
     // finds wrong (another containerd, an import that would vanish) registers no command at all.
     const reading = args.forget !== true && (args.readNode ?? !underMocks());
-    const probe = { enabled: true, policy: "warn" as const, timeoutSeconds: 5, allowDeadRegistries: false, ...(args.mirrorProbe ?? {}) };
+    const probe = mirrorProbeSettings(args.mirrorProbe);
     const targets = probe.enabled ? probeTargets(files) : [];
     const managedDirs = [...new Set(files.filter((f) => f.kind === "hosts").map((f) => f.path.slice(certsDir.length + 1).split("/")[0]))];
     const readArgs = [
@@ -560,6 +560,15 @@ export class ContainerdNode extends pulumi.ComponentResource {
       deprecations: this.deprecations,
     });
   }
+}
+
+/**
+ * The mirror probe's settings with their defaults. A field given as undefined (what
+ * `cfg.getNumber` returns for an unset key) takes its default too, rather than spreading over it.
+ */
+export function mirrorProbeSettings(given: MirrorProbeArgs | undefined): Required<MirrorProbeArgs> {
+  const set = Object.fromEntries(Object.entries(given ?? {}).filter(([, v]) => v !== undefined));
+  return { enabled: true, policy: "warn", timeoutSeconds: 5, allowDeadRegistries: false, ...set };
 }
 
 /**
