@@ -1,16 +1,22 @@
 /**
  * Secure by default, on the local fleet: host keys from the operator's known_hosts (written by
  * OpenSSH's own ssh-keyscan and ssh-keygen -H), refusal without one, "host key mismatch" with a wrong
- * one, the audit trail each node keeps, and the redacted diff of a hosts.toml holding credentials.
- * Deployed through the harness (tests/harness): the real engine cannot run here (README, quick start).
+ * one, the audit trail each node keeps, and the redacted diff of a hosts.toml holding credentials as
+ * `pulumi preview --diff` shows it. Deployed through the real Pulumi engine (tests/support/engine.ts:
+ * the CLI and the command provider, an inline program in this process). SSH sessions are counted by
+ * the nodes' own sshd (F.sshAccepted); the specs set `readNode: false`, since these tests are about
+ * the commands' host keys and files, not the program's read.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as zlib from "zlib";
+import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
-import { Harness } from "../harness/harness";
 import { criPullImage, criRemoveImage } from "../support/cri";
+import { COMMAND_TYPE, EngineStack, PASSPHRASE } from "../support/engine";
+import { pulumiEnv, pulumiPath } from "../support/pulumi-env";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 
@@ -22,6 +28,7 @@ const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
 const CONFIG = "/etc/containerd/config.toml";
 const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
 const AUDIT = "/etc/containerd/.containerd-node/audit.log";
+const PASSWORD = "pw-audit-7f3";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "security-"));
 beforeAll(() => F.resetNodes([N16, N23]), 180_000);
@@ -33,14 +40,15 @@ function spec(n: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): Containerd
     containerdVersion: n.containerdVersion,
     systemdCgroup: true,
     healthTimeoutSeconds: 30,
-    registries: { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: "pw-audit-7f3" } }] } },
+    registries: { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: PASSWORD } }] } },
     connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, dialErrorLimit: 1 },
+    readNode: false,
     ...extra,
   };
 }
 
-function program(specs: [FleetNode, ContainerdNodeArgs][]) {
-  return () => {
+function program(specs: [FleetNode, ContainerdNodeArgs][]): PulumiFn {
+  return async () => {
     for (const [n, s] of specs) new ContainerdNode(n.name, s);
     return {};
   };
@@ -52,18 +60,80 @@ function keyscan(n: FleetNode): string {
   return r.stdout;
 }
 
-const harness = () => new Harness({ stateFile: path.join(fs.mkdtempSync(path.join(dir, "state-")), "state.json"), dialRetryDelayMs: 100 });
+const engine = () => new EngineStack({ dir: F.E2E_DIR, project: "security" });
+/** The Authorization header hosts.toml carries for robot:PASSWORD. */
+const BASIC = `Basic ${Buffer.from(`robot:${PASSWORD}`).toString("base64")}`;
+
+/** The lines the CLI's display gives one resource (after its `[urn=...]` line, up to the next resource), trimmed. */
+function blockOf(stdout: string, urnTail: string): string[] {
+  const lines = stdout.split("\n");
+  const start = lines.findIndex((l) => l.trim().startsWith("[urn=") && l.trim().endsWith(`${urnTail}]`));
+  if (start === -1) throw new Error(`no resource ending ${urnTail} in the display:\n${stdout}`);
+  const out: string[] = [];
+  for (const l of lines.slice(start + 1)) {
+    if (/^\s*([-+~]+\s*)?[\w-]+:[\w-]+:[\w-]+: \(/.test(l) || /^\s*Resources:/.test(l)) break;
+    out.push(l.trim());
+  }
+  return out;
+}
+
+/**
+ * `pulumi stack export` as a user runs it, in the stack's project folder (EngineStack's work
+ * directory: its Pulumi.yaml names the backend); EngineStack.state() asks for --show-secrets.
+ */
+function rawExport(h: EngineStack): string {
+  const r = spawnSync(pulumiPath(), ["stack", "export", "--stack", h.stackName, "--non-interactive"], {
+    cwd: h.dir,
+    env: pulumiEnv({ PULUMI_CONFIG_PASSPHRASE: PASSPHRASE }),
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (r.status !== 0) throw new Error(`pulumi stack export exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Every file of the stack's file backend (state, backups, history), as text (gunzipped where gzipped). */
+function backendFiles(h: EngineStack): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        const b = fs.readFileSync(p);
+        out.push((b[0] === 0x1f && b[1] === 0x8b ? zlib.gunzipSync(b) : b).toString("utf8"));
+      }
+    }
+  };
+  walk(path.join(h.dir, "backend"));
+  expect(out.length).toBeGreaterThan(0);
+  return out;
+}
+
+/** Where `needle` occurs outside a secret value ({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", ...}) of a state. */
+function outsideSecrets(v: unknown, needle: string, at = "$"): string[] {
+  if (typeof v === "string") return v.includes(needle) ? [at] : [];
+  if (Array.isArray(v)) return v.flatMap((x, i) => outsideSecrets(x, needle, `${at}[${i}]`));
+  if (v && typeof v === "object") {
+    if ((v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") return [];
+    return Object.entries(v).flatMap(([k, x]) => outsideSecrets(x, needle, `${at}.${k}`));
+  }
+  return [];
+}
 
 test("a node with no pinned key and no known_hosts entry is refused before any SSH session", async () => {
   const knownHostsFile = path.join(dir, "empty_known_hosts");
   fs.writeFileSync(knownHostsFile, "");
-  const h = harness();
+  const h = engine();
   try {
-    const res = await h.up(program([[N16, spec(N16, { knownHostsFile })]]));
+    const sessions = await F.sshAccepted(N16);
+    // The read left on (its default), so that nothing at all may dial the node.
+    const res = await h.up(program([[N16, spec(N16, { knownHostsFile, readNode: true })]]));
     expect(res.ok).toBe(false);
     expect(res.error!.message).toContain(`connection.hostKey: is not set and ${N16.host} has no ed25519, ecdsa or rsa key in ${knownHostsFile}`);
     expect(res.error!.message).toContain(`ssh-keyscan -t ed25519 ${N16.host} >> ${knownHostsFile}`);
-    expect(h.sessions(N16.host)).toBe(0);
+    expect(res.steps.filter((s) => s.type === COMMAND_TYPE)).toEqual([]);
+    expect(await F.sshAccepted(N16)).toBe(sessions);
     expect(await F.nodePathExists(N16, HUB)).toBe(false);
   } finally {
     h.dispose();
@@ -76,13 +146,16 @@ test("a wrong key in known_hosts: the node's commands fail with 'host key mismat
   const impostor = fs.readFileSync(path.join(dir, "impostor.pub"), "utf8").split(" ").slice(0, 2).join(" ");
   fs.writeFileSync(wrong, `${N16.host} ${impostor}\n`);
   const before = fs.readFileSync(N16.configToml, "utf8");
-  const h = harness();
+  const h = engine();
   try {
+    const sessions = await F.sshAccepted(N16);
     const res = await h.up(program([[N16, spec(N16, { knownHostsFile: wrong })]]));
     expect(res.ok).toBe(false);
-    const failed = res.steps.filter((s) => s.type === "command:remote:Command" && !s.ok);
+    const failed = res.steps.filter((s) => s.type === COMMAND_TYPE && !s.ok);
     expect(failed.length).toBeGreaterThan(0);
     expect(failed[0].error).toContain("host key mismatch");
+    // The handshake stopped at the host key: the node's sshd accepted no session.
+    expect(await F.sshAccepted(N16)).toBe(sessions);
     expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
     expect(await F.nodePathExists(N16, HUB)).toBe(false);
   } finally {
@@ -91,8 +164,9 @@ test("a wrong key in known_hosts: the node's commands fail with 'host key mismat
 });
 
 describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit trail; redacted diffs", () => {
-  const h = harness();
-  afterAll(() => h.dispose());
+  let h: EngineStack;
+  beforeAll(() => (h = engine()));
+  afterAll(() => h?.dispose());
   const plain = path.join(os.tmpdir(), `kh-plain-${process.pid}`);
   const hashed = path.join(os.tmpdir(), `kh-hashed-${process.pid}`);
   afterAll(() => [plain, hashed, `${hashed}.old`].forEach((f) => fs.rmSync(f, { force: true })));
@@ -117,18 +191,19 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
       const audit = (await F.nodeFile(n, AUDIT))!;
       expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=[0-9a-f]{64} restarted=false result=applied owner=[^ ]+::${n.name} node=${n.name}`));
       expect(audit).toMatch(new RegExp(`apply path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=healthy owner=[^ ]+::${n.name}`));
-      expect(audit).not.toContain("pw-audit-7f3");
+      expect(audit).not.toContain(PASSWORD);
+      expect(audit).not.toContain(BASIC.slice("Basic ".length));
       expect((await F.nodeSh(n, `stat -c %a ${AUDIT}`)).trim()).toBe("600");
     }
   });
 
-  test("a mirror change in a registry with credentials: the preview shows it line by line, with the credential masked", async () => {
+  test("a mirror change in a registry with credentials: `pulumi preview --diff` shows it line by line, with the credential masked", async () => {
     const changed: [FleetNode, ContainerdNodeArgs][] = specs.map(([n, s]) => [
       n,
-      { ...s, registries: { "docker.io": { mirrors: [{ url: MIRROR_B, auth: { username: "robot", password: "pw-audit-7f3" } }] } } },
+      { ...s, registries: { "docker.io": { mirrors: [{ url: MIRROR_B, auth: { username: "robot", password: PASSWORD } }] } } },
     ]);
     const res = await h.preview(program(changed));
-    expect(res.ok).toBe(true);
+    expect(res.error?.message).toBeUndefined();
     for (const n of [N16, N23]) {
       const secretStep = res.steps.find((s) => s.name === `${n.name}:${HUB}`)!;
       expect(secretStep.op).toBe("update");
@@ -138,9 +213,46 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
       expect(String(shadow.oldInputs!.stdin)).toContain(`[host."${MIRROR}"]`);
       expect(String(shadow.newInputs!.stdin)).toContain(`[host."${MIRROR_B}"]`);
       expect(String(shadow.newInputs!.stdin)).toContain('Authorization = "[redacted]"');
+
+      // What the CLI shows the user. The secret file: its stdin changes, and says nothing more.
+      expect(blockOf(res.stdout, `command:remote:Command::${n.name}:${HUB}`)).toContainEqual(expect.stringMatching(/^~ stdin: \[secret\] => \[secret\]$/));
+      // Its redacted companion: the mirror's lines, old and new, next to the masked, unchanged header.
+      const diff = blockOf(res.stdout, `command:local:Command::${n.name}:${HUB} (redacted)`);
+      expect(diff).toContainEqual(expect.stringMatching(/^~ stdin: ?$/));
+      const at = (line: string) => diff.indexOf(line);
+      expect(at(`- [host."${MIRROR}"]`)).toBeGreaterThan(0);
+      expect(at(`+ [host."${MIRROR_B}"]`)).toBe(at(`- [host."${MIRROR}"]`) + 1);
+      expect(at(`- [host."${MIRROR}".header]`)).toBeGreaterThan(at(`+ [host."${MIRROR_B}"]`));
+      expect(at(`+ [host."${MIRROR_B}".header]`)).toBe(at(`- [host."${MIRROR}".header]`) + 1);
+      expect(at('Authorization = "[redacted]"')).toBe(at(`+ [host."${MIRROR_B}".header]`) + 1);
     }
     expect(JSON.stringify(res.steps.filter((s) => s.name.endsWith("(redacted)")))).not.toMatch(/pw-audit-7f3|Basic /);
-    expect(res.warnings.join("\n")).not.toContain("pw-audit-7f3");
+    // No credential anywhere in what the CLI printed (the password, or the header built from it).
+    for (const text of [res.stdout, res.stderr, res.warnings.join("\n"), JSON.stringify(res.steps)]) {
+      expect(text).not.toContain(PASSWORD);
+      expect(text).not.toContain(BASIC.slice("Basic ".length));
+      // Nor any Basic credential at all (the warnings may speak of "Basic auth").
+      expect(text).not.toMatch(/Basic [A-Za-z0-9+/]{12,}/);
+    }
+
+    // Nor in the state: `pulumi stack export` (as a user runs it, secrets encrypted) and every file
+    // of the backend (the state, its backups and history).
+    const exported = rawExport(h);
+    expect(exported).toContain(`${N16.name}:${HUB} (redacted)`);
+    // (the secret hosts.toml is in it, encrypted)
+    expect(exported).toContain('"ciphertext"');
+    for (const text of [exported, ...backendFiles(h)]) {
+      expect(text).not.toContain(PASSWORD);
+      expect(text).not.toContain(BASIC.slice("Basic ".length));
+    }
+    // Decrypted (`stack export --show-secrets`, what EngineStack.state() gives), the credential is
+    // there, and only inside values marked secret; the companion holds the mask.
+    const state = await h.state();
+    expect(JSON.stringify(state)).toContain(BASIC);
+    expect(outsideSecrets(state, PASSWORD)).toEqual([]);
+    expect(outsideSecrets(state, BASIC)).toEqual([]);
+    const companion = state.find((r) => r.urn.endsWith(`::${N16.name}:${HUB} (redacted)`))!;
+    expect(String(companion.inputs!.stdin)).toContain(`[host."${MIRROR}".header]\nAuthorization = "[redacted]"`);
   });
 
   test("destroy restores each node, and the audit trail records the restores", async () => {
@@ -157,7 +269,7 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
 
 test('removing a registry under onDelete "keep" still removes the hosts.toml that holds its credentials', async () => {
   const QUAY = "/etc/containerd/certs.d/quay.io/hosts.toml";
-  const h = harness();
+  const h = engine();
   const pinned = (regs: ContainerdNodeArgs["registries"]) =>
     spec(N16, { onDelete: "keep", registries: regs, connection: { host: N16.host, port: N16.port, user: N16.user, privateKey: N16.privateKey, hostKey: N16.hostKey, dialErrorLimit: 1 } });
   try {
@@ -176,18 +288,18 @@ test('removing a registry under onDelete "keep" still removes the hosts.toml tha
 
 test("moving a standalone node into a fleet never wipes it: the new resources take the files over, the old deletes leave them", async () => {
   const n = N23;
-  const h = harness();
+  const h = engine();
   const pinned = { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 };
   const registries = { "docker.io": { mirrors: [MIRROR] } };
   try {
-    const first = await h.up(() => void new ContainerdNode(n.name, { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, connection: pinned }));
+    const first = await h.up(async () => void new ContainerdNode(n.name, { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, connection: pinned, readNode: false }));
     expect(first.error?.message).toBeUndefined();
     const config = fs.readFileSync(n.configToml, "utf8");
     const restarts = F.restarts(n);
     // The same node, now inside a fleet: new URNs for every file resource.
-    const moved = await h.up(() => void new ContainerdFleet("fleet", { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, nodes: [{ name: n.name, connection: pinned }] }));
+    const moved = await h.up(async () => void new ContainerdFleet("fleet", { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, readNode: false, nodes: [{ name: n.name, connection: pinned }] }));
     expect(moved.error?.message).toBeUndefined();
-    const ops = moved.steps.filter((s) => s.type === "command:remote:Command").map((s) => s.op).sort();
+    const ops = moved.steps.filter((s) => s.type === COMMAND_TYPE).map((s) => s.op).sort();
     // Two files and the host resource each side; the old host resource's release finds nothing of its own.
     expect(ops).toEqual(["create", "create", "create", "delete", "delete", "delete"]);
     // Nothing was restored: the files are there, unchanged, and containerd did not restart.
@@ -206,10 +318,11 @@ test("moving a standalone node into a fleet never wipes it: the new resources ta
 describe("registry credentials against a mirror that checks them (docker-registry with htpasswd, Basic auth)", () => {
   const AUTH = fleet.registry.authMirror;
   const TINY = "docker.io/library/tiny:1.0";
-  const h = harness();
+  let h: EngineStack;
+  beforeAll(() => (h = engine()));
   afterAll(async () => {
-    await h.destroy();
-    h.dispose();
+    await h?.destroy();
+    h?.dispose();
   });
   const pinned = (n: FleetNode, auth?: { username: string; password: string }) =>
     spec(n, {

@@ -193,6 +193,17 @@ export class EngineStack {
     return resources.filter((r) => r.type !== "pulumi:pulumi:Stack" && !r.type.startsWith("pulumi:providers:"));
   }
 
+  /**
+   * `pulumi stack export` (secrets decrypted: the Automation API exports with --show-secrets), `fn`
+   * to edit it, then `pulumi stack import`: how a test puts the state where a user's could be.
+   */
+  async editState(fn: (deployment: { resources: Record<string, unknown>[] }) => void): Promise<void> {
+    if (!this.stack) throw new Error("editState before any run");
+    const state = await this.stack.exportStack();
+    fn(state.deployment as { resources: Record<string, unknown>[] });
+    await this.stack.importStack(state);
+  }
+
   /** Removes the backend directory (its state holds the nodes' private key). */
   dispose(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });

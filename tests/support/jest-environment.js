@@ -10,7 +10,6 @@ class HostProcessEnvironment extends TestEnvironment {
   constructor(config, context) {
     super(config, context);
     this.global.__hostProcess = process;
-    this.global.__harnessHostProcess = process; // TEMP
   }
 }
 
