@@ -295,6 +295,42 @@ describe("secrets", () => {
   });
 });
 
+describe("host keys that cannot be pinned, and jump hosts", () => {
+  const KH = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest";
+
+  it.each([
+    ["a key without its base64 field", "ssh-ed25519"],
+    ["a type the provider does not pin", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"],
+    ["a blob of another type", "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB"],
+    ["not base64", "ssh-ed25519 not-base64!"],
+  ])("refuses %s in connection.hostKey before anything is declared", async (_what, hostKey) => {
+    const world = installMocks();
+    await expect(declare({ ...seedSpec("1.7"), connection: { ...connection, hostKey } }, world, "node-2")).rejects.toThrow(
+      new RegExp(`Invalid ContainerdNode args for "node-2":\\n - connection\\.hostKey: "${hostKey.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}" is not an OpenSSH public key`),
+    );
+    expect(commands(world)).toEqual([]);
+  });
+
+  it("pins the jump host's key from known_hosts, and refuses a jump host with none", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kh-"));
+    const knownHostsFile = path.join(dir, "known_hosts");
+    fs.writeFileSync(knownHostsFile, `bastion.test ${KH}\n`);
+    try {
+      const world = installMocks();
+      await declare({ ...seedSpec("1.7"), knownHostsFile, connection: { ...connection, proxy: { host: "bastion.test", privateKey: "KEY" } } as never }, world, "node-2");
+      expect(commands(world)[0].inputs.connection).toMatchObject({ hostKey: connection.hostKey, proxy: { host: "bastion.test", hostKey: KH } });
+      await expect(
+        declare({ ...seedSpec("1.7"), knownHostsFile, connection: { ...connection, proxy: { host: "other-bastion.test", port: 2200, privateKey: "KEY" } } as never }, world, "node-3"),
+      ).rejects.toThrow(`Invalid ContainerdNode args for "node-3":\n - connection.proxy.hostKey: is not set and [other-bastion.test]:2200 has no ed25519, ecdsa or rsa key in ${knownHostsFile}`);
+      await expect(
+        declare({ ...seedSpec("1.7"), connection: { ...connection, proxy: { host: "b", privateKey: "KEY", hostKey: "ssh-ed25519" } } as never }, world, "node-4"),
+      ).rejects.toThrow('connection.proxy.hostKey: "ssh-ed25519" is not an OpenSSH public key');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("what a change touches", () => {
   const inputsOf = async (spec: ContainerdNodeArgs) => {
     const world = installMocks();

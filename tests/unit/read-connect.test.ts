@@ -5,7 +5,7 @@
  * parses the key before it dials.
  */
 import { generateKeyPairSync } from "crypto";
-import { readNode } from "../../provider/src/component/node-read";
+import { connectConfig, readNode } from "../../provider/src/component/node-read";
 
 const pkcs8 = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
@@ -16,4 +16,18 @@ test("a private key ssh2 cannot parse gives an unread node at once, not a reject
   expect(r.error).toMatch(/^cannot use its connection: .*(key|format)/i);
   expect(r.error).not.toContain("PRIVATE KEY-----");
   expect(Date.now() - t0).toBeLessThan(2_000);
+});
+
+test("a hostKey that cannot be pinned refuses the read rather than accepting any host", async () => {
+  const r = await readNode({ host: "127.0.0.1", port: 9, user: "root", privateKey: "unused", hostKey: "ssh-ed25519" }, "true", "", { connectSeconds: 5, totalSeconds: 30 });
+  expect(r.reached).toBe(false);
+  expect(r.error).toBe('cannot use its connection: hostKey of 127.0.0.1 is not an OpenSSH public key "TYPE BASE64" with TYPE one of ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, ssh-rsa (ssh-keyscan -t ed25519 HOST | cut -d\' \' -f2-)');
+});
+
+test.each([
+  ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest", ["ssh-ed25519"]],
+  ["ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAA", ["ecdsa-sha2-nistp256"]],
+  ["ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB", ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
+])("the read offers only the pinned key's type (%s), as the provider does", (hostKey, algorithms) => {
+  expect(connectConfig({ host: "h", hostKey } as never, 1000).algorithms?.serverHostKey).toEqual(algorithms);
 });

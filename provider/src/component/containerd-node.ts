@@ -28,7 +28,7 @@ import { ranThisDeployment, whatRan } from "./what-ran";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { DEFAULT_REGISTRY_CONFIG_PATH } from "../spec/validate";
 import { ConfigVersion, parseVersion } from "../spec/version";
-import { knownHostsName, knownHostsPath, lookupHostKey, readKnownHosts } from "./known-hosts";
+import { knownHostsName, knownHostsPath, lookupHostKey, hostKeyProblem, readKnownHosts } from "./known-hosts";
 import { redactHostsToml } from "./redact";
 import { Leaf, findInputLeaves, placeholder, withLeaves } from "./secret-leaves";
 
@@ -578,7 +578,10 @@ export function mirrorProbeSettings(given: MirrorProbeArgs | undefined): Require
 function withConnection<T>(connection: pulumi.Input<ConnectionArgs>, fn: (c: ConnectionArgs, host: string, port: number) => T): pulumi.Input<T> {
   const c = connection as ConnectionArgs;
   const plain = (v: unknown) => v === undefined || typeof v === "string" || typeof v === "number";
-  if (c && !pulumi.Output.isInstance(c) && !(c instanceof Promise) && plain(c.host) && plain(c.port) && typeof c.hostKey !== "object") {
+  const plainHost = (h: ConnectionArgs | undefined) =>
+    h !== undefined && !pulumi.Output.isInstance(h) && !(h instanceof Promise) && plain(h.host) && plain(h.port) && typeof h.hostKey !== "object";
+  const proxy = (c as { proxy?: ConnectionArgs } | undefined)?.proxy;
+  if (plainHost(c) && (proxy === undefined || plainHost(proxy))) {
     return fn(c, String(c.host), Number(c.port ?? 22));
   }
   return pulumi.output(connection).apply((r) => fn(r as unknown as ConnectionArgs, String(r.host), Number(r.port ?? 22)) as never);
@@ -610,15 +613,29 @@ function noHostKey(host: string, port: number, file: string, revoked: number): P
 export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (m: string) => void): pulumi.Input<ConnectionArgs> {
   const policy = args.hostKeyPolicy ?? "known-hosts";
   const file = knownHostsPath(args.knownHostsFile);
-  const pin = (c: ConnectionArgs, host: string, port: number): ConnectionArgs => {
-    if (c.hostKey) return c;
+  const refuse = (problem: Problem) => new SpecError(`Invalid ContainerdNode args for "${name}"`, [problem]);
+  // One host (the node, or its jump host at `at`): its hostKey checked, or the known one pinned.
+  const pinOne = (c: ConnectionArgs, host: string, port: number, at: string): ConnectionArgs => {
+    if (c.hostKey !== undefined && c.hostKey !== "") {
+      const problem = typeof c.hostKey === "string" ? hostKeyProblem(c.hostKey) : undefined;
+      if (problem) throw refuse({ path: `${at}.hostKey`, message: `${showValue(c.hostKey)} ${problem}` });
+      return c;
+    }
     if (policy === "accept-any") {
       warn(`${name}: hostKeyPolicy is "accept-any": any SSH host key of ${knownHostsName(host, port)} is accepted`);
       return c;
     }
     const found = lookupHostKey(readKnownHosts(file), host, port);
-    if (!found.hostKey) throw new SpecError(`Invalid ContainerdNode args for "${name}"`, [noHostKey(host, port, file, found.revoked)]);
+    if (!found.hostKey) throw refuse({ ...noHostKey(host, port, file, found.revoked), path: `${at}.hostKey` });
     return { ...c, hostKey: found.hostKey };
+  };
+  const pin = (c: ConnectionArgs, host: string, port: number): ConnectionArgs => {
+    const node = pinOne(c, host, port, "connection");
+    const proxy = (c as { proxy?: ConnectionArgs }).proxy;
+    if (!proxy) return node;
+    // The jump host is pinned the same way: a jump host that anyone can impersonate sees every
+    // session to the node (the provider's proxy connection takes hostKey like the node's).
+    return { ...node, proxy: pinOne(proxy, String(proxy.host), Number(proxy.port ?? 22), "connection.proxy") } as ConnectionArgs;
   };
   return withConnection(args.connection, pin);
 }

@@ -72,6 +72,27 @@ function matches(e: KnownHostsEntry, name: string): boolean {
 /** Key types in the order we pin them: the provider offers only the pinned key's type. */
 const PREFERENCE = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
 
+/**
+ * Why `value` is not a host key the provider and the read can pin (`type base64 [comment]`, the
+ * type one of those above and the blob of that type), or undefined when it is one.
+ */
+export function hostKeyProblem(value: string): string | undefined {
+  const [type, b64] = value.trim().split(/\s+/);
+  if (!PREFERENCE.includes(type ?? "") || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64 ?? "")) {
+    return `is not an OpenSSH public key "TYPE BASE64" with TYPE one of ${PREFERENCE.join(", ")} (ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)`;
+  }
+  const blob = Buffer.from(b64, "base64");
+  const n = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
+  if (n < 0 || blob.subarray(4, 4 + n).toString("latin1") !== type) return `is not an OpenSSH public key: its blob is not a ${type} key`;
+  return undefined;
+}
+
+/** The host key algorithms to offer when `hostKey` is pinned: only its own type (as the provider). */
+export function hostKeyAlgorithms(hostKey: string): string[] {
+  const type = hostKey.trim().split(/\s+/)[0];
+  return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
+}
+
 export interface HostKeyLookup {
   /** `type base64`, ready for connection.hostKey; undefined when nothing usable was found. */
   hostKey?: string;

@@ -11,6 +11,7 @@
  */
 import { Client, ConnectConfig } from "ssh2";
 import type { ConnectionArgs } from "./containerd-node";
+import { hostKeyAlgorithms, hostKeyProblem } from "./known-hosts";
 
 export interface ReadFile {
   present: boolean;
@@ -160,15 +161,18 @@ export function parseRead(out: Buffer): NodeRead {
   return r;
 }
 
-/** The blob of an OpenSSH public key line ("ssh-ed25519 AAAA... comment"). */
-function keyBlob(line: string): Buffer | undefined {
-  const b64 = line.trim().split(/\s+/)[1];
-  return b64 ? Buffer.from(b64, "base64") : undefined;
-}
-
-function connectConfig(c: ConnectionArgs, timeoutMs: number, sock?: NodeJS.ReadableStream): ConnectConfig {
-  const pinned = typeof c.hostKey === "string" ? keyBlob(c.hostKey) : undefined;
+/**
+ * ssh2's options for a connection. Never less strict than the provider's commands: a `hostKey` that
+ * is set is pinned, and only its type is offered (so a server with several keys shows that one), and
+ * one that cannot be pinned is refused rather than ignored (throws).
+ */
+export function connectConfig(c: ConnectionArgs, timeoutMs: number, sock?: NodeJS.ReadableStream): ConnectConfig {
+  const hostKey = c.hostKey === undefined || c.hostKey === "" ? undefined : String(c.hostKey);
+  const problem = hostKey === undefined ? undefined : hostKeyProblem(hostKey);
+  if (problem) throw new Error(`hostKey of ${String(c.host)} ${problem}`);
+  const pinned = hostKey === undefined ? undefined : Buffer.from(hostKey.trim().split(/\s+/)[1], "base64");
   return {
+    ...(hostKey === undefined ? {} : { algorithms: { serverHostKey: hostKeyAlgorithms(hostKey) as never } }),
     host: String(c.host),
     port: Number(c.port ?? 22),
     username: String(c.user ?? "root"),
