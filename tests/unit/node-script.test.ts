@@ -643,6 +643,20 @@ describe("the installed node script: install, release, and the short file comman
     expect(run(restoreCommand(hosts, opts)).status).toBe(0);
   });
 
+  it("under bash as /bin/sh (RHEL, Amazon Linux: POSIX mode), the hosts.toml check's dead proxy does not reach the probes after it", () => {
+    installScript(opts);
+    const hosts = { path: path.join(node.registryConfigPath, "proxied.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const file = `server = "https://proxied.test"\n\n[host."https://proxied.test"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    // A probe (a pull, in real use) must see the node's own proxy settings: here, none.
+    const probe = 'test -z "${HTTPS_PROXY:-}${HTTP_PROXY:-}${https_proxy:-}${http_proxy:-}" || { echo "proxy set: ${HTTPS_PROXY:-}"; false; }';
+    const asBash = `unshare --mount --propagation private sh -c ${shellQuote('mount --bind "$(command -v bash)" /bin/sh && exec /bin/sh -c "$1"')} sh ${shellQuote(applyCommand({ ...hosts, probes: [probe] }, opts))}`;
+    const r = run(asBash, file);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(hosts.path)).toBe(file);
+    expect(run(restoreCommand(hosts, opts)).status).toBe(0);
+  });
+
   it("a release whose restore fails keeps the claim and the script for the next try", () => {
     installScript(opts);
     const managed = renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 22 }).files[0].content;
@@ -683,6 +697,13 @@ describe("the node script's text", () => {
     expect(r.error).toBeUndefined();
     expect(r.stdout).toBe("");
     expect(r.status).toBe(0);
+  });
+
+  it("never puts variable assignments before a call of one of its own functions (their scope after the call is unspecified)", () => {
+    const functions = [...NODE_SCRIPT.matchAll(/^\s*([a-z_][a-z0-9_]*)\(\) *\{/gm)].map((m) => m[1]);
+    expect(functions.length).toBeGreaterThan(10);
+    const prefixed = NODE_SCRIPT.split("\n").filter((l) => new RegExp(`^\\s*(?:[A-Za-z_][A-Za-z0-9_]*=\\S*\\s+)+(?:${functions.join("|")})\\b`).test(l));
+    expect(prefixed).toEqual([]);
   });
 
   it("parses under dash -n and has no backslash, so any POSIX login shell's quoting carries it unchanged", () => {

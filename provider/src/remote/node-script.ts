@@ -529,8 +529,10 @@ validate_hosts() { # new-file
     *) return 0 ;;
   esac
   _p=http://127.0.0.1:9
-  HTTPS_PROXY=$_p HTTP_PROXY=$_p https_proxy=$_p http_proxy=$_p NO_PROXY='' no_proxy='' \
-    bounded_for 20 "$ctr" --debug --address "$vsock" -n k8s.io content fetch --hosts-dir "$_scratch" "$_ref" </dev/null >"$out" 2>&1 || :
+  # Through env, not as assignments before the function: POSIX leaves their scope after a function
+  # call unspecified, and bash 4's POSIX mode (/bin/sh on RHEL 8, Amazon Linux 2) keeps them.
+  bounded_for 20 env HTTPS_PROXY=$_p HTTP_PROXY=$_p https_proxy=$_p http_proxy=$_p NO_PROXY='' no_proxy='' \
+    "$ctr" --debug --address "$vsock" -n k8s.io content fetch --hosts-dir "$_scratch" "$_ref" </dev/null >"$out" 2>&1 || :
   rm -rf "$_scratch"
   # No request at all: ctr could not reach the daemon; there is nothing to judge by.
   grep -Eq 'https?://' "$out" || return 0
