@@ -123,7 +123,26 @@ describe("drift", () => {
   it("compares a secret file by hash only and shows none of it", () => {
     const secret: DesiredFile[] = [{ path: HUB, mode: 0o600, secret: true }];
     const f = findings(read({ files: new Map([[HUB, { present: true, sha256: "9".repeat(64), mode: "600", record: { sha256: "1".repeat(64), mode: "600" } }]]) }), secret, [], opts());
-    expect(f.fileWarnings.get(HUB)).toEqual([`n1: ${HUB} has other content (sha256 999999999999, installed 111111111111; a secret file is compared by hash only) since the last apply; up writes it back`]);
+    expect(f.fileWarnings.get(HUB)).toEqual([`n1: ${HUB} has other content (a secret file is compared by hash only; nothing of it is shown) since the last apply; up writes it back`]);
+  });
+
+  it("shows no credential a hand edit put into a file that is not secret", () => {
+    const now = [
+      'server = "https://registry-1.docker.io"',
+      '[host."https://robot:pa55word@mirror.test"]',
+      "  [host.\"https://mirror.test\".header]",
+      '    Authorization = "Basic cm9ib3Q6aHVudGVyMg=="',
+      '    "X-Registry-Token" = "tok-4f9a"',
+      '    password = "hunter2"',
+      "",
+    ].join("\n");
+    const f = findings(read({ files: new Map([[CONFIG, present("s9", "644", { content: now })]]) }), files, [], opts());
+    const w = f.fileWarnings.get(CONFIG)![0];
+    for (const secret of ["pa55word", "cm9ib3Q6aHVudGVyMg", "tok-4f9a", "hunter2"]) expect(w).not.toContain(secret);
+    expect(w).toContain('- [host."https://[redacted]@mirror.test"]');
+    expect(w).toContain('-     Authorization = "[redacted]"');
+    expect(w).toContain('-     "X-Registry-Token" = "[redacted]"');
+    expect(w).toContain('-     password = "[redacted]"');
   });
 
   it("travels to the node as a quoted argument of a constant wrapper, and only as a hex digest", () => {

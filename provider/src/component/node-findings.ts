@@ -5,6 +5,7 @@
  * component turns the result into inputs, warnings and errors.
  */
 import { createHash } from "crypto";
+import { CREDENTIAL_KEY } from "../spec/validate";
 import { parse as parseToml } from "smol-toml";
 import type { RenderedFile } from "../spec/types";
 import type { NodeRead } from "./node-read";
@@ -92,6 +93,24 @@ export interface ProbeTarget {
 
 const DEAD = (c: string) => !["ok", "auth-required", "unprobed"].includes(c);
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/**
+ * A file's text with every credential a hand edit may have put there masked: the value of a
+ * `key = value` line whose key names a credential (Authorization and Proxy-Authorization headers,
+ * and the names settings refuses: auth, password, token, secret, ...), and the user:password of a URL.
+ * For the drift warnings of files that are not secret: the node's copy is shown, and a warning is
+ * logged and kept in the engine's output.
+ */
+export function redactCredentials(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => {
+      const m = /^(\s*"?)([A-Za-z0-9_.-]+)("?\s*=\s*)(.*)$/.exec(l);
+      if (m && (/^(proxy-)?authorization$/i.test(m[2]) || CREDENTIAL_KEY.test(m[2]))) return `${m[1]}${m[2]}${m[3]}"[redacted]"`;
+      return l.replace(/(\/\/)[^/@\s"]*:[^/@\s"]*@/g, "$1[redacted]@");
+    })
+    .join("\n");
+}
 
 function versionParts(v: string): number[] {
   return v.split(".").map((x) => Number(x) || 0);
@@ -253,7 +272,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
     const mode = (s: string) => parseInt(s, 8);
     let what: string | undefined;
     if (!now.present) what = "is missing";
-    else if (now.sha256 !== rec.sha256) what = d.secret ? `has other content (sha256 ${now.sha256!.slice(0, 12)}, installed ${rec.sha256.slice(0, 12)}; a secret file is compared by hash only)` : "has other content";
+    else if (now.sha256 !== rec.sha256) what = d.secret ? "has other content (a secret file is compared by hash only; nothing of it is shown)" : "has other content";
     else if (mode(now.mode!) !== mode(rec.mode)) what = `has mode ${now.mode!.padStart(4, "0")}, installed ${rec.mode.padStart(4, "0")}`;
     if (!what) {
       f.tokens.set(d.path, now.repair);
@@ -265,7 +284,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
     f.drift.push({ path: d.path, what, token });
     let msg = `${say} ${d.path} ${what} since the last apply; up writes it back`;
     if (!d.secret && d.content !== undefined && now.present && now.content !== undefined && now.sha256 !== rec.sha256) {
-      msg += ` (- on the node now, + to be written):\n${lineDiff(now.content, d.content)}`;
+      msg += ` (- on the node now, + to be written):\n${lineDiff(redactCredentials(now.content), redactCredentials(d.content))}`;
     }
     f.fileWarnings.set(d.path, [...(f.fileWarnings.get(d.path) ?? []), msg]);
   }

@@ -191,7 +191,7 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
   };
 }
 
-const CREDENTIAL_KEY = /(^|[_-])(auths?|password|passwd|token|secret|credentials?|identitytoken|registrytoken|bearer)([_-]|$)/i;
+export const CREDENTIAL_KEY = /(^|[_-])(auths?|password|passwd|token|secret|credentials?|identitytoken|registrytoken|bearer)([_-]|$)/i;
 
 /** Paths of keys in settings whose name says credential (auth, password, token, secret, ...). */
 function credentialKeys(v: unknown, at: string[]): string[] {
