@@ -270,6 +270,24 @@ describe("a forgotten node (forget: true) is never contacted again", () => {
     expect(retained.every((r) => r.retainOnDelete === true)).toBe(true);
     expect((await ours(N17)).some((r) => r.retainOnDelete)).toBe(false);
 
+    // A new release of this library while N16 stays forgotten: its recorded node script, command
+    // lines and deletes differ from what the program now declares. Still nothing contacts it.
+    await h.editState((d) => {
+      for (const r of d.resources as { urn: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[]) {
+        if (!r.urn.includes(`::${N16.name}:`) || !r.urn.includes("command:remote:Command")) continue;
+        for (const props of [r.inputs, r.outputs]) {
+          if (!props) continue;
+          for (const k of ["stdin", "create", "delete"]) if (typeof props[k] === "string") props[k] = `${props[k]}\n# an older release`;
+        }
+      }
+    });
+    sessions = await F.sshAcceptedAll([N16, N17]);
+    const upgraded = await h.up(program([[N16, { forget: true }], [N17, {}]]));
+    expect(upgraded.error?.message).toBeUndefined();
+    expect(changed(upgraded)).toEqual([]);
+    now = await F.sshAcceptedAll([N16, N17]);
+    expect([now[0] - sessions[0], now[1] - sessions[1]]).toEqual([0, 1]);
+
     // Removed from the program: its resources leave the state, their deletes run nothing.
     sessions = now;
     const removed = await h.up(program([[N17, {}]]));

@@ -20,6 +20,7 @@ export interface RecordedOptions {
   dependsOn: string[];
   deleteBeforeReplace?: boolean;
   retainOnDelete?: boolean;
+  ignoreChanges?: string[];
   parent?: string;
 }
 
@@ -47,6 +48,7 @@ export function installMocks(opts: { preview?: boolean; stdout?: (r: Registered)
         dependsOn: (Array.isArray(deps) ? deps : [deps]).map((r) => (r as unknown as { __name?: string }).__name ?? "?"),
         deleteBeforeReplace: (t.opts as pulumi.CustomResourceOptions).deleteBeforeReplace,
         retainOnDelete: t.opts.retainOnDelete,
+        ignoreChanges: t.opts.ignoreChanges,
         parent: (t.opts.parent as unknown as { __name?: string } | undefined)?.__name,
       });
       return undefined;

@@ -158,6 +158,13 @@ describe("the node's host resource", () => {
       "node-1:host",
     ]);
     for (const o of retained) expect(o.retainOnDelete).toBe(true);
+    // Every input keeps its recorded value: no change (a new release's command lines or node
+    // script included) can make an update that dials a forgotten node.
+    const inputs = ["connection", "create", "update", "delete", "stdin", "environment", "triggers", "logging", "addPreviousOutputInEnv"];
+    for (const o of retained) expect([...(o.ignoreChanges ?? [])].sort()).toEqual([...inputs].sort());
+    // Every input a remote.Command has is among them.
+    const cmd = w2.byName("node-1:/etc/containerd/config.toml");
+    for (const k of Object.keys(cmd.inputs)) expect(inputs).toContain(k);
   });
 
   it("takes the address from a connection given as an Output", async () => {

@@ -436,6 +436,10 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // delete first, so the machine the node leaves gets every file it still holds restored (its
     // delete runs with the old connection and the old file list) before the new one gets its apply.
     // Under onDelete "keep" only the files holding credentials are restored.
+    // A forgotten node runs nothing: every input of its commands keeps its recorded value, so no
+    // change can make an update that dials it: not its drift token (unknown without a read), nor a
+    // new release of this library changing a command line, the node script or a delete.
+    const forgotten = args.forget === true ? [...COMMAND_INPUTS] : undefined;
     const hostCommand = new command.remote.Command(
       `${name}:host`,
       {
@@ -446,7 +450,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
         triggers: [addressOf(connection)],
         addPreviousOutputInEnv: false,
       },
-      { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true },
+      { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true, ignoreChanges: forgotten },
     );
     // unmanagedRegistries "remove": registry directories the spec does not manage are set aside
     // (before the node's own registry files change), and put back when this resource is deleted.
@@ -493,9 +497,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        // A forgotten node runs nothing: without a read its drift token is unknown, and the command
-        // line that carried one must not count as a change.
-        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: args.forget === true ? ["create"] : undefined },
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: forgotten },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
@@ -561,6 +563,9 @@ export class ContainerdNode extends pulumi.ComponentResource {
     });
   }
 }
+
+/** Every input of a remote.Command (pulumi-command 1.2.1): what a forgotten node's commands keep. */
+const COMMAND_INPUTS = ["connection", "create", "update", "delete", "stdin", "environment", "triggers", "logging", "addPreviousOutputInEnv"] as const;
 
 /**
  * The mirror probe's settings with their defaults. A field given as undefined (what
