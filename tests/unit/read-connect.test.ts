@@ -4,8 +4,13 @@
  * out) makes it a "not read" node at once, and leaves no timer behind. No node is needed: ssh2
  * parses the key before it dials.
  */
+import { spawnSync } from "child_process";
 import { generateKeyPairSync } from "crypto";
-import { connectConfig, readNode } from "../../provider/src/component/node-read";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { READ_CTR_SECONDS, READ_SCRIPT, readBudgetSeconds } from "../../provider/src/remote/read-script";
+import { connectConfig, parseRead, readNode } from "../../provider/src/component/node-read";
 
 const pkcs8 = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
@@ -30,4 +35,27 @@ test.each([
   ["ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB", ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
 ])("the read offers only the pinned key's type (%s), as the provider does", (hostKey, algorithms) => {
   expect(connectConfig({ host: "h", hostKey } as never, 1000).algorithms?.serverHostKey).toEqual(algorithms);
+});
+
+describe("the read's time budget", () => {
+  it("runs to its end on a wedged containerd (ctr never answers), each ctr call bounded", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wedged-"));
+    try {
+      const ctr = path.join(dir, "ctr");
+      fs.writeFileSync(ctr, "#!/bin/sh\nexec sleep 60\n", { mode: 0o755 });
+      const t0 = Date.now();
+      const r = spawnSync("dash", ["-s", ctr, path.join(dir, "sock"), "-", path.join(dir, "config.toml"), "5", "0"], { input: READ_SCRIPT, encoding: "utf8", timeout: 30_000 });
+      const seconds = (Date.now() - t0) / 1000;
+      const read = parseRead(Buffer.from(r.stdout));
+      expect(read.reached).toBe(true);
+      expect(read.versionError).toBeDefined();
+      expect(read.cri).toBe("missing");
+      expect(seconds).toBeLessThan(2 * READ_CTR_SECONDS + 2);
+      // ... which the whole budget leaves room for, after the slowest connect and the probes.
+      expect(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: true })).toBeGreaterThanOrEqual(10 + seconds + 15);
+      expect(readBudgetSeconds({ connectSeconds: 10, viaProxy: true, probeSeconds: 5, probing: true })).toBeGreaterThanOrEqual(2 * 10 + seconds + 15);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
 });

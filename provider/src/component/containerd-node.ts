@@ -21,7 +21,7 @@ import {
   scriptPathFor,
   setAsideCommand,
 } from "../remote/commands";
-import { READ_SCRIPT } from "../remote/read-script";
+import { READ_SCRIPT, readBudgetSeconds } from "../remote/read-script";
 import { emptyRead, readNode } from "./node-read";
 import { Findings, MirrorHealth, UnmanagedRegistry, findings, probeTargets } from "./node-findings";
 import { ranThisDeployment, whatRan } from "./what-ran";
@@ -398,7 +398,10 @@ export class ContainerdNode extends pulumi.ComponentResource {
           // registry's check of credentials takes up to three requests).
           .then((c) =>
             c
-              ? readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, { connectSeconds: readTimeout, totalSeconds: readTimeout + 3 * probe.timeoutSeconds })
+              ? readNode(c, readCommand(nodeOpts, readArgs), READ_SCRIPT, {
+                  connectSeconds: readTimeout,
+                  totalSeconds: readBudgetSeconds({ connectSeconds: readTimeout, viaProxy: (c as { proxy?: unknown }).proxy !== undefined, probeSeconds: probe.timeoutSeconds, probing: probe.enabled }),
+                })
               : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" },
           )
           .then((read) =>

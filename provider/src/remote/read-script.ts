@@ -39,6 +39,18 @@
  *   probe ID CLASS HTTP SECONDS CREDS TOOL     CREDS: pass | fail | none | -
  *   end
  */
+/** How long each of the read's two ctr calls (version, plugins) may take on a wedged containerd. */
+export const READ_CTR_SECONDS = 5;
+
+/**
+ * The read's whole time budget: connecting (twice through a jump host), the two ctr calls, and the
+ * probes (a token registry's check of credentials takes up to three requests), plus a second of
+ * slack. Within it a wedged containerd or a slow jump host costs its parts, not the whole read.
+ */
+export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean }): number {
+  return o.connectSeconds * (o.viaProxy ? 2 : 1) + 2 * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
+}
+
 // One brace group: sh parses all of it before it runs any of it, so nothing run here can eat the
 // rest of the script from stdin, and stdin is then closed for everything the read runs.
 export const READ_SCRIPT = `{
@@ -64,10 +76,10 @@ trap '[ -n "$work" ] && rm -rf "$work"' EXIT
 
 bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
 
-_v=$(bounded 5 "$ctr" --address "$socket" version 2>&1)
+_v=$(bounded ${READ_CTR_SECONDS} "$ctr" --address "$socket" version 2>&1)
 node_ver=$(printf '%s\\n' "$_v" | awk '$1 == "Server:" { s = 1 } s && $1 == "Version:" { print $2; exit }' | sed -e 's/^v//' -e 's/[^0-9.].*$//')
 if [ -n "$node_ver" ]; then echo "version $node_ver"; else printf 'version-unknown %s\\n' "$(printf '%s' "$_v" | tail -n 1 | tr -d '\\r')"; fi
-_p=$(bounded 5 "$ctr" --address "$socket" plugins ls 2>/dev/null | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')
+_p=$(bounded ${READ_CTR_SECONDS} "$ctr" --address "$socket" plugins ls 2>/dev/null | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')
 echo "cri \${_p:-missing}"
 
 content() { # path
