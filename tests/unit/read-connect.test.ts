@@ -59,3 +59,25 @@ describe("the read's time budget", () => {
     }
   }, 40_000);
 });
+
+test("without a temporary directory (mktemp fails) the read writes no file and still reports the registry directories", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nomktemp-"));
+  try {
+    const certs = path.join(dir, "certs.d");
+    fs.mkdirSync(path.join(certs, "docker.io"), { recursive: true });
+    fs.writeFileSync(path.join(certs, "docker.io", "hosts.toml"), 'server = "https://registry-1.docker.io"\n[host."https://mirror.test"]\n');
+    const before = fs.readdirSync("/");
+    const r = spawnSync("dash", ["-s", "/bin/false", path.join(dir, "sock"), certs, path.join(dir, "config.toml"), "1", "1"], {
+      input: READ_SCRIPT,
+      encoding: "utf8",
+      env: { ...process.env, TMPDIR: path.join(dir, "no-such-dir") },
+      timeout: 30_000,
+    });
+    expect(fs.readdirSync("/")).toEqual(before);
+    const read = parseRead(Buffer.from(r.stdout));
+    expect(read.reached).toBe(true);
+    expect(read.registryDirs.get("docker.io")).toEqual({ server: "https://registry-1.docker.io", hosts: ["https://mirror.test"] });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

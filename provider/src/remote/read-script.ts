@@ -215,6 +215,12 @@ probe_one() { # id url ca insecure cert key hostsfile section
 
 # Registry directories under certs: what each sends pulls to. The hosts of those the spec does not
 # manage (no M group) are probed too, when probing is on.
+regdir_records() { # name hosts.toml -> "regserver NAME URL" / "reghost NAME URL" lines, each once
+  awk -v n="$1" 'BEGIN { q = sprintf("%c", 34) }
+    /^[ \\t]*server[ \\t]*=/ && !sec { v = $0; sub(/^[^=]*=[ \\t]*/, "", v); gsub(q, "", v); gsub(/[ \\t]+$/, "", v); print "regserver " n " " v }
+    /^[ \\t]*\\[/ { sec = 1 }
+    /^[ \\t]*\\[host\\./ { v = $0; if (match(v, q "[^" q "]*" q)) print "reghost " n " " substr(v, RSTART + 1, RLENGTH - 2) }' "$2" | awk '!seen[$0]++'
+}
 if [ "$certs" != - ] && [ -d "$certs" ]; then
   for d in "$certs"/*/; do
     [ -d "$d" ] || continue
@@ -223,10 +229,13 @@ if [ "$certs" != - ] && [ -d "$certs" ]; then
     echo "regdir $n"
     case " $managed " in *" $n "*) unmanaged=false ;; *) unmanaged=true ;; esac
     [ -f "$d/hosts.toml" ] || continue
-    awk -v n="$n" 'BEGIN { q = sprintf("%c", 34) }
-      /^[ \\t]*server[ \\t]*=/ && !sec { v = $0; sub(/^[^=]*=[ \\t]*/, "", v); gsub(q, "", v); gsub(/[ \\t]+$/, "", v); print "regserver " n " " v }
-      /^[ \\t]*\\[/ { sec = 1 }
-      /^[ \\t]*\\[host\\./ { v = $0; if (match(v, q "[^" q "]*" q)) print "reghost " n " " substr(v, RSTART + 1, RLENGTH - 2) }' "$d/hosts.toml" | awk '!seen[$0]++' >"$work/regdir"
+    # Without a private temporary directory (mktemp failed: a full or read-only /tmp) the records
+    # go straight out and nothing is probed: never a file outside that directory.
+    if [ -z "$work" ]; then
+      regdir_records "$n" "$d/hosts.toml"
+      continue
+    fi
+    regdir_records "$n" "$d/hosts.toml" >"$work/regdir"
     while IFS=' ' read -r _tag _n _url; do
       echo "$_tag $_n $_url"
       if [ "$unmanaged" = true ] && [ "$probing" = 1 ] && [ -n "$work" ]; then
