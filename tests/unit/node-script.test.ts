@@ -683,7 +683,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 4, sha: "a1856e07c236de57acb052e9d583ee9eff4d2575702bc26c22daac2be4e5eb7b" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 5, sha: "780fd67bb8631a174a8a893ecbfdcccf94f7f69d46eb0c156f662914dc9bc8ae" });
   });
 
   it.each([

@@ -59,7 +59,7 @@ export const END_MARKER_LINE = "# containerd-node: end of file";
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 4;
+export const SCRIPT_REVISION = 5;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
