@@ -5,7 +5,7 @@ import { installMocks, settle, valueOf } from "../support/mocks";
 
 afterEach(settle);
 
-const conn = (i: number) => ({ host: `10.0.0.${10 + i}`, privateKey: "KEY", hostKey: "ssh-ed25519 AAAAtest" });
+const conn = (i: number) => ({ host: `10.0.0.${10 + i}`, privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" });
 const nodes = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `node-${i + 1}`, connection: conn(i + 1) }));
 const shared = {
   containerdVersion: "1.7.24",
@@ -150,7 +150,7 @@ describe("root program stack configuration", () => {
   const secret = (k: string) => k === "privateKey" || k === "credentials";
   const raw = {
     nodes: [
-      { name: "node-1", host: "10.0.0.11", hostKey: "ssh-ed25519 AAAA1" },
+      { name: "node-1", host: "10.0.0.11", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" },
       { name: "node-2", host: "10.0.0.12", port: 2222, user: "ubuntu", sudo: true, containerdVersion: "2.1.4", hostKeyPolicy: "accept-any" },
     ],
     privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
@@ -201,6 +201,20 @@ describe("root program stack configuration", () => {
     new ContainerdFleet("fleet", fleetArgsFromConfig({ ...raw, credentials: { "harbor.example.test": { username: "robot", password: 12345 } } }, (k) => k === "privateKey" || k === "credentials"));
     await new Promise((r) => setTimeout(r, 200));
     expect(world.byName("node-1:/etc/containerd/certs.d/docker.io/hosts.toml").inputs.stdin).toContain(Buffer.from("robot:12345").toString("base64"));
+  });
+
+  it("refuses credentials written into plain spec or node config, naming where they go instead, repeating nothing of them", () => {
+    const spec = { ...raw.spec, registries: { "docker.io": { mirrors: [{ url: "https://harbor.example.test", auth: { username: "robot", password: "pw-plain-9" } }] } } };
+    const nodes = [{ ...(raw.nodes as object[])[0], registries: { "quay.io": { server: { url: "https://q.test", headers: { Authorization: "Bearer tok-plain-9" } } } } }];
+    let message = "";
+    try {
+      fleetArgsFromConfig({ ...raw, spec, nodes }, secret);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain(`config spec.registries["docker.io"].mirrors[0].auth: [secret] is in plain config; put it in the secret credentials key: pulumi config set --secret --path 'credentials["https://harbor.example.test"].password' ...`);
+    expect(message).toContain(`config nodes[0].registries["quay.io"].server.headers["Authorization"]: [secret] is in plain config`);
+    expect(message).not.toMatch(/pw-plain-9|tok-plain-9/);
   });
 
   it("gives spec errors from stack config the same messages as the TypeScript API", () => {

@@ -8,7 +8,7 @@ import { installMocks, settle, valueOf } from "../support/mocks";
 
 afterEach(settle);
 
-const conn = { host: "10.0.0.11", privateKey: "KEY", hostKey: "ssh-ed25519 AAAAtest" };
+const conn = { host: "10.0.0.11", privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" };
 
 test("china-mirrors renders the setup guide, with registry-1.docker.io as Docker Hub's server", async () => {
   const world = installMocks();
