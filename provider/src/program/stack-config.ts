@@ -11,6 +11,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
+import { CREDENTIAL_KEY } from "../spec/validate";
 import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs, RolloutArgs } from "../component/containerd-fleet";
 
 type AnyRecord = Record<string, unknown>;
@@ -42,6 +43,27 @@ export function fleetArgsFromConfig(raw: RawConfig, isSecret: (key: string) => b
       problems.push({ path: at(key), message: "holds a secret; keep credentials in the `credentials` key (set with --secret) and spec, nodes and rollout in plain config" });
     }
   }
+  // Credentials written into spec or a node's overrides would be plain config, and plain resource
+  // inputs: refused, with where to put them instead (nothing of the value is repeated).
+  const plainCredentials = (v: unknown, where: string) => {
+    if (!isRecord(v) || !isRecord(v.registries)) return;
+    for (const [ns, reg] of Object.entries(v.registries)) {
+      if (!isRecord(reg)) continue;
+      const hosts: [string, unknown][] = [...(Array.isArray(reg.mirrors) ? reg.mirrors.map((m, i) => [`mirrors[${i}]`, m] as [string, unknown]) : []), ["server", reg.server]];
+      for (const [k, h] of hosts) {
+        if (!isRecord(h)) continue;
+        const headers = isRecord(h.headers) ? Object.keys(h.headers).filter((name) => /^(proxy-)?authorization$/i.test(name) || CREDENTIAL_KEY.test(name)) : [];
+        for (const field of [...(h.auth !== undefined ? ["auth"] : []), ...headers.map((name) => `headers[${JSON.stringify(name)}]`)]) {
+          problems.push({
+            path: at(`${where}.registries[${JSON.stringify(ns)}].${k}.${field}`),
+            message: `[secret] is in plain config; put it in the secret credentials key: pulumi config set --secret --path 'credentials["${typeof h.url === "string" ? h.url : ns}"].password' ...`,
+          });
+        }
+      }
+    }
+  };
+  plainCredentials(raw.spec, "spec");
+  (Array.isArray(raw.nodes) ? raw.nodes : []).forEach((n, i) => plainCredentials(n, `nodes[${i}]`));
   if (!Array.isArray(raw.nodes) || raw.nodes.length === 0) {
     problems.push({ path: at("nodes"), message: `${showValue(raw.nodes)} is not a non-empty list of { name, host, ... }` });
   }
