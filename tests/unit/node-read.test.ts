@@ -4,6 +4,7 @@
  * directories), the probes taken from rendered hosts.toml files, and the options' checks.
  */
 import { spawnSync } from "child_process";
+import { createHash } from "crypto";
 import { applyCommand, readCommand, REPAIR_RUN_SCRIPT } from "../../provider/src/remote/commands";
 import { READ_SCRIPT } from "../../provider/src/remote/read-script";
 import { NodeRead, emptyRead, parseRead } from "../../provider/src/component/node-read";
@@ -29,6 +30,7 @@ const opts = (o: Partial<ReadOptions> = {}): ReadOptions => ({
   ...o,
 });
 
+const hashOf = (t: string) => createHash("sha256").update(t).digest("hex");
 const read = (r: Partial<NodeRead> = {}): NodeRead => ({ ...emptyRead(), reached: true, version: "1.7.24", cri: "ok", ...r });
 const files: DesiredFile[] = [
   { path: HUB, mode: 0o644, secret: false, content: 'server = "https://registry-1.docker.io"\n' },
@@ -253,6 +255,43 @@ describe("mirrors", () => {
     expect(findings(read({ probes: p }), [], targets, opts()).warnings[0]).toBe(
       "n1: https://mirror-a.example: auth-required, and its credentials are refused in 0.1 s; pulls from docker.io will fall through to the next host",
     );
+  });
+});
+
+describe("mirror probes before this up writes the files they depend on", () => {
+  const CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+  const spec = (password: string) =>
+    renderNode({
+      containerdVersion: "1.7",
+      registries: { "harbor.test": { server: { url: "https://harbor.test", ca: CA_PEM, auth: { username: "robot", password } } } },
+    }).files;
+  const rendered = spec("pw-1");
+  const targets = probeTargets(rendered);
+  const hosts = rendered.find((x) => x.kind === "hosts")!;
+  const ca = rendered.find((x) => x.path.endsWith(".crt"))!;
+  const desired: DesiredFile[] = rendered.map((x) => ({ path: x.path, mode: x.mode, secret: x.secret, content: x.secret ? undefined : x.content, sha256: hashOf(x.content) }));
+  const o = opts({ managedDirs: ["harbor.test"] });
+  const probed = (cls: string, credentials: "pass" | "fail" | "none" | "-" = "-") => new Map(targets.map((t) => [t.id, { class: cls, seconds: 0.1, credentials, tool: "curl" }]));
+  const node = (...present: { path: string; content: string }[]) => new Map(present.map((x) => [x.path, { present: true, sha256: hashOf(x.content), mode: "644" }]));
+
+  it("does not judge a TLS failure of a host whose CA file this up writes (a first rollout with its own CA)", () => {
+    expect(targets.map((t) => t.tlsFiles)).toEqual([[ca.path]]);
+    const first = findings(read({ probes: probed("tls-error"), files: new Map() }), desired, targets, o);
+    expect(first.errors).toEqual([]);
+    expect(first.warnings).toEqual([`n1: https://harbor.test: tls-error with the node's current files, not judged: its CA or client certificate changes in this up; the next preview probes it with the new ones`]);
+    // Once the CA on the node is the one of the spec, a TLS failure is the host's own.
+    const after = findings(read({ probes: probed("tls-error"), files: node(ca, hosts) }), desired, targets, o);
+    expect(after.errors).toEqual([expect.stringContaining("no host of harbor.test answers as a registry from this node (https://harbor.test: tls-error)")]);
+  });
+
+  it("does not judge refused credentials when this up writes new ones (a rotation), and judges the ones in place", () => {
+    const rotated = spec("pw-2");
+    const want: DesiredFile[] = rotated.map((x) => ({ path: x.path, mode: x.mode, secret: x.secret, content: x.secret ? undefined : x.content, sha256: hashOf(x.content) }));
+    const rotation = findings(read({ probes: probed("auth-required", "fail"), files: node(ca, hosts) }), want, probeTargets(rotated), o);
+    expect(rotation.errors).toEqual([]);
+    expect(rotation.warnings).toEqual([`n1: https://harbor.test: credentials refused with the node's current files, not judged: its credentials change in this up; the next preview probes it with the new ones`]);
+    const same = findings(read({ probes: probed("auth-required", "fail"), files: node(ca, hosts) }), desired, targets, o);
+    expect(same.errors).toEqual([expect.stringContaining("no host of harbor.test answers")]);
   });
 });
 

@@ -404,10 +404,17 @@ export class ContainerdNode extends pulumi.ComponentResource {
                 })
               : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" },
           )
-          .then((read) =>
-            findings(
+          .then(async (read) => {
+            // Secret files are compared by hash; the hash of what will be written, when it is known
+            // now, tells the mirror probes which TLS files and credentials this up changes.
+            const secretSha = await Promise.all(sorted.map(async (f, i) => {
+              if (!f.secret) return undefined;
+              const v = await knownValue(contents[i]);
+              return v === undefined ? undefined : createHash("sha256").update(v).digest("hex");
+            }));
+            return findings(
               read,
-              sorted.map((f, i) => ({ path: f.path, mode: f.mode, secret: f.secret, content: f.secret ? undefined : (contents[i] as string) })),
+              sorted.map((f, i) => ({ path: f.path, mode: f.mode, secret: f.secret, content: f.secret ? undefined : (contents[i] as string), sha256: secretSha[i] })),
               targets,
               {
                 label: name,
@@ -422,8 +429,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
                 probePolicy: probe.policy,
                 allowDeadRegistries: probe.allowDeadRegistries,
               },
-            ),
-          )
+            );
+          })
       : Promise.resolve(undefined);
     // Said once, on the node; a node with errors stops here: none of its commands is registered.
     const checked = found.then((fd) => {
@@ -667,6 +674,12 @@ function refusal(message: string): pulumi.RunError {
  */
 async function knownConnection(connection: pulumi.Input<ConnectionArgs>): Promise<ConnectionArgs | undefined> {
   const out = pulumi.output(connection) as unknown as { isKnown: Promise<boolean>; promise(): Promise<ConnectionArgs> };
+  return (await out.isKnown) ? out.promise() : undefined;
+}
+
+/** An input's value, or undefined while it is unknown (never waits on an unknown Output). */
+async function knownValue(v: pulumi.Input<string>): Promise<string | undefined> {
+  const out = pulumi.output(v) as unknown as { isKnown: Promise<boolean>; promise(): Promise<string> };
   return (await out.isKnown) ? out.promise() : undefined;
 }
 

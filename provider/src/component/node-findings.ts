@@ -89,6 +89,10 @@ export interface ProbeTarget {
   role: "mirror" | "server";
   managed: boolean;
   args: string[];
+  /** The files the node uses for this host's TLS: its CA, client certificate and key. */
+  tlsFiles?: string[];
+  /** The hosts.toml that holds the Authorization header sent to it. */
+  authFile?: string;
 }
 
 const DEAD = (c: string) => !["ok", "auth-required", "unprobed"].includes(c);
@@ -160,6 +164,8 @@ export function probeTargets(files: readonly RenderedFile[]): ProbeTarget[] {
         role,
         managed: true,
         args: ["P", id, pingUrl(url, t.override_path === true), first(t.ca) ?? "-", t.skip_verify === true ? "1" : "0", cert ?? "-", key ?? "-", auth ? f.path : "-", auth ? section : "-"],
+        tlsFiles: [first(t.ca), cert, key].filter((x): x is string => x !== undefined),
+        authFile: auth ? f.path : undefined,
       });
     };
     const hosts = (doc.host ?? {}) as Record<string, Table>;
@@ -225,6 +231,8 @@ export interface DesiredFile {
   secret: boolean;
   /** Plain content for non-secret files; undefined for secret ones (compared by hash only). */
   content?: string;
+  /** sha256 of the content to be written, also for secret files when it is known (never shown). */
+  sha256?: string;
 }
 
 /** Reads the read: see the module comment. */
@@ -334,19 +342,43 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       managed: p.managed,
     });
   }
+  // The probe runs before this up writes anything: a host whose CA or client files, or whose
+  // credentials (its hosts.toml), this up changes was probed with the node's old ones (or none).
+  // A TLS failure, or refused credentials, then says nothing about the new spec: not judged.
+  const desired = new Map(files.map((d) => [d.path, d]));
+  const changing = (p: string) => {
+    const d = desired.get(p);
+    if (!d) return false;
+    const now = read.files.get(p);
+    const want = d.sha256 ?? (d.content !== undefined ? sha(d.content) : undefined);
+    return !now?.present || want === undefined || now.sha256 !== want;
+  };
+  const unjudged = new Map<MirrorHealth, string>();
+  for (const p of probes) {
+    const m = f.mirrors.find((x) => x.managed && x.registry === p.registry && x.host === p.host && x.role === p.role);
+    if (!m) continue;
+    if (m.class === "tls-error" && (p.tlsFiles ?? []).some(changing)) unjudged.set(m, "its CA or client certificate changes in this up");
+    else if (m.credentials === "fail" && p.authFile !== undefined && changing(p.authFile)) unjudged.set(m, "its credentials change in this up");
+  }
+  const isDead = (m: MirrorHealth) => !unjudged.has(m) && (DEAD(m.class) || m.credentials === "fail");
   const byRegistry = new Map<string, MirrorHealth[]>();
   for (const m of f.mirrors.filter((x) => x.managed)) byRegistry.set(m.registry, [...(byRegistry.get(m.registry) ?? []), m]);
   for (const [reg, hosts] of byRegistry) {
     const pulls = reg === "*" ? "every registry without its own directory" : reg;
     hosts.forEach((m, k) => {
-      const dead = DEAD(m.class) || m.credentials === "fail";
+      const pending = unjudged.get(m);
+      if (pending) {
+        f.warnings.push(`${say} ${m.host}: ${m.credentials === "fail" ? "credentials refused" : m.class} with the node's current files, not judged: ${pending}; the next preview probes it with the new ones`);
+        return;
+      }
+      const dead = isDead(m);
       if (!dead) return;
       const why = m.credentials === "fail" ? "auth-required, and its credentials are refused" : m.class;
       const next = k < hosts.length - 1 ? `pulls from ${pulls} will fall through to the next host` : `it is the last host for ${pulls}`;
       const msg = `${say} ${m.host}: ${why} in ${m.seconds.toFixed(1)} s; ${next}`;
       (o.probePolicy === "fail" ? f.errors : f.warnings).push(msg);
     });
-    if (hosts.every((m) => DEAD(m.class) || m.credentials === "fail") && !o.allowDeadRegistries && o.probePolicy !== "fail") {
+    if (hosts.every(isDead) && !o.allowDeadRegistries && o.probePolicy !== "fail") {
       f.errors.push(`${say} no host of ${reg} answers as a registry from this node (${hosts.map((m) => `${m.host}: ${m.class}`).join(", ")}); pulls from ${pulls} would fail. Set mirrorProbe.allowDeadRegistries to go on anyway`);
     }
   }
