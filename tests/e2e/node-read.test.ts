@@ -6,6 +6,10 @@
  * classified from the node itself against mirrors that are dead in distinct, real ways. What the read
  * finds is asserted as the engine reports it to a user: its diagnostics, the steps, and the CLI's text.
  */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { spawnSync } from "child_process";
 import * as http from "http";
 import * as https from "https";
 import * as net from "net";
@@ -190,6 +194,66 @@ class DeadMirrors {
     await Promise.all(this.servers.map((s) => new Promise((resolve) => s.close(resolve))));
   }
 }
+
+/** A CA of its own and a server certificate it signed for the bridge's address (openssl). */
+function privateCa(dir: string): { caPem: string; certPem: string; keyPem: string } {
+  const run = (...args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
+  };
+  run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=containerd-node test CA");
+  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", `/CN=${BRIDGE}`);
+  fs.writeFileSync(path.join(dir, "ext"), `subjectAltName=IP:${BRIDGE}\n`);
+  run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext");
+  const read = (f: string) => fs.readFileSync(path.join(dir, f), "utf8");
+  return { caPem: read("ca.pem"), certPem: read("srv.pem"), keyPem: read("srv.key") };
+}
+
+describe("a registry with its own CA", () => {
+  const nodes = [N16, N23];
+  let h: EngineStack;
+  let server: https.Server;
+  let url = "";
+  let dir = "";
+  let ca = "";
+  beforeAll(async () => {
+    await F.resetNodes(nodes);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "own-ca-"));
+    const pki = privateCa(dir);
+    ca = pki.caPem;
+    // A registry API: /v2/ answers 200 with its version header.
+    server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (_q, r) => r.writeHead(200, { "docker-distribution-api-version": "registry/2.0" }).end("{}"));
+    await new Promise<void>((resolve) => server.listen(0, BRIDGE, () => resolve()));
+    url = `https://${BRIDGE}:${(server.address() as AddressInfo).port}`;
+    h = newStack();
+  });
+  afterAll(async () => {
+    h?.dispose();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("rolls out the first time (the probe runs before its CA is on the node), and the next preview finds the host ok", async () => {
+    const ns = `${BRIDGE}:${new URL(url).port}`;
+    const program = async () => {
+      const out: Record<string, unknown> = {};
+      for (const n of nodes) out[n.name] = new ContainerdNode(n.name, spec(n, { registries: { [ns]: { server: { url, ca } } } })).mirrorHealth;
+      return out;
+    };
+    const first = await h.up(program);
+    expect(first.error?.message).toBeUndefined();
+    for (const n of nodes) {
+      expect(warnings(first)).toContainEqual(expect.stringMatching(new RegExp(`^${n.name}: ${url.replace(/[.]/g, "\\.")}: tls-error with the node's current files, not judged: its CA or client certificate changes in this up`)));
+      expect(await F.nodeFile(n, `/etc/containerd/certs.d/${ns}/hosts.toml`)).toContain(`ca = "/etc/containerd/certs.d/${ns}/`);
+    }
+    const after = await h.preview(program);
+    expect(after.error?.message).toBeUndefined();
+    expect(warnings(after).filter((w) => w.includes(url))).toEqual([]);
+    const outputs = displayedOutputs(after.stdout);
+    for (const n of nodes) expect(outputs[n.name]?.map((m) => m.class)).toEqual(["ok"]);
+  });
+});
 
 describe("mirrors classified from each node", () => {
   const nodes = [N16, N21, N23];
