@@ -6,7 +6,7 @@
  * Everything goes through fleet.sh's documented interface and the host-side paths its JSON names
  * (containerdSocket, configToml, restartLog); nothing here knows how a node is built.
  */
-import { spawn } from "child_process";
+import { Run, run } from "../support/run";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -97,33 +97,8 @@ export function nodesByGeneration(fleet: Fleet, generations: readonly string[]):
 
 // ---- processes ---------------------------------------------------------------------------------
 
-export interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program without a shell; never throws for a non-zero exit. Async: deployments go on meanwhile. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(opts.input ?? "");
-  });
-}
+export { run };
+export type { Run };
 
 async function fleetSh(args: string[], timeoutMs = 300_000): Promise<string> {
   const r = await run("bash", [FLEET_SH, ...args], { timeoutMs });

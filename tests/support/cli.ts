@@ -4,19 +4,13 @@
  * stack has a file:// backend and a stack config file in a private temporary directory, so nothing is
  * written into the repository and no user state is touched.
  */
-import { spawn } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { privateDir, pulumiEnv, pulumiPath } from "./pulumi-env";
+import { Run, run } from "./run";
 
-export interface CliRun {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  /** Seconds from start to exit. */
-  seconds: number;
-}
+export type CliRun = Run;
 
 export interface CliOptions {
   /** The project folder (Pulumi.yaml). */
@@ -52,28 +46,7 @@ export class CliStack {
 
   /** `pulumi <args>` in the project folder; never throws for a non-zero exit. */
   run(args: string[], opts: { input?: string; timeoutMs?: number; onStdout?: (s: string) => void } = {}): Promise<CliRun> {
-    const t0 = Date.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn(pulumiPath(), args, { cwd: this.opts.cwd, env: this.env, stdio: ["pipe", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 600_000);
-      child.stdout.on("data", (d: Buffer) => {
-        stdout += d.toString();
-        opts.onStdout?.(d.toString());
-      });
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("error", (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      child.on("close", (status) => {
-        clearTimeout(timer);
-        resolve({ status, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
-      });
-      child.stdin.on("error", () => undefined);
-      child.stdin.end(opts.input ?? "");
-    });
+    return run(pulumiPath(), args, { cwd: this.opts.cwd, env: this.env, timeoutMs: opts.timeoutMs ?? 600_000, input: opts.input, onStdout: opts.onStdout });
   }
 
   /** The flags every command gets: this stack, and its config file for the commands that read one. */
