@@ -138,6 +138,12 @@ fi
 # --- the command provider, built once into the cache and installed as the plugin the engine loads.
 plugin_build="$repo/.cache/tools/provider"
 plugin="$PULUMI_HOME/plugins/resource-command-v$command_version/pulumi-resource-command"
+# A machine that has the provider on its PATH (where the engine looks first) uses that one.
+machine_plugin=$(command -v pulumi-resource-command 2>/dev/null || true)
+if [ -n "$machine_plugin" ] && [ ! -x "$plugin" ]; then
+  report pulumi-resource-command "ok $machine_plugin (on PATH; the engine takes it with a warning)"
+  exit "$status"
+fi
 if [ ! -x "$plugin" ] && ! $check_only; then
   # Not in $bin: a provider on PATH would be taken over the installed plugin, with a warning per run.
   if [ ! -x "$plugin_build/pulumi-resource-command" ]; then
