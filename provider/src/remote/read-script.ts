@@ -33,8 +33,11 @@
  *   repair PATH TOKEN                          the last drift repaired there (.repair)
  *   content PATH NBYTES, then NBYTES bytes and a newline
  *   regdir NAME, regserver NAME URL, reghost NAME URL        directories under certs
+ *   regowned NAME                              a directory holding files a ContainerdNode manages
+ *                                              (owner records in NAME/.containerd-node): not unmanaged
  *   probetarget ID NAME ROLE URL              a probe of a host of an unmanaged directory
- *   setaside NAME                              a directory the component set aside (unmanagedRegistries "remove")
+ *   setaside NAME LATER                        a directory the component set aside (unmanagedRegistries "remove"),
+ *                                              and how many later copies of it were set aside since
  *   import PATTERN, importfile PATH, then a content record for it
  *   probe ID CLASS HTTP SECONDS CREDS TOOL     CREDS: pass | fail | none | -
  *   end
@@ -126,6 +129,22 @@ fi
 # Mirror probes: all at once, each bounded by ptimeout; results collected in order.
 tool=none
 if command -v curl >/dev/null 2>&1; then tool=curl; elif command -v wget >/dev/null 2>&1; then tool=wget; fi
+# GNU wget takes a CA and a client pair; busybox's takes neither (a probe that needs them is not made).
+wget_gnu=false
+if [ "$tool" = wget ] && wget --version 2>/dev/null | grep -q 'GNU Wget'; then wget_gnu=true; fi
+# containerd adds a host's ca to the system's roots; curl's --cacert and wget's --ca-certificate
+# replace them. The probe gets both, as one bundle in the private directory.
+system_roots=''
+for _r in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/ca-bundle.pem /etc/ssl/cert.pem; do
+  if [ -f "$_r" ]; then system_roots=$_r; break; fi
+done
+ca_bundle() { # ca out: prints the file to use
+  if [ -n "$system_roots" ] && cat "$system_roots" "$1" >"$2" 2>/dev/null; then echo "$2"; else echo "$1"; fi
+}
+# Milliseconds since boot, for how long a probe took: /proc/uptime (busybox's date has no %N).
+now_ms() {
+  if [ -r /proc/uptime ]; then awk '{ printf "%d\\n", $1 * 1000 }' /proc/uptime; else echo $(($(date +%s) * 1000)); fi
+}
 classify_curl() { # rc http headers-file
   case "$1" in
     0) ;;
@@ -155,8 +174,9 @@ probe_one() { # id url ca insecure cert key hostsfile section
   _o="$work/$1"
   set -- "$@"
   _id=$1 _url=$2 _ca=$3 _k=$4 _cert=$5 _key=$6 _hf=$7 _sec=$8
-  _t0=$(date +%s%N 2>/dev/null)
+  _t0=$(now_ms)
   _creds=-
+  if [ "$_ca" != - ]; then _ca=$(ca_bundle "$_ca" "$_o.ca"); fi
   if [ "$tool" = curl ]; then
     set -- -sS -o /dev/null -D "$_o.h" -w '%{http_code} %{time_total}' --connect-timeout "$ptimeout" --max-time "$ptimeout"
     [ "$_ca" = - ] || set -- "$@" --cacert "$_ca"
@@ -177,8 +197,17 @@ probe_one() { # id url ca insecure cert key hostsfile section
           _realm=$(awk 'tolower($1) == "www-authenticate:" { print }' "$_o.h" | sed -n 's/.*realm="\\([^"]*\\)".*/\\1/p' | head -n 1)
           _svc=$(awk 'tolower($1) == "www-authenticate:" { print }' "$_o.h" | sed -n 's/.*service="\\([^"]*\\)".*/\\1/p' | head -n 1)
           _creds=fail
-          if [ -n "$_realm" ]; then
-            _w3=$(curl "$@" -H @"$_o.a" -G --data-urlencode "service=$_svc" "$_realm" 2>/dev/null)
+          # The credentials go to the realm only over https, or http when the registry itself is
+          # plain http: never to another scheme (file, ftp, ...) a 401 may name.
+          _proto=''
+          case "$_realm" in
+            https://*) _proto='=https' ;;
+            http://*) case "$_url" in http://*) _proto='=http' ;; esac ;;
+          esac
+          if [ -n "$_realm" ] && [ -z "$_proto" ]; then
+            _creds=-
+          elif [ -n "$_realm" ]; then
+            _w3=$(curl "$@" --proto "$_proto" --proto-redir "$_proto" -H @"$_o.a" -G --data-urlencode "service=$_svc" "$_realm" 2>/dev/null)
             case "\${_w3% *}" in 2??) _creds=pass ;; esac
           fi ;;
         esac
@@ -186,26 +215,37 @@ probe_one() { # id url ca insecure cert key hostsfile section
       fi
     fi
     [ "$_rc" = 0 ] || _http=-
+  elif [ "$tool" = wget ] && [ "$wget_gnu" = false ] && { [ "$_ca" != - ] || [ "$_cert" != - ] || [ "$_key" != - ]; }; then
+    # busybox wget cannot use the host's CA or client certificate: no verdict rather than a wrong one.
+    _class=unprobed _http=- _secs=0
   elif [ "$tool" = wget ]; then
-    _err=$(bounded "$ptimeout" wget -S -O /dev/null -T "$ptimeout" -t 1 "$_url" 2>&1)
+    # busybox's wget has no -t, and Debian's 1.35 crashes on -T: bounded keeps the time for both.
+    set -- -S -O /dev/null
+    [ "$wget_gnu" = true ] && set -- "$@" -T "$ptimeout" -t 1
+    [ "$_k" = 1 ] && set -- "$@" --no-check-certificate
+    [ "$_ca" = - ] || set -- "$@" --ca-certificate="$_ca"
+    [ "$_cert" = - ] || set -- "$@" --certificate="$_cert"
+    [ "$_key" = - ] || set -- "$@" --private-key="$_key"
+    _err=$(bounded "$ptimeout" wget "$@" "$_url" 2>&1)
     _rc=$?
     _http=$(printf '%s\\n' "$_err" | awk '$1 ~ /^HTTP\\// { c = $2 } END { print c }')
-    case "$_err" in
-      *"unable to resolve"*|*"bad address"*|*"resolve host"*) _class=dns-error ;;
-      *"refused"*) _class=refused ;;
-      *"timed out"*|*"Timed out"*) _class=timeout ;;
-      *"certificate"*|*"SSL"*|*"TLS"*) _class=tls-error ;;
-      *)
-        case "$_http" in
-          2??) case "$_err" in *[Dd]ocker-[Dd]istribution-[Aa]pi-[Vv]ersion*) _class=ok ;; *) _class=not-a-registry ;; esac ;;
-          401) _class=auth-required; _creds=- ;;
-          403) _class=forbidden ;;
-          '') if [ "$_rc" = 124 ]; then _class=timeout; else _class="error-$_rc"; fi ;;
-          *) _class=not-a-registry ;;
+    # An answer first: with skip_verify wget still warns about the certificate it did not check.
+    case "$_http" in
+      2??) case "$_err" in *[Dd]ocker-[Dd]istribution-[Aa]pi-[Vv]ersion*) _class=ok ;; *) _class=not-a-registry ;; esac ;;
+      401) _class=auth-required; _creds=- ;;
+      403) _class=forbidden ;;
+      '')
+        case "$_err" in
+          *"unable to resolve"*|*"bad address"*|*"resolve host"*) _class=dns-error ;;
+          *"refused"*) _class=refused ;;
+          *"timed out"*|*"Timed out"*) _class=timeout ;;
+          *"certificate"*|*"SSL"*|*"TLS"*|*"tls"*) _class=tls-error ;;
+          *) if [ "$_rc" = 124 ]; then _class=timeout; else _class="error-$_rc"; fi ;;
         esac ;;
+      *) _class=not-a-registry ;;
     esac
-    _t1=$(date +%s%N 2>/dev/null)
-    _secs=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+    _t1=$(now_ms)
+    _secs=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')
     _http=\${_http:--}
   else
     _class=unprobed _http=- _secs=0
@@ -227,6 +267,9 @@ if [ "$certs" != - ] && [ -d "$certs" ]; then
     n=\${d%/}
     n=\${n##*/}
     echo "regdir $n"
+    for _of in "$d".containerd-node/*.owner; do
+      if [ -f "$_of" ]; then echo "regowned $n"; break; fi
+    done
     case " $managed " in *" $n "*) unmanaged=false ;; *) unmanaged=true ;; esac
     [ -f "$d/hosts.toml" ] || continue
     # Without a private temporary directory (mktemp failed: a full or read-only /tmp) the records
@@ -256,7 +299,12 @@ if [ "$certs" != - ] && [ -d "$certs" ]; then
   for d in "$certs"/.containerd-node/set-aside/*/; do
     [ -d "$d" ] || continue
     n=\${d%/}
-    echo "setaside \${n##*/}"
+    n=\${n##*/}
+    _k=0
+    for _l in "$certs/.containerd-node/set-aside/.later/$n".[0-9]*; do
+      if [ -d "$_l" ]; then _k=$((_k + 1)); fi
+    done
+    echo "setaside $n $_k"
   done
 fi
 
