@@ -9,7 +9,6 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { spawnSync } from "child_process";
 import * as http from "http";
 import * as https from "https";
 import * as net from "net";
@@ -20,6 +19,7 @@ import { END_MARKER_LINE } from "../../provider/src/remote/node-script";
 import type { MirrorHealth } from "../../provider/src/component/node-findings";
 import { EngineStack, RunResult } from "../support/engine";
 import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
+import { privateCa } from "../support/private-ca";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
 
@@ -195,19 +195,6 @@ class DeadMirrors {
   }
 }
 
-/** A CA of its own and a server certificate it signed for the bridge's address (openssl). */
-function privateCa(dir: string): { caPem: string; certPem: string; keyPem: string } {
-  const run = (...args: string[]) => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
-  };
-  run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=containerd-node test CA");
-  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", `/CN=${BRIDGE}`);
-  fs.writeFileSync(path.join(dir, "ext"), `subjectAltName=IP:${BRIDGE}\n`);
-  run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext");
-  const read = (f: string) => fs.readFileSync(path.join(dir, f), "utf8");
-  return { caPem: read("ca.pem"), certPem: read("srv.pem"), keyPem: read("srv.key") };
-}
 
 describe("a registry with its own CA", () => {
   const nodes = [N16, N23];
@@ -219,7 +206,7 @@ describe("a registry with its own CA", () => {
   beforeAll(async () => {
     await F.resetNodes(nodes);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "own-ca-"));
-    const pki = privateCa(dir);
+    const pki = privateCa(dir, BRIDGE);
     ca = pki.caPem;
     // A registry API: /v2/ answers 200 with its version header.
     server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (_q, r) => r.writeHead(200, { "docker-distribution-api-version": "registry/2.0" }).end("{}"));
@@ -398,6 +385,107 @@ describe("registry directories the spec does not manage", () => {
     expect(destroyed.error?.message).toBeUndefined();
     expect(await F.nodeFile(N16, `${HAND}/hosts.toml`)).toBe(original);
     expect(await F.nodePathExists(N16, "/etc/containerd/certs.d/.containerd-node")).toBe(false);
+  });
+});
+
+describe("unmanagedRegistries \"remove\" next to the node's own registries", () => {
+  let h: EngineStack;
+  const HAND = "/etc/containerd/certs.d/docker.io";
+  const QUAY = "/etc/containerd/certs.d/quay.io";
+  const ASIDE = "/etc/containerd/certs.d/.containerd-node/set-aside";
+  const registries = (quay: boolean): ContainerdNodeArgs["registries"] => ({ "*": { mirrors: [MIRROR] }, ...(quay ? { "quay.io": { mirrors: [MIRROR] } } : {}) });
+  const program = (quay: boolean) => async () => void new ContainerdNode(N23.name, spec(N23, { registries: registries(quay), unmanagedRegistries: "remove" }));
+  const handWritten = (server: string) => F.nodeSh(N23, `mkdir -p ${HAND} && printf 'server = "%s"\\n' '${server}' > ${HAND}/hosts.toml`);
+  beforeAll(async () => {
+    await F.resetNodes([N23]);
+    h = newStack();
+  });
+  afterAll(async () => {
+    await h?.destroy();
+    h?.dispose();
+  });
+
+  it("never sets aside a registry the spec drops (its delete restores it), keeps the first copy of a directory made again, and destroy leaves what was there", async () => {
+    await handWritten("https://docker.io");
+    const first = await h.up(program(true));
+    expect(first.error?.message).toBeUndefined();
+    expect(await F.nodePathExists(N23, HAND)).toBe(false);
+    expect(await F.nodeFile(N23, `${QUAY}/hosts.toml`)).toContain(MIRROR);
+
+    // quay.io leaves the spec: its hosts.toml's delete removes it (there was none before). It is
+    // not an unmanaged directory to set aside, so nothing brings it back later.
+    const dropped = await h.up(program(false));
+    expect(dropped.error?.message).toBeUndefined();
+    expect(changed(dropped)).toContain(`${N23.name}:${QUAY}/hosts.toml delete`);
+    expect(changed(dropped)).not.toContain(`${N23.name}:unmanaged registries update`);
+    expect(await F.nodePathExists(N23, QUAY)).toBe(false);
+    expect(await F.nodePathExists(N23, `${ASIDE}/quay.io`)).toBe(false);
+
+    // docker.io made again by hand: set aside again, the first copy staying what destroy puts back.
+    await handWritten("https://again.example");
+    const again = await h.up(program(false));
+    expect(again.error?.message).toBeUndefined();
+    expect(changed(again)).toEqual([`${N23.name}:unmanaged registries update`]);
+    expect(await F.nodePathExists(N23, HAND)).toBe(false);
+    expect(await F.nodeFile(N23, `${ASIDE}/docker.io/hosts.toml`)).toBe('server = "https://docker.io"\n');
+    expect(await F.nodeFile(N23, `${ASIDE}/.later/docker.io.1/hosts.toml`)).toBe('server = "https://again.example"\n');
+    expect(await F.nodePathExists(N23, `${ASIDE}/docker.io.old`)).toBe(false);
+    expect(changed(await h.preview(program(false)))).toEqual([]);
+
+    const destroyed = await h.destroy();
+    expect(destroyed.error?.message).toBeUndefined();
+    expect(await F.nodeFile(N23, `${HAND}/hosts.toml`)).toBe('server = "https://docker.io"\n');
+    expect(await F.nodePathExists(N23, QUAY)).toBe(false);
+  });
+});
+
+describe("a node read cannot reach, or must not: what was recorded stays", () => {
+  let h: EngineStack;
+  const HAND = "/etc/containerd/certs.d/docker.io";
+  const program = (extra: Partial<ContainerdNodeArgs> = {}) => async () =>
+    void new ContainerdNode(N23.name, spec(N23, { registries: { "*": { mirrors: [MIRROR] } }, unmanagedRegistries: "remove", ...extra }));
+  beforeAll(async () => {
+    await F.resetNodes([N23]);
+    await F.nodeSh(N23, `mkdir -p ${HAND} && printf 'server = "https://docker.io"\\n' > ${HAND}/hosts.toml`);
+    h = newStack();
+  });
+  afterAll(async () => {
+    await F.fault(N23, "sshd-start");
+    h?.dispose();
+    await F.resetNodes([N23]);
+  });
+
+  it("with its sshd stopped, previews no update of a repaired file or of the set-aside list, and none when it is back", async () => {
+    expect((await h.up(program())).error?.message).toBeUndefined();
+    await F.nodeSh(N23, `chmod 0600 ${STAR}`);
+    const repaired = await h.up(program());
+    expect(repaired.error?.message).toBeUndefined();
+    expect(changed(repaired)).toEqual([`${N23.name}:${STAR} update`]);
+
+    await F.fault(N23, "sshd-stop");
+    const down = await h.preview(program());
+    expect(down.error?.message).toBeUndefined();
+    expect(warnings(down).some((w) => w.startsWith(`${N23.name}: not read (`))).toBe(true);
+    expect(changed(down)).toEqual([]);
+
+    await F.fault(N23, "sshd-start");
+    const back = await h.preview(program());
+    expect(back.error?.message).toBeUndefined();
+    expect(changed(back)).toEqual([]);
+  });
+
+  it("forgotten with its sshd stopped, and then removed from the program: no step dials it", async () => {
+    await F.fault(N23, "sshd-stop");
+    const forgot = await h.up(program({ forget: true }));
+    expect(forgot.error?.message).toBeUndefined();
+    expect(changed(forgot)).toEqual([]);
+    // Removed: every resource of the node is retained (nothing runs), the set-aside one too.
+    const removed = await h.up(async () => undefined);
+    expect(removed.error?.message).toBeUndefined();
+    expect(removed.steps.filter((s) => s.op === "delete").length).toBeGreaterThan(0);
+    await F.fault(N23, "sshd-start");
+    // Its directory stays set aside: nothing put it back.
+    expect(await F.nodePathExists(N23, HAND)).toBe(false);
   });
 });
 

@@ -46,7 +46,7 @@ describe("the read script's output", () => {
       Buffer.from(`record ${CONFIG} abd 644\nrepair ${CONFIG} 00ff00ff00ff00ff\n`),
       Buffer.from(`file ${HUB} absent\n`),
       Buffer.from("import /etc/containerd/conf.d/*.toml\nimportfile /etc/containerd/conf.d/99-nvidia.toml\ncontent /etc/containerd/conf.d/99-nvidia.toml 12\nversion = 2\n\n"),
-      Buffer.from("regdir docker.io\nregserver docker.io https://docker.io\nprobetarget u1 docker.io server https://docker.io\nsetaside quay.io\n"),
+      Buffer.from("regdir docker.io\nregserver docker.io https://docker.io\nprobetarget u1 docker.io server https://docker.io\nregdir gcr.io\nregowned gcr.io\nsetaside quay.io 2\n"),
       Buffer.from("probe p0 ok 200 0.012 - curl\nprobe u1 dns-error - 0.001 - curl\nend\n"),
     ]);
     const r = parseRead(out);
@@ -57,7 +57,8 @@ describe("the read script's output", () => {
     expect(r.imports).toEqual([{ pattern: "/etc/containerd/conf.d/*.toml", files: [{ path: "/etc/containerd/conf.d/99-nvidia.toml", content: "version = 2\n" }] }]);
     expect(r.registryDirs.get("docker.io")).toEqual({ server: "https://docker.io", hosts: [] });
     expect(r.unmanagedProbes).toEqual([{ id: "u1", directory: "docker.io", role: "server", url: "https://docker.io" }]);
-    expect(r.setAside).toEqual(["quay.io"]);
+    expect(r.ownedDirs).toEqual(new Set(["gcr.io"]));
+    expect(r.setAside).toEqual([{ name: "quay.io", later: 2 }]);
     expect(r.probes.get("p0")).toEqual({ class: "ok", http: 200, seconds: 0.012, credentials: "-", tool: "curl" });
   });
 
@@ -314,8 +315,28 @@ describe("unmanaged registry directories", () => {
 
   it("are set aside under remove, and stay in the list once set aside (no change on the next preview)", () => {
     expect(findings(r, star, [], opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
-    const after = read({ registryDirs: new Map([["_default", { hosts: [] }]]), setAside: ["docker.io"] });
+    const after = read({ registryDirs: new Map([["_default", { hosts: [] }]]), setAside: [{ name: "docker.io", later: 0 }] });
     expect(findings(after, star, [], opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
+  });
+
+  it("leave out a directory holding files a ContainerdNode manages: a registry this spec drops is its files' deletes to restore", () => {
+    // quay.io was in the last spec: its hosts.toml has this node's owner record; the new spec lacks it.
+    const dropped = read({ registryDirs: new Map([["_default", { hosts: [] }], ["quay.io", { hosts: ["https://q.example"] }]]), ownedDirs: new Set(["quay.io"]) });
+    const f = findings(dropped, star, [], opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" }));
+    expect(f.unmanaged).toEqual([]);
+    expect(f.warnings).toEqual([]);
+    expect(f.setAside).toEqual([]);
+  });
+
+  it("count a held directory made again by hand one generation up, and stay there once that copy is aside too", () => {
+    const remove = opts({ managedDirs: ["_default"], unmanagedRegistries: "remove" });
+    const back = read({ registryDirs: new Map([["_default", { hosts: [] }], ["docker.io", { hosts: [] }]]), setAside: [{ name: "docker.io", later: 0 }] });
+    expect(findings(back, star, [], remove).setAside).toEqual(["docker.io@1"]);
+    const asideAgain = read({ registryDirs: new Map([["_default", { hosts: [] }]]), setAside: [{ name: "docker.io", later: 1 }] });
+    expect(findings(asideAgain, star, [], remove).setAside).toEqual(["docker.io@1"]);
+    // Held, and managed now: listed (no change), and the node script leaves a managed directory where it is.
+    const managed = read({ registryDirs: new Map([["_default", { hosts: [] }], ["docker.io", { hosts: [] }]]), ownedDirs: new Set(["docker.io"]), setAside: [{ name: "docker.io", later: 0 }] });
+    expect(findings(managed, star, [], opts({ managedDirs: ["_default", "docker.io"], unmanagedRegistries: "remove" })).setAside).toEqual(["docker.io"]);
   });
 });
 

@@ -16,9 +16,11 @@ import {
   SENT_SCRIPT,
   applyCommand,
   installCommand,
+  putBackCommand,
   releaseCommand,
   restoreCommand,
   scriptPathFor,
+  setAsideCommand,
   shellQuote,
 } from "../../provider/src/remote/commands";
 import { END_MARKER_LINE, NODE_SCRIPT, SCRIPT_REVISION } from "../../provider/src/remote/node-script";
@@ -657,6 +659,49 @@ describe("the installed node script: install, release, and the short file comman
     expect(run(restoreCommand(hosts, opts)).status).toBe(0);
   });
 
+  it("sets aside only unmanaged registry directories, keeps the first copy of one made again, and puts back all it set aside", () => {
+    const certs = path.join(node.dir, "certs.d");
+    const hub = path.join(certs, "docker.io");
+    const quay = path.join(certs, "quay.io");
+    fs.mkdirSync(hub, { recursive: true });
+    fs.writeFileSync(path.join(hub, "hosts.toml"), 'server = "https://docker.io"\n');
+    // quay.io holds a hosts.toml a ContainerdNode manages (its owner record): not ours to move.
+    fs.mkdirSync(path.join(quay, ".containerd-node"), { recursive: true });
+    fs.writeFileSync(path.join(quay, "hosts.toml"), 'server = "https://quay.io"\n');
+    fs.writeFileSync(path.join(quay, ".containerd-node", "hosts.toml.owner"), "test/scratch/other\n");
+    const aside = path.join(certs, ".containerd-node", "set-aside");
+
+    let r = run(setAsideCommand(certs, ["docker.io", "quay.io"], opts));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(hub)).toBe(false);
+    expect(read(path.join(aside, "docker.io", "hosts.toml"))).toBe('server = "https://docker.io"\n');
+    expect(read(path.join(quay, "hosts.toml"))).toBe('server = "https://quay.io"\n');
+    expect(r.stdout).toContain(`${quay} holds files a ContainerdNode manages; not set aside`);
+
+    // Made again by hand: set aside again, the first copy staying what put-back restores.
+    fs.mkdirSync(hub);
+    fs.writeFileSync(path.join(hub, "hosts.toml"), 'server = "https://again.example"\n');
+    r = run(setAsideCommand(certs, ["docker.io@1", "quay.io"], opts));
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(hub)).toBe(false);
+    expect(read(path.join(aside, "docker.io", "hosts.toml"))).toBe('server = "https://docker.io"\n');
+    expect(read(path.join(aside, ".later", "docker.io.1", "hosts.toml"))).toBe('server = "https://again.example"\n');
+    expect(fs.existsSync(path.join(aside, "docker.io.old"))).toBe(false);
+
+    // Put back without names: every directory this owner set aside; another owner's stays aside.
+    fs.mkdirSync(path.join(aside, "gcr.io"));
+    fs.writeFileSync(path.join(aside, "gcr.io.owner"), "test/scratch/other\n");
+    r = run(putBackCommand(certs, opts));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(path.join(hub, "hosts.toml"))).toBe('server = "https://docker.io"\n');
+    expect(fs.existsSync(path.join(aside, "gcr.io"))).toBe(true);
+    expect(fs.existsSync(path.join(certs, "gcr.io"))).toBe(false);
+    expect(r.stdout).toContain(`copies set aside again stay in ${aside}/.later`);
+    fs.rmSync(certs, { recursive: true });
+  });
+
   it("a release whose restore fails keeps the claim and the script for the next try", () => {
     installScript(opts);
     const managed = renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 22 }).files[0].content;
@@ -683,7 +728,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 5, sha: "780fd67bb8631a174a8a893ecbfdcccf94f7f69d46eb0c156f662914dc9bc8ae" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 6, sha: "648efcaddbbfde5bbc1f9c6542c09e7c59b21dc8e809fa5b056400b2b9c8645b" });
   });
 
   it.each([

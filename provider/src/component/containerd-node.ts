@@ -462,20 +462,42 @@ export class ContainerdNode extends pulumi.ComponentResource {
       },
       { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true, ignoreChanges: forgotten },
     );
+    // An unread node (the read did not reach it): the command lines that carry what a read found
+    // (drift tokens, the set-aside list) keep their recorded values, so a node that cannot be read
+    // shows no update it did not need, and none again when it can be read. Its files' content still
+    // goes out when the spec changes it. Decided when each command registers, after the read.
+    const unread = found.then((fd) => fd !== undefined && !fd.reached, () => false);
+    const keepWhenUnread: pulumi.ResourceTransform[] | undefined = reading
+      ? [async (a) => ((await unread) ? { props: a.props, opts: { ...a.opts, ignoreChanges: [...(a.opts.ignoreChanges ?? []), "create"] } } : undefined)]
+      : undefined;
+
     // unmanagedRegistries "remove": registry directories the spec does not manage are set aside
     // (before the node's own registry files change), and put back when this resource is deleted.
+    // Declared whether or not the node is read, so that turning the read off, or forgetting the
+    // node, never deletes it (its put-back would dial the node).
     let setAside: command.remote.Command | undefined;
-    if (reading && args.unmanagedRegistries === "remove") {
-      const names = pulumi.output(checked.then((fd) => fd?.setAside ?? []));
+    if (args.unmanagedRegistries === "remove") {
+      if (!reading && args.forget !== true) {
+        pulumi.log.warn(`${name}: unmanagedRegistries is "remove" but the node is not read (readNode: false): no directory is looked for or set aside in this run; those set aside stay aside`, this);
+      }
+      const names = reading ? pulumi.output(checked.then((fd) => fd?.setAside ?? [])) : pulumi.output([] as string[]);
       setAside = new command.remote.Command(
         `${name}:unmanaged registries`,
         {
           connection,
           create: pulumi.all([owner, names]).apply(([o, n]) => setAsideCommand(certsDir, n, { ...nodeOpts, owner: o })),
-          delete: pulumi.all([owner, names]).apply(([o, n]) => putBackCommand(certsDir, n, { ...nodeOpts, owner: o })),
+          delete: owner.apply((o) => putBackCommand(certsDir, { ...nodeOpts, owner: o })),
           addPreviousOutputInEnv: false,
         },
-        { parent: this, dependsOn: [hostCommand, ...(args.filesAfter ?? [])], deleteBeforeReplace: true },
+        {
+          parent: this,
+          dependsOn: [hostCommand, ...(args.filesAfter ?? [])],
+          deleteBeforeReplace: true,
+          retainOnDelete: args.forget === true,
+          // Without a read the list is unknown: the one recorded stays.
+          ignoreChanges: forgotten ?? (reading ? undefined : ["create"]),
+          transforms: keepWhenUnread,
+        },
       );
     }
 
@@ -507,7 +529,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: forgotten },
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: forgotten, transforms: keepWhenUnread },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
@@ -556,8 +578,13 @@ export class ContainerdNode extends pulumi.ComponentResource {
               errors: fd.errors,
             }
           : { read: false, drift: [], unmanagedRegistries: [], errors: [] },
-      // A node the read refused: the error is in the log; the output says it too.
-      (e: Error): NodeStateReport => ({ read: true, reached: true, drift: [], unmanagedRegistries: [], errors: [e.message] }),
+      // A node the read refused (the error is in the log; the output says it too), or a read that
+      // failed in the program: reached only if the read itself got to the node.
+      (e: Error): Promise<NodeStateReport> =>
+        found.then(
+          (fd) => ({ read: true, reached: fd?.reached ?? false, drift: [], unmanagedRegistries: [], errors: [e.message] }),
+          () => ({ read: true, reached: false, drift: [], unmanagedRegistries: [], errors: [e.message] }),
+        ),
     );
     this.nodeState = pulumi.output(report);
     this.mirrorHealth = pulumi.output(found.then((fd) => fd?.mirrors ?? []));

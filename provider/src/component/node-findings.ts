@@ -76,7 +76,10 @@ export interface Findings {
   /** Each stops the node: nothing of it is applied. */
   errors: string[];
   unmanaged: UnmanagedRegistry[];
-  /** unmanagedRegistries "remove": the directories the node's set-aside resource holds. */
+  /**
+   * unmanagedRegistries "remove": the set-aside resource's list, each directory held aside or to be
+   * set aside, as NAME, or NAME@N once N later copies of it were (or are now to be) set aside too.
+   */
   setAside: string[];
   mirrors: MirrorHealth[];
 }
@@ -387,7 +390,9 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   const managedDirs = new Set(o.managedDirs);
   const starManaged = managedDirs.has("_default");
   for (const [dir, d] of read.registryDirs) {
-    if (managedDirs.has(dir)) continue;
+    // A directory with files a ContainerdNode manages is not unmanaged: a registry this spec drops
+    // (its files' deletes, in this up, put back what was there) or another node resource's.
+    if (managedDirs.has(dir) || read.ownedDirs.has(dir)) continue;
     const ns = dir === "_default" ? "*" : dir;
     const hosts = [...d.hosts.filter((h) => h !== d.server), ...(d.server ? [d.server] : [])];
     const health = (h: string) => {
@@ -406,6 +411,16 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
     f.unmanaged.push({ directory: dir, server: d.server, hosts: d.hosts, message });
     f.warnings.push(message);
   }
-  if (o.unmanagedRegistries === "remove") f.setAside = [...new Set([...f.unmanaged.map((u) => u.directory), ...read.setAside])].sort();
+  if (o.unmanagedRegistries === "remove") {
+    // The set-aside resource's list: every directory held aside and every unmanaged one here now,
+    // stable across runs so a set-aside is one update. A held directory that is back (made again by
+    // hand) counts one generation up, which is what it counts once that later copy is aside too.
+    const held = new Map(read.setAside.map((a) => [a.name, a.later]));
+    const present = new Set(f.unmanaged.map((u) => u.directory));
+    f.setAside = [...new Set([...held.keys(), ...present])].sort().map((n) => {
+      const generation = (held.get(n) ?? 0) + (held.has(n) && present.has(n) ? 1 : 0);
+      return generation === 0 ? n : `${n}@${generation}`;
+    });
+  }
   return f;
 }

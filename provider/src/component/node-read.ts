@@ -48,14 +48,17 @@ export interface NodeRead {
   files: Map<string, ReadFile>;
   imports: { pattern: string; files: { path: string; content: string }[] }[];
   registryDirs: Map<string, { server?: string; hosts: string[] }>;
-  setAside: string[];
+  /** Registry directories holding files a ContainerdNode manages (this one, or another). */
+  ownedDirs: Set<string>;
+  /** The directories set aside, each with how many later copies of it were set aside since. */
+  setAside: { name: string; later: number }[];
   probes: Map<string, ReadProbe>;
   /** The hosts of unmanaged registry directories the read probed. */
   unmanagedProbes: { id: string; directory: string; role: "mirror" | "server"; url: string }[];
 }
 
 export function emptyRead(): NodeRead {
-  return { reached: false, seconds: 0, files: new Map(), imports: [], registryDirs: new Map(), setAside: [], probes: new Map(), unmanagedProbes: [] };
+  return { reached: false, seconds: 0, files: new Map(), imports: [], registryDirs: new Map(), ownedDirs: new Set(), setAside: [], probes: new Map(), unmanagedProbes: [] };
 }
 
 /** Parses the read script's output (see its header for the records). */
@@ -138,8 +141,11 @@ export function parseRead(out: Buffer): NodeRead {
         r.registryDirs.set(name, d);
         break;
       }
+      case "regowned":
+        r.ownedDirs.add(rest);
+        break;
       case "setaside":
-        r.setAside.push(rest);
+        r.setAside.push({ name: words[0], later: Number(words[1]) || 0 });
         break;
       case "probetarget": {
         const [id, directory, role, ...url] = words;

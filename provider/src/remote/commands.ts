@@ -132,14 +132,17 @@ export function applyCommand(file: ManagedFileRef, o: NodeCommandOptions, repair
   return command("apply", file, o, repair);
 }
 
-/** Moves the named registry directories under `certsDir` aside (unmanagedRegistries "remove"). */
+/** Moves the named registry directories under `certsDir` aside (unmanagedRegistries "remove"); NAME@N as node-findings.ts gives them. */
 export function setAsideCommand(certsDir: string, names: readonly string[], o: NodeCommandOptions): string {
   return line(o, [...positional("set-aside", "dirs", certsDir, "0", "", "", o), ...names]);
 }
 
-/** Puts back the directories this owner set aside, where nothing took their place. */
-export function putBackCommand(certsDir: string, names: readonly string[], o: NodeCommandOptions): string {
-  return line(o, [...positional("put-back", "dirs", certsDir, "0", "", "", o), ...names]);
+/**
+ * Puts back every directory this owner set aside, where nothing took their place. The node knows
+ * which (the owner beside each), so the delete does not depend on what a read found.
+ */
+export function putBackCommand(certsDir: string, o: NodeCommandOptions): string {
+  return line(o, positional("put-back", "dirs", certsDir, "0", "", "", o));
 }
 
 /** The read-only node read (read-script.ts): the script arrives on stdin. */

@@ -45,9 +45,11 @@
  *               read gives it back, so the repaired file's command stays unchanged afterwards
  *
  * set-aside / put-back (unmanagedRegistries "remove"): kind 'dirs', path the registry config
- * directory, mode '0', and instead of checks the names of the registry directories. set-aside moves
- * each one to <path>/.containerd-node/set-aside/<name> (owner recorded); put-back moves back the
- * ones this owner set aside, where nothing took their place.
+ * directory, mode '0', and instead of checks the names of the registry directories (NAME or
+ * NAME@N). set-aside moves each one that exists and holds no managed file to
+ * <path>/.containerd-node/set-aside/<name> (owner recorded), or, when a copy is held there already,
+ * to set-aside/.later/<name>.<k>; put-back moves back the ones this owner set aside (all of them
+ * without names), where nothing took their place.
  *
  * stdout: one JSON line {"path":..,"written":..,"restarted":..,"deprecations":[..]} for the component's
  * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
@@ -59,7 +61,7 @@ export const END_MARKER_LINE = "# containerd-node: end of file";
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 5;
+export const SCRIPT_REVISION = 6;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -360,22 +362,59 @@ set_owner() {
 }
 
 # --- set-aside / put-back: registry directories the spec does not manage -------------------------
+# A directory holding files a ContainerdNode manages (its owner records) is never moved: it is this
+# node's (a registry being dropped, whose deletes restore it) or another resource's.
+managed_dir() { # dir
+  for _of in "$1"/.containerd-node/*.owner; do
+    if [ -f "$_of" ]; then return 0; fi
+  done
+  return 1
+}
 if [ "$action" = set-aside ] || [ "$action" = put-back ]; then
   certs=$path
   aside="$certs/.containerd-node/set-aside"
   (umask 022 && mkdir -p "$aside")
-  for _n in "$@"; do
-    case "$_n" in '' | . | .. | */* | .*) continue ;; esac
-    path="$certs/$_n"
-    if [ "$action" = set-aside ]; then
+  if [ "$action" = set-aside ]; then
+    for _e in "$@"; do
+      _n=\${_e%%@*}
+      case "$_n" in '' | . | .. | */* | .*) continue ;; esac
+      path="$certs/$_n"
       [ -e "$certs/$_n" ] || continue
-      if [ -e "$aside/$_n" ]; then rm -rf "$aside/$_n.old" && mv -f "$aside/$_n" "$aside/$_n.old"; fi
+      if managed_dir "$certs/$_n"; then
+        say "$certs/$_n holds files a ContainerdNode manages; not set aside"
+        continue
+      fi
+      if [ -e "$aside/$_n" ]; then
+        # Held since an earlier set-aside: that copy is what put-back restores. This one, made
+        # since, is kept beside it and is not put back.
+        (umask 022 && mkdir -p "$aside/.later")
+        _k=1
+        while [ -e "$aside/.later/$_n.$_k" ]; do _k=$((_k + 1)); done
+        mv -f "$certs/$_n" "$aside/.later/$_n.$_k" || fail "cannot set $certs/$_n aside"
+        sync_path "$aside/.later"
+        audit set-aside moved-again
+        say "set aside $certs/$_n again; the first copy stays in $aside/$_n (put back when this resource is deleted), this one is kept in $aside/.later/$_n.$_k"
+        continue
+      fi
       mv -f "$certs/$_n" "$aside/$_n" || fail "cannot set $certs/$_n aside"
       printf '%s\n' "$owner" >"$aside/$_n.owner"
       sync_path "$aside"
       audit set-aside moved
       say "set aside $certs/$_n (in $aside/$_n until this resource is deleted)"
-    else
+    done
+  else
+    # Every directory this owner set aside (names, when given, narrow it: older libraries gave them).
+    if [ "$#" -eq 0 ]; then
+      for _d in "$aside"/*/; do
+        [ -d "$_d" ] || continue
+        _d=\${_d%/}
+        set -- "$@" "\${_d##*/}"
+      done
+    fi
+    for _e in "$@"; do
+      _n=\${_e%%@*}
+      case "$_n" in '' | . | .. | */* | .*) continue ;; esac
+      path="$certs/$_n"
       [ -d "$aside/$_n" ] || continue
       [ "$(cat "$aside/$_n.owner" 2>/dev/null)" = "$owner" ] || continue
       if [ -e "$certs/$_n" ]; then
@@ -386,8 +425,9 @@ if [ "$action" = set-aside ] || [ "$action" = put-back ]; then
       rm -f "$aside/$_n.owner"
       audit put-back restored
       say "put back $certs/$_n"
-    fi
-  done
+    done
+    if [ -d "$aside/.later" ]; then say "copies set aside again stay in $aside/.later"; fi
+  fi
   rmdir "$aside" "$certs/.containerd-node" 2>/dev/null || :
   exit 0
 fi
