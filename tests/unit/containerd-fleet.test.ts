@@ -124,6 +124,8 @@ describe("ContainerdFleet", () => {
           { name: "ok", connection: conn(3) },
           { name: "also bad", connection: conn(4) },
           { name: "m", connection: conn(5), registries: { "docker.io": { mirrors: ["ftp://m"] } } },
+          { name: "k", connection: { ...conn(6), hostKey: "ssh-ed25519" } },
+          { name: "j", connection: { ...conn(7), proxy: { host: "10.0.0.99", privateKey: "KEY" } }, knownHostsFile: "/nonexistent/known_hosts" },
         ],
         rollout: { maxUnavailable: "150%", canary: 9 },
       });
@@ -135,11 +137,13 @@ describe("ContainerdFleet", () => {
       [
         'Invalid ContainerdFleet args for "fleet":',
         ' - rollout.maxUnavailable: "150%" is not a whole number of nodes (1 or more) or a percentage such as "25%"',
-        " - rollout.canary: 9 is not a whole number from 0 to 4 (the canaries must leave nodes for later waves)",
+        " - rollout.canary: 9 is not a whole number from 0 to 6 (the canaries must leave nodes for later waves)",
         ' - nodes[1] (bad).containerdVersion: "9.9" is not a supported containerd version (1.6, 1.7 or 2.x)',
         ' - nodes[2].name: "ok" repeats nodes[0].name; names must be unique',
         ' - nodes[3].name: "also bad" is not a node name of letters, digits and . _ - (up to 63)',
         ' - nodes[4] (m).registries["docker.io"].mirrors[0]: "ftp://m" is not an http(s) URL',
+        ` - nodes[5] (k).connection.hostKey: "ssh-ed25519" is not an OpenSSH public key "TYPE BASE64" with TYPE one of ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, ssh-rsa (ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)`,
+        " - nodes[6] (j).connection.proxy.hostKey: is not set and 10.0.0.99 has no ed25519, ecdsa or rsa key in /nonexistent/known_hosts; add it (check its fingerprint first: ssh-keyscan -t ed25519 10.0.0.99 >> /nonexistent/known_hosts), set hostKey, or set hostKeyPolicy: \"accept-any\" to accept any host key",
       ].join("\n"),
     );
     expect(world.registered).toEqual([]);

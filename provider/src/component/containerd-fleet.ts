@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import type { NodeSpecOf } from "../spec/types";
-import { ConnectionArgs, ContainerdNode, ContainerdNodeArgs, NodeOperationArgs, prepare } from "./containerd-node";
+import { ConnectionArgs, ContainerdNode, ContainerdNodeArgs, NodeOperationArgs, pinnedConnection, prepare } from "./containerd-node";
 
 /** One node of the fleet: its name, how to reach it, and anything that differs from the shared spec. */
 export interface FleetNodeArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
@@ -177,11 +177,15 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
     const merged = mergeSpec(shared, overrides);
     merged.healthChecks = [...((merged.healthChecks as string[] | undefined) ?? []), ...(Array.isArray(checks) ? checks : [])];
     if (rollout.probeImages !== undefined) merged.probeImages = { ...((merged.probeImages as Record<string, string> | undefined) ?? {}), ...rollout.probeImages };
-    try {
-      prepare(nodeName, merged as unknown as ContainerdNodeArgs);
-    } catch (e) {
-      if (!(e instanceof SpecError)) throw e;
-      for (const p of e.problems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
+    // The spec, then the host keys (the node's and its jump host's, known or given): a key
+    // that cannot be pinned is a problem of the fleet's list too, not a second error after a fix.
+    for (const check of [() => prepare(nodeName, merged as unknown as ContainerdNodeArgs), () => pinnedConnection(nodeName, merged as unknown as ContainerdNodeArgs, () => undefined)]) {
+      try {
+        check();
+      } catch (e) {
+        if (!(e instanceof SpecError)) throw e;
+        for (const p of e.problems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
+      }
     }
     specs.push({ name: nodeName, args: merged });
   });
