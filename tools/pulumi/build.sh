@@ -13,7 +13,8 @@
 #   pulumi-language-nodejs   runs `runtime: nodejs` programs and component packages
 #   pulumi-language-python   (+ pulumi-language-python-exec) runs `runtime: python` programs
 #   pulumi-language-go       runs `runtime: go` programs
-#   pulumi-language-yaml     runs `runtime: yaml` programs
+#   pulumi-language-yaml     runs `runtime: yaml` programs (built with the engine's schema loader on,
+#                            so YAML programs can use the component package; see below)
 #
 # The Go module proxy refuses the command provider, its framework and the first three language hosts
 # (403 Forbidden), so their release sources come from ../shared/third_party (its README: origin,
@@ -123,16 +124,33 @@ language_host nodejs pulumi-language-nodejs
 language_host python pulumi-language-python
 language_host go pulumi-language-go
 
-# --- the YAML host: served by the Go module proxy.
+# --- the YAML host: served by the Go module proxy, built from a copy with one line changed. As
+# released, v1.25.0 loads package schemas with its own plugin host (sdk v3.206), which starts a
+# component package's language host with flags (`-root=...`) that the Node.js host of 3.259 refuses
+# ("flag provided but not defined"), so a YAML program cannot use a Node.js component package
+# (pulumi-package/). The host also has the engine's schema loader built in (the same release's
+# NewLanguageHost(..., useRPCLoader)), which main.go leaves off; the copy turns it on, and the
+# engine, which knows the project's `packages:`, loads the schema. The stamp file marks a host built so.
+yaml_stamp="$bin/.pulumi-language-yaml-rpc-loader"
 if command -v pulumi-language-yaml >/dev/null 2>&1 && [ "$(command -v pulumi-language-yaml)" != "$bin/pulumi-language-yaml" ]; then
   report pulumi-language-yaml "ok $(command -v pulumi-language-yaml)"
 else
-  if [ ! -x "$bin/pulumi-language-yaml" ] && ! $check_only; then
-    log "building pulumi-language-yaml $yaml_version"
-    GOBIN="$bin" GOFLAGS="$GOFLAGS -ldflags=-s" go install "github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml@$yaml_version" >&2 ||
-      log "pulumi-language-yaml did not build"
+  if { [ ! -x "$bin/pulumi-language-yaml" ] || [ ! -f "$yaml_stamp" ]; } && ! $check_only; then
+    log "building pulumi-language-yaml $yaml_version (with the engine's schema loader)"
+    yaml_mod=$(go mod download -json "github.com/pulumi/pulumi-yaml@$yaml_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    main_go="$src/pulumi-yaml/cmd/pulumi-language-yaml/main.go"
+    if [ -n "$yaml_mod" ] && rm -rf "$src/pulumi-yaml" && mkdir -p "$src" && cp -R "$yaml_mod" "$src/pulumi-yaml" &&
+      chmod -R u+w "$src/pulumi-yaml" &&
+      sed -i 's#NewLanguageHost(engineAddress, tracing, false /\* useRPCLoader \*/)#NewLanguageHost(engineAddress, tracing, true /* useRPCLoader */)#' "$main_go" &&
+      grep -q 'tracing, true /\* useRPCLoader \*/' "$main_go"; then
+      mkdir -p "$bin"
+      (cd "$src/pulumi-yaml" && go build -ldflags "-s -w" -o "$bin/pulumi-language-yaml" ./cmd/pulumi-language-yaml) >&2 &&
+        : >"$yaml_stamp" || log "pulumi-language-yaml did not build"
+    else
+      log "pulumi-language-yaml $yaml_version: its source is not the one this script knows (useRPCLoader line)"
+    fi
   fi
-  if [ -x "$bin/pulumi-language-yaml" ]; then report pulumi-language-yaml "ok $bin/pulumi-language-yaml"; else report pulumi-language-yaml "missing: not built yet"; status=1; fi
+  if [ -x "$bin/pulumi-language-yaml" ] && [ -f "$yaml_stamp" ]; then report pulumi-language-yaml "ok $bin/pulumi-language-yaml"; else report pulumi-language-yaml "missing: not built yet"; status=1; fi
 fi
 
 # --- the command provider, built once into the cache and installed as the plugin the engine loads.
