@@ -1,0 +1,230 @@
+/**
+ * ContainerdFleet from Python, Go and YAML: each of examples/china-mirrors-{python,go,yaml} run the
+ * way its README tells a user, with the real `pulumi` CLI in its own folder: `pulumi package add
+ * ../../pulumi-package` (the component package of this repository: Pulumi generates the language's SDK
+ * from pulumi-package/index.ts), stack config with `pulumi config set`, then preview, up, a mirror change,
+ * a refused spec and destroy, against one containerd 1.x and one 2.x node of the local fleet.
+ *
+ * What the engine ran is checked against the TypeScript library itself: every file on the nodes is
+ * byte for byte what `renderNode` gives for the same spec, and a bad spec is refused with the very
+ * SpecError text that the library's TypeScript API throws.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { CliStack } from "../support/cli";
+import { pulumiPath, TOOLS_BIN } from "../support/pulumi-env";
+import { renderNode } from "../../provider/src/render/render-node";
+import { validateFleet } from "../../provider/src/component/containerd-fleet";
+import type { ContainerdFleetArgs } from "../../provider/src/component/containerd-fleet";
+import * as F from "./fleet";
+import type { FleetNode } from "./fleet";
+
+// Go compiles the program (and, the first time, the Pulumi Go SDK) before each run.
+jest.setTimeout(900_000);
+
+const fleet = F.loadFleet();
+/** One node of each containerd major version the fleet has: config version 2 and 3 (or 4). */
+const NODES = ["1.", "2."].map((major) => {
+  const n = fleet.nodes.find((x) => x.containerdVersion.startsWith(major));
+  if (!n) throw new Error(`the fleet has no containerd ${major}x node (it has ${fleet.nodes.map((x) => x.containerdVersion).join(", ")})`);
+  return n;
+});
+const [MIRROR, MIRROR2] = fleet.registry.mirrors;
+const SANDBOX = "registry.k8s.io/pause:3.9";
+const FLEET = "k8s-nodes";
+const CACHE = path.join(F.REPO, ".cache");
+const PY_VENV = path.join(CACHE, "python");
+
+/**
+ * The environment each language's toolchain needs on top of the CLI's: for Python the virtual
+ * environment .ci/install made, activated (as the README's `. venv/bin/activate`); for Go the
+ * module and build caches that build.sh fills.
+ */
+function languageEnv(lang: string): Record<string, string> {
+  const base = [path.dirname(pulumiPath()), TOOLS_BIN, path.dirname(process.execPath)];
+  if (lang === "python") {
+    return { PATH: [...base, path.join(PY_VENV, "bin"), process.env.PATH ?? ""].join(":"), VIRTUAL_ENV: PY_VENV, PIP_DISABLE_PIP_VERSION_CHECK: "1" };
+  }
+  if (lang === "go") {
+    return {
+      PATH: [...base, process.env.PATH ?? "", "/usr/local/go/bin"].join(":"),
+      GOMODCACHE: path.join(CACHE, "go", "mod"),
+      GOCACHE: path.join(CACHE, "go", "build"),
+      GOFLAGS: "-modcacherw",
+    };
+  }
+  return {};
+}
+
+/** The TypeScript args that the example programs declare, for the library's own renderer and validator. */
+function tsArgs(dockerHubMirrors: string[]): ContainerdFleetArgs {
+  return {
+    containerdVersion: "1.7.22",
+    systemdCgroup: true,
+    sandboxImage: SANDBOX,
+    registries: {
+      "docker.io": { mirrors: dockerHubMirrors.map((url) => ({ url })) },
+      "registry.k8s.io": { mirrors: [{ url: MIRROR }] },
+    },
+    nodes: NODES.map((n) => ({ name: n.name, containerdVersion: n.containerdVersion, connection: { host: n.host, port: n.port, user: "root", hostKey: n.hostKey, privateKey: n.privateKey } })),
+    rollout: { maxUnavailable: 1, canary: 1 },
+  };
+}
+
+/** What the library renders for one node of the fleet (the files the engine must have written). */
+function rendered(n: FleetNode, dockerHubMirrors: string[]) {
+  const { nodes: _nodes, rollout: _rollout, ...shared } = tsArgs(dockerHubMirrors);
+  return renderNode({ ...shared, containerdVersion: n.containerdVersion });
+}
+
+/** Each language's stack config: the same values, in the shape its example reads. */
+async function configure(lang: string, s: CliStack, dockerHubMirrors: string[]): Promise<void> {
+  const project = `china-mirrors-${lang}`;
+  if (lang === "yaml") {
+    await s.setAll({
+      [`${project}:dockerHubMirror`]: dockerHubMirrors[0],
+      [`${project}:k8sMirror`]: MIRROR,
+      [`${project}:sandboxImage`]: SANDBOX,
+      [`${project}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion })),
+    });
+    return;
+  }
+  await s.setAll({
+    [`${project}:containerdVersion`]: "1.7.22",
+    [`${project}:dockerHubMirrors`]: dockerHubMirrors,
+    [`${project}:k8sMirrors`]: [MIRROR],
+    [`${project}:sandboxImage`]: SANDBOX,
+    [`${project}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion })),
+  });
+}
+
+const hostsToml = (n: FleetNode) => F.nodeFile(n, "/etc/containerd/certs.d/docker.io/hosts.toml");
+
+describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the component package", (lang) => {
+  const cwd = path.join(F.REPO, "examples", `china-mirrors-${lang}`);
+  let s: CliStack;
+  const originals = new Map<string, string | undefined>();
+
+  beforeAll(async () => {
+    await F.resetNodes(NODES);
+    for (const n of NODES) originals.set(n.name, await F.nodeFile(n, "/etc/containerd/config.toml"));
+    s = new CliStack({ cwd, dir: F.E2E_DIR, env: languageEnv(lang) });
+  });
+  afterAll(() => s?.dispose());
+
+  it("`pulumi package add ../../pulumi-package` generates the SDK from the package's schema", async () => {
+    fs.rmSync(path.join(cwd, "sdks"), { recursive: true, force: true });
+    const add = await s.run(["package", "add", "../../pulumi-package"], { timeoutMs: 600_000 });
+    const out = add.stdout + add.stderr;
+    // The project names the package (for YAML, by hand: see below), which is how the engine finds it.
+    expect(fs.readFileSync(path.join(cwd, "Pulumi.yaml"), "utf8")).toMatch(/packages:\s+containerd-node: \.\.\/\.\.\/pulumi-package\n/);
+    if (lang === "python") {
+      expect({ status: add.status, out }).toMatchObject({ status: 0 });
+      expect(out).toContain("import pulumi_containerd_node");
+      const sdk = path.join(cwd, "sdks", "containerd-node", "pulumi_containerd_node");
+      expect(fs.readFileSync(path.join(sdk, "containerd_fleet.py"), "utf8")).toContain("nodes: Sequence['FleetNodeArgs']");
+      // Credentials stay Inputs (a secret Output may go there); the spec is plain, as in TypeScript.
+      expect(fs.readFileSync(path.join(sdk, "_inputs.py"), "utf8")).toContain("password: pulumi.Input[Optional[_builtins.str]] = None");
+      expect(fs.readFileSync(path.join(cwd, "requirements.txt"), "utf8")).toContain("sdks/containerd-node");
+    } else if (lang === "go") {
+      expect({ status: add.status, out }).toMatchObject({ status: 0 });
+      expect(out).toContain("example.com/pulumi-containerd-node/sdk/go/containerdnode");
+      expect(fs.readFileSync(path.join(cwd, "go.mod"), "utf8")).toContain("replace example.com/pulumi-containerd-node/sdk/go => ./sdks/containerd-node");
+      expect(fs.readFileSync(path.join(cwd, "sdks", "containerd-node", "containerdnode", "pulumiTypes.go"), "utf8")).toMatch(/Password pulumi\.StringPtrInput/);
+    } else {
+      // pulumi-language-yaml v1.25 writes the package declaration, then has no Link to add it to
+      // Pulumi.yaml: the example's packages entry is written by hand, as its README says.
+      expect(add.status).toBe(1);
+      expect(out).toContain("linking package: method Link not implemented");
+      expect(fs.readFileSync(path.join(cwd, "sdks", "containerd-node", "containerd-node-0.1.0.yaml"), "utf8")).toContain("name: containerd-node");
+    }
+  });
+
+  it("previews every node's files on a fresh stack, and touches no node", async () => {
+    await s.init();
+    await s.set("privateKey", NODES[0].privateKey, { secret: true });
+    await configure(lang, s, [MIRROR]);
+    const before = NODES.map(F.restarts);
+    const preview = await s.ok(["preview", "--diff"]);
+    for (const n of NODES) {
+      expect(preview.stdout).toContain(`containerd:index:ContainerdNode::${n.name}]`);
+      expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/config.toml]`);
+      expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml]`);
+    }
+    expect(preview.stdout).toContain(`containerd-node:index:ContainerdFleet::${FLEET}]`);
+    // The fleet, its library fleet, per node the node, its host resource, config.toml and two hosts.toml.
+    expect(preview.stdout).toMatch(/\+ 13 to create/);
+    expect(preview.stdout + preview.stderr).not.toContain(NODES[0].privateKey.trim().split("\n")[1]);
+    expect(NODES.map(F.restarts)).toEqual(before);
+  });
+
+  it("deploys: one restart per node, the files the TypeScript renderer gives, the outputs, the key a secret", async () => {
+    const before = NODES.map(F.restarts);
+    const up = await s.ok(["up", "--yes", "--skip-preview"]);
+    expect(up.stdout).toMatch(/\+ \d+ created/);
+    expect(NODES.map(F.restarts)).toEqual(before.map((b) => b + 1));
+    for (const n of NODES) {
+      const r = rendered(n, [MIRROR]);
+      for (const f of r.files) expect(await F.nodeFile(n, f.path)).toBe(f.content);
+      const cri = Object.values(await F.criPlugins(n));
+      expect(cri.length).toBeGreaterThan(0);
+      expect(cri.every((st) => st === "ok")).toBe(true);
+    }
+    const outputs = JSON.parse((await s.ok(["stack", "output", "--json"])).stdout) as { waves: string[][]; restartedNodes: string[] };
+    // canary 1, then one node at a time.
+    expect(outputs.waves).toEqual([[NODES[0].name], [NODES[1].name]]);
+    expect([...outputs.restartedNodes].sort()).toEqual(NODES.map((n) => n.name).sort());
+    // The private key crossed from the program to the component as a secret: nowhere in the state in clear.
+    const exported = (await s.ok(["stack", "export"])).stdout;
+    expect(exported).not.toContain(NODES[0].privateKey.trim().split("\n")[1]);
+    expect(exported).toContain("4dabf18193072939515e22adb298388d"); // the engine's secret signature
+  });
+
+  it("previews a mirror change as the hosts.toml line diff, and applies it with no restart", async () => {
+    await configure(lang, s, [MIRROR2]);
+    const preview = await s.ok(["preview", "--diff"]);
+    expect(preview.stdout).toContain(`- [host."${MIRROR}"]`);
+    expect(preview.stdout).toContain(`+ [host."${MIRROR2}"]`);
+    // Exactly the two docker.io hosts.toml files, nothing else (config.toml would restart containerd).
+    expect(preview.stdout).toMatch(/~ 2 to update/);
+    const updated = [...preview.stdout.matchAll(/~ command:remote:Command: \(update\)\s+(?:\[id=[^\]]*\]\s+)?\[urn=[^\]]*::([^\]]+)\]/g)].map((m) => m[1]).sort();
+    expect(updated).toEqual(NODES.map((n) => `${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml`).sort());
+    const before = NODES.map(F.restarts);
+    await s.ok(["up", "--yes", "--skip-preview"]);
+    expect(NODES.map(F.restarts)).toEqual(before);
+    for (const n of NODES) {
+      const want = rendered(n, [MIRROR2]).files.find((f) => f.path.endsWith("docker.io/hosts.toml"))!;
+      expect(await hostsToml(n)).toBe(want.content);
+    }
+  });
+
+  it("refuses a bad spec with the TypeScript API's SpecError text, and changes nothing", async () => {
+    // Docker Hub's web site as a mirror: the library refuses it (it is not the registry).
+    const bad = "https://docker.io";
+    let expected = "";
+    try {
+      validateFleet(FLEET, tsArgs([bad]));
+    } catch (e) {
+      expected = (e as Error).message;
+    }
+    expect(expected).toContain('Invalid ContainerdFleet args for "k8s-nodes"');
+    await configure(lang, s, [bad]);
+    const before = NODES.map(F.restarts);
+    const hosts = await Promise.all(NODES.map(hostsToml));
+    const r = await s.cmd(["up", "--yes", "--skip-preview"]);
+    expect(r.status).not.toBe(0);
+    for (const line of expected.split("\n")) expect(r.stdout + r.stderr).toContain(line.trim());
+    expect(NODES.map(F.restarts)).toEqual(before);
+    expect(await Promise.all(NODES.map(hostsToml))).toEqual(hosts);
+    await configure(lang, s, [MIRROR2]);
+  });
+
+  it("destroy puts every node's original config.toml back and removes the hosts.toml files", async () => {
+    await s.ok(["destroy", "--yes", "--skip-preview"]);
+    for (const n of NODES) {
+      expect(await F.nodeFile(n, "/etc/containerd/config.toml")).toBe(originals.get(n.name));
+      expect(await F.nodePathExists(n, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
+      expect(await F.nodePathExists(n, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml")).toBe(false);
+    }
+  });
+});
