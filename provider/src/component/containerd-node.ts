@@ -206,7 +206,7 @@ export interface Deprecation {
   message: string;
 }
 
-const OPERATION_KEYS = [
+export const OPERATION_KEYS = [
   "restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy",
   "knownHostsFile", "forget", "probeImages", "readNode", "readTimeoutSeconds", "unmanagedRegistries", "mirrorProbe", "dropImports",
 ] as const;
