@@ -11,5 +11,7 @@ if [ -f "$top/node_modules/@pulumi/pulumi/package.json" ] && [ -f "$top/provider
 fi
 cd "$top"
 echo "containerd-node: installing and building the library in $top" >&2
-npm ci --no-audit --no-fund >&2
+# With dev dependencies (TypeScript builds the library), whatever npm_config_omit the calling
+# install passes down.
+npm ci --include=dev --no-audit --no-fund >&2
 [ -f provider/bin/index.js ] || npm run build >&2
