@@ -12,6 +12,8 @@ fi
 cd "$top"
 echo "containerd-node: installing and building the library in $top" >&2
 # With dev dependencies (TypeScript builds the library), whatever npm_config_omit the calling
-# install passes down.
-npm ci --include=dev --no-audit --no-fund >&2
-[ -f provider/bin/index.js ] || npm run build >&2
+# install passes down. No lifecycle scripts, so no `prepare` (npm run build): a clone made by
+# `pulumi package add <git URL>` sits in a folder whose name has a colon (host:port), which breaks
+# the PATH entry npm run adds for node_modules/.bin. The compiler is run by its path instead.
+npm ci --include=dev --ignore-scripts --no-audit --no-fund >&2
+node node_modules/typescript/bin/tsc -p provider/tsconfig.json >&2
