@@ -11,8 +11,10 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { spawnSync } from "child_process";
 import { CliStack } from "../support/cli";
-import { pulumiPath, TOOLS_BIN } from "../support/pulumi-env";
+import { serveGit } from "../support/git-https";
+import { privateDir, pulumiPath, TOOLS_BIN } from "../support/pulumi-env";
 import { renderNode } from "../../provider/src/render/render-node";
 import { validateFleet } from "../../provider/src/component/containerd-fleet";
 import type { ContainerdFleetArgs } from "../../provider/src/component/containerd-fleet";
@@ -225,6 +227,46 @@ describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the c
       expect(await F.nodeFile(n, "/etc/containerd/config.toml")).toBe(originals.get(n.name));
       expect(await F.nodePathExists(n, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
       expect(await F.nodePathExists(n, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml")).toBe(false);
+    }
+  });
+});
+
+describe("pulumi package add of a git URL (this repository's HEAD, served over HTTPS from this machine)", () => {
+  // The CLI takes https:// (or git://, fetched as https) git sources only, and reads the folder
+  // after `.git`; a fresh clone, so pulumi-package's install builds the library there first.
+  it("clones it, installs and builds the library in the clone, and generates the Python SDK", async () => {
+    const dir = privateDir(F.E2E_DIR, "git-");
+    const gitDir = path.join(dir, "git");
+    fs.mkdirSync(path.join(gitDir, "containerd-pulumi"), { recursive: true });
+    const clone = spawnSync("git", ["clone", "-q", "--bare", F.REPO, path.join(gitDir, "containerd-pulumi", "containerd-node.git")], { encoding: "utf8" });
+    expect(clone.stderr).toBe("");
+    const server = await serveGit(gitDir, "containerd-pulumi/containerd-node");
+    const project = path.join(dir, "project");
+    fs.mkdirSync(project);
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), "name: from-git\nruntime:\n  name: python\n  options:\n    toolchain: pip\n");
+    fs.writeFileSync(path.join(project, "requirements.txt"), "pulumi>=3.231.0,<4.0.0\n");
+    // A PULUMI_HOME of its own: the clone (with the library's node_modules) goes under its plugins/.
+    const home = path.join(dir, "pulumi-home");
+    const s = new CliStack({ cwd: project, dir, env: { ...languageEnv("python"), PULUMI_HOME: home, SSL_CERT_FILE: server.caFile } });
+    try {
+      const add = await s.run(["package", "add", `${server.url}/pulumi-package`], { timeoutMs: 900_000 });
+      const out = add.stdout + add.stderr;
+      expect(out).toContain("installing and building the library in");
+      const plugins = fs.readdirSync(path.join(home, "plugins")).filter((d) => d.includes("containerd-node.git_pulumi-package") && !d.endsWith(".lock"));
+      expect(plugins).toHaveLength(1);
+      expect(fs.existsSync(path.join(home, "plugins", plugins[0], "provider", "bin", "index.js"))).toBe(true);
+      expect(out).toContain("Successfully generated an SDK for the containerd-node package");
+      // The owner path segment became the package's namespace, so the SDK's names carry it.
+      const sdk = path.join(project, "sdks", "containerd-pulumi-containerd-node", "containerd_pulumi_containerd_node");
+      expect(fs.readFileSync(path.join(sdk, "containerd_fleet.py"), "utf8")).toContain("class ContainerdFleet(pulumi.ComponentResource)");
+      expect(out).toContain("Successfully installed containerd_pulumi_containerd_node");
+      // Then pulumi v3.276 stops with a nil pointer dereference (package_add.go:230, where it
+      // stats the source as a local path) before writing Pulumi.yaml's packages entry.
+      if (add.status !== 0) expect(out).toContain("invalid memory address or nil pointer dereference");
+    } finally {
+      await server.close();
+      s.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
