@@ -1,7 +1,8 @@
 /**
  * jest globalSetup of the e2e project: brings the local fleet up once for the whole run (five nodes,
- * one per containerd generation: 1.6, 1.7, 2.1, 2.2, 2.3; E2E_FLEET_GENERATIONS chooses others) and leaves its JSON where the tests read it
- * (FLEET_JSON in ./fleet.ts, mode 0600: it holds the nodes' private key).
+ * one per containerd generation: 1.6, 1.7, 2.1, 2.2, 2.3; E2E_FLEET_GENERATIONS names others) and
+ * leaves its JSON where the tests read it (FLEET_JSON in ./fleet.ts, mode 0600: it holds the nodes'
+ * private key).
  *
  * A fleet that is already up is reused. If an earlier KEEP_FLEET=1 run of these tests left it, it is
  * still ours and teardown takes it down (unless KEEP_FLEET=1 again); a fleet someone else brought up
