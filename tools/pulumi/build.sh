@@ -144,8 +144,11 @@ else
       sed -i 's#NewLanguageHost(engineAddress, tracing, false /\* useRPCLoader \*/)#NewLanguageHost(engineAddress, tracing, true /* useRPCLoader */)#' "$main_go" &&
       grep -q 'tracing, true /\* useRPCLoader \*/' "$main_go"; then
       mkdir -p "$bin"
-      (cd "$src/pulumi-yaml" && go build -ldflags "-s -w" -o "$bin/pulumi-language-yaml" ./cmd/pulumi-language-yaml) >&2 &&
-        : >"$yaml_stamp" || log "pulumi-language-yaml did not build"
+      if (cd "$src/pulumi-yaml" && go build -ldflags "-s -w" -o "$bin/pulumi-language-yaml" ./cmd/pulumi-language-yaml) >&2; then
+        : >"$yaml_stamp"
+      else
+        log "pulumi-language-yaml did not build"
+      fi
     else
       log "pulumi-language-yaml $yaml_version: its source is not the one this script knows (useRPCLoader line)"
     fi
