@@ -8,7 +8,9 @@ import * as path from "path";
 import { Analyzer } from "@pulumi/pulumi/provider/experimental/analyzer";
 import { OPERATION_KEYS } from "../../provider/src/component/containerd-node";
 import { nodeSpecSchema, registryHost } from "../../provider/src/spec/schema";
-import { fleetArgsOf, nodeArgsOf } from "../../pulumi-package/index";
+import { ContainerdFleet, ContainerdNode, fleetArgsOf, nodeArgsOf } from "../../pulumi-package/index";
+import { ContainerdNode as LibraryNode } from "../../provider/bin/index";
+import { installMocks, settle, valueOf } from "../support/mocks";
 
 const DIR = path.resolve(__dirname, "..", "..", "pulumi-package");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -82,5 +84,50 @@ describe("the package's args as the library's", () => {
       registries: { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p" } }] } },
     });
     expect("sandboxImage" in args).toBe(false);
+  });
+});
+
+describe("the package's components, under mocks", () => {
+  afterEach(settle);
+  const connection = (i: number) => ({ host: `10.0.0.${10 + i}`, privateKey: "KEY", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtest" });
+
+  it("refuse a bad spec with the library's text, before registering anything", async () => {
+    const world = installMocks();
+    const args = { connection: connection(1), containerdVersion: "latest", readNode: false };
+    let expected = "";
+    try {
+      new LibraryNode("n", args);
+    } catch (e) {
+      expected = (e as Error).message;
+    }
+    expect(expected).toContain('Invalid ContainerdNode args for "n":\n - containerdVersion: "latest" is not a containerd version');
+    expect(() => new ContainerdNode("n", args)).toThrow(expected);
+    await settle();
+    expect(world.registered).toEqual([]);
+  });
+
+  it("declare the library's component under their own, with its outputs", async () => {
+    const world = installMocks();
+    const fleet = new ContainerdFleet("f", {
+      containerdVersion: "1.7.24",
+      readNode: false,
+      registries: { "docker.io": { mirrors: [{ url: "https://mirror.test" }] } },
+      nodes: [{ name: "a", connection: connection(1) }, { name: "b", connection: connection(2), containerdVersion: "2.1.4" }],
+      rollout: { maxUnavailable: "2" },
+    });
+    expect(await valueOf(fleet.waves)).toEqual([["a", "b"]]);
+    expect(await valueOf(fleet.urn)).toMatch(/::containerd-node:index:ContainerdFleet::f$/);
+    expect(Object.keys(await valueOf(fleet.configHashes)).sort()).toEqual(["a", "b"]);
+    // The library's fleet declared each node's files: config.toml and the docker.io hosts.toml.
+    await settle();
+    // (The mocks see components too: so the bad spec above registered nothing, not even its own.)
+    expect(world.registered.map((r) => `${r.type} ${r.name}`)).toEqual(expect.arrayContaining([
+      "containerd-node:index:ContainerdFleet f", "containerd:index:ContainerdFleet f", "containerd:index:ContainerdNode a", "containerd:index:ContainerdNode b",
+    ]));
+    const commands = world.registered.filter((r) => r.type === "command:remote:Command").map((r) => r.name);
+    expect(commands).toEqual(expect.arrayContaining([
+      "a:/etc/containerd/config.toml", "a:/etc/containerd/certs.d/docker.io/hosts.toml",
+      "b:/etc/containerd/config.toml", "b:/etc/containerd/certs.d/docker.io/hosts.toml",
+    ]));
   });
 });
