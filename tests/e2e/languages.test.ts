@@ -13,6 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { CliStack } from "../support/cli";
+import { criPullImage, criRemoveImage } from "../support/cri";
 import { serveGit } from "../support/git-https";
 import { privateDir, pulumiPath, TOOLS_BIN } from "../support/pulumi-env";
 import { renderNode } from "../../provider/src/render/render-node";
@@ -265,6 +266,76 @@ describe("pulumi package add of a git URL (this repository's HEAD, served over H
       if (add.status !== 0) expect(out).toContain("invalid memory address or nil pointer dereference");
     } finally {
       await server.close();
+      s.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("registry credentials from a YAML program, through ContainerdNode", () => {
+  // The fleet's mirror that wants Basic auth; the password is a secret of the stack's config.
+  const AUTH = fleet.registry.authMirror;
+  const node = NODES[1];
+  const TINY = "docker.io/library/tiny:1.0";
+
+  it("reach hosts.toml (0600) as the Authorization header, pull through the mirror, and are nowhere else in clear", async () => {
+    const dir = privateDir(F.E2E_DIR, "auth-");
+    const project = path.join(dir, "project");
+    fs.mkdirSync(project);
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), [
+      "name: auth-yaml",
+      "runtime: yaml",
+      "packages:",
+      `  containerd-node: ${path.join(F.REPO, "pulumi-package")}`,
+      "config:",
+      "  privateKey: { type: string, secret: true }",
+      "  mirrorPassword: { type: string, secret: true }",
+      "resources:",
+      `  ${node.name}:`,
+      "    type: containerd-node:index:ContainerdNode",
+      "    properties:",
+      `      containerdVersion: ${node.containerdVersion}`,
+      "      registries:",
+      "        docker.io:",
+      "          mirrors:",
+      `            - url: ${AUTH.url}`,
+      "              auth:",
+      `                username: ${AUTH.username}`,
+      "                password: ${mirrorPassword}",
+      "      connection:",
+      `        host: ${node.host}`,
+      `        port: ${node.port}`,
+      `        hostKey: ${node.hostKey}`,
+      "        privateKey: ${privateKey}",
+      "outputs:",
+      `  files: \${${node.name}.files}`,
+      "",
+    ].join("\n"));
+    await F.resetNodes([node]);
+    const s = new CliStack({ cwd: project, dir });
+    try {
+      await s.init();
+      await s.set("privateKey", node.privateKey, { secret: true });
+      await s.set("mirrorPassword", AUTH.password, { secret: true });
+      const up = await s.ok(["up", "--yes"]);
+      const basic = Buffer.from(`${AUTH.username}:${AUTH.password}`).toString("base64");
+      const hosts = await F.nodeFile(node, "/etc/containerd/certs.d/docker.io/hosts.toml");
+      expect(hosts).toContain(`Authorization = "Basic ${basic}"`);
+      expect((await F.nodeSh(node, "stat -c %a /etc/containerd/certs.d/docker.io/hosts.toml")).trim()).toBe("600");
+      await criRemoveImage(node.containerdSocket, TINY).catch(() => undefined);
+      await expect(criPullImage(node.containerdSocket, TINY, { timeoutMs: 60_000 })).resolves.toMatch(/^sha256:|tiny/);
+      // The password crossed from the YAML program to the component as a secret: not in the
+      // CLI's output, and only encrypted in the state, in neither form.
+      const exported = (await s.ok(["stack", "export"])).stdout;
+      const outputs = (await s.ok(["stack", "output", "--json"])).stdout;
+      for (const text of [up.stdout + up.stderr, exported, outputs]) {
+        expect(text).not.toContain(AUTH.password);
+        expect(text).not.toContain(basic);
+      }
+      expect(JSON.parse(outputs).files).toBe("[secret]");
+      await s.ok(["destroy", "--yes", "--skip-preview"]);
+      expect(await F.nodePathExists(node, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
+    } finally {
       s.dispose();
       fs.rmSync(dir, { recursive: true, force: true });
     }
