@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import type { NodeSpecOf } from "../spec/types";
 import { ConnectionArgs, ContainerdNode, ContainerdNodeArgs, NodeOperationArgs, pinnedConnection, prepare } from "./containerd-node";
+import { withoutPromiseStacks } from "./promise-stacks";
 
 /** One node of the fleet: its name, how to reach it, and anything that differs from the shared spec. */
 export interface FleetNodeArgs extends Partial<NodeSpecOf<pulumi.Input<string>>>, NodeOperationArgs {
@@ -108,22 +109,28 @@ export class ContainerdFleet extends pulumi.ComponentResource {
     this.waves = waves.map((w) => w.map((i) => specs[i].name));
     this.nodes = {};
     const registryWaves = (args.rollout?.registryChanges ?? "waves") === "waves";
-    let previous: pulumi.Resource[] = [];
-    for (const wave of waves) {
-      const current: pulumi.Resource[] = [];
-      for (const i of wave) {
-        const { name: nodeName, args: nodeArgs } = specs[i];
-        const node = new ContainerdNode(
-          nodeName,
-          { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] },
-          { parent: this },
-        );
-        this.nodes[nodeName] = node;
-        // The next wave waits for this one's config.toml, and in registry waves for all its files.
-        current.push(...(registryWaves ? node.commands : [node.configCommand]));
+    // The nodes' resources without the SDK's per-promise stack traces (promise-stacks.ts).
+    const nodes = withoutPromiseStacks(() => {
+      const made: Record<string, ContainerdNode> = {};
+      let previous: pulumi.Resource[] = [];
+      for (const wave of waves) {
+        const current: pulumi.Resource[] = [];
+        for (const i of wave) {
+          const { name: nodeName, args: nodeArgs } = specs[i];
+          const node = new ContainerdNode(
+            nodeName,
+            { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] },
+            { parent: this },
+          );
+          made[nodeName] = node;
+          // The next wave waits for this one's config.toml, and in registry waves for all its files.
+          current.push(...(registryWaves ? node.commands : [node.configCommand]));
+        }
+        previous = current;
       }
-      previous = current;
-    }
+      return made;
+    });
+    Object.assign(this.nodes, nodes);
     const names = Object.keys(this.nodes);
     this.configHashes = pulumi.all(names.map((n) => this.nodes[n].configHash)).apply((hs) => Object.fromEntries(names.map((n, i) => [n, hs[i]])));
     this.restartedNodes = pulumi.all(names.map((n) => this.nodes[n].restarted)).apply((rs) => names.filter((_, i) => rs[i]));
