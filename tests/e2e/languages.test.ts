@@ -234,24 +234,51 @@ describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the c
 
 describe("pulumi package add of a git URL (this repository's HEAD, served over HTTPS from this machine)", () => {
   // The CLI takes https:// (or git://, fetched as https) git sources only, and reads the folder
-  // after `.git`; a fresh clone, so pulumi-package's install builds the library there first.
-  it("clones it, installs and builds the library in the clone, and generates the Python SDK", async () => {
-    const dir = privateDir(F.E2E_DIR, "git-");
+  // after `.git`; a fresh clone, so pulumi-package's install builds the library there first. The
+  // server is https://localhost on port 443: a URL with a port makes pulumi v3.276 panic after the
+  // install (see tests/support/git-https.ts).
+  const node = NODES[1];
+  const head = spawnSync("git", ["-C", F.REPO, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim();
+  let dir: string;
+  let home: string;
+  let server: Awaited<ReturnType<typeof serveGit>>;
+  let url: string;
+  beforeAll(async () => {
+    dir = privateDir(F.E2E_DIR, "git-");
     const gitDir = path.join(dir, "git");
     fs.mkdirSync(path.join(gitDir, "containerd-pulumi"), { recursive: true });
     const clone = spawnSync("git", ["clone", "-q", "--bare", F.REPO, path.join(gitDir, "containerd-pulumi", "containerd-node.git")], { encoding: "utf8" });
     expect(clone.stderr).toBe("");
-    const server = await serveGit(gitDir, "containerd-pulumi/containerd-node");
-    const project = path.join(dir, "project");
+    server = await serveGit(gitDir, "containerd-pulumi/containerd-node");
+    url = `${server.url}/pulumi-package`;
+    // A PULUMI_HOME of their own: the clone (with the library's node_modules) goes under its plugins/,
+    // once for the three projects. The command provider the component uses is the one
+    // tools/pulumi/build.sh installed. (Copied: with a symlink to it, the engine did not find it and
+    // tried to download it.)
+    home = path.join(dir, "pulumi-home");
+    fs.mkdirSync(path.join(home, "plugins"), { recursive: true });
+    const shared = path.join(CACHE, "pulumi-home", "plugins");
+    for (const p of fs.readdirSync(shared).filter((d) => d.startsWith("resource-command-"))) fs.cpSync(path.join(shared, p), path.join(home, "plugins", p), { recursive: true });
+  });
+  afterAll(async () => {
+    await server?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const stackIn = (project: string, lang: string) => new CliStack({ cwd: project, dir, env: { ...languageEnv(lang), PULUMI_HOME: home, SSL_CERT_FILE: server.caFile } });
+
+  it("Python: clones it, builds the library in the clone, generates the SDK, records the package, and a program from it deploys and destroys", async () => {
+    const project = path.join(dir, "python");
     fs.mkdirSync(project);
     fs.writeFileSync(path.join(project, "Pulumi.yaml"), "name: from-git\nruntime:\n  name: python\n  options:\n    toolchain: pip\n");
     fs.writeFileSync(path.join(project, "requirements.txt"), "pulumi>=3.231.0,<4.0.0\n");
-    // A PULUMI_HOME of its own: the clone (with the library's node_modules) goes under its plugins/.
-    const home = path.join(dir, "pulumi-home");
-    const s = new CliStack({ cwd: project, dir, env: { ...languageEnv("python"), PULUMI_HOME: home, SSL_CERT_FILE: server.caFile } });
+    const s = stackIn(project, "python");
     try {
-      const add = await s.run(["package", "add", `${server.url}/pulumi-package`], { timeoutMs: 900_000 });
+      await F.resetNodes([node]);
+      const original = await F.nodeFile(node, "/etc/containerd/config.toml");
+      expect(url).toBe("https://localhost/containerd-pulumi/containerd-node.git/pulumi-package");
+      const add = await s.run(["package", "add", url], { timeoutMs: 900_000 });
       const out = add.stdout + add.stderr;
+      expect({ status: add.status, out }).toMatchObject({ status: 0 });
       expect(out).toContain("installing and building the library in");
       const plugins = fs.readdirSync(path.join(home, "plugins")).filter((d) => d.includes("containerd-node.git_pulumi-package") && !d.endsWith(".lock"));
       expect(plugins).toHaveLength(1);
@@ -261,13 +288,110 @@ describe("pulumi package add of a git URL (this repository's HEAD, served over H
       const sdk = path.join(project, "sdks", "containerd-pulumi-containerd-node", "containerd_pulumi_containerd_node");
       expect(fs.readFileSync(path.join(sdk, "containerd_fleet.py"), "utf8")).toContain("class ContainerdFleet(pulumi.ComponentResource)");
       expect(out).toContain("Successfully installed containerd_pulumi_containerd_node");
-      // Then pulumi v3.276 stops with a nil pointer dereference (package_add.go:230, where it
-      // stats the source as a local path) before writing Pulumi.yaml's packages entry.
-      if (add.status !== 0) expect(out).toContain("invalid memory address or nil pointer dereference");
+      // The package is recorded by its git source (the scheme dropped) at the commit it was taken at.
+      const yaml = fs.readFileSync(path.join(project, "Pulumi.yaml"), "utf8");
+      expect(yaml).toContain(`packages:\n  containerd-node: localhost/containerd-pulumi/containerd-node.git/pulumi-package@${head}\n`);
+
+      // A program from that SDK: the docker.io mirror on one node, up and destroy.
+      fs.writeFileSync(path.join(project, "__main__.py"), [
+        "import pulumi",
+        "import containerd_pulumi_containerd_node as containerd",
+        "",
+        "config = pulumi.Config()",
+        "containerd.ContainerdNode(",
+        `    ${JSON.stringify(node.name)},`,
+        `    containerd_version=${JSON.stringify(node.containerdVersion)},`,
+        `    registries={"docker.io": containerd.RegistryArgs(mirrors=[containerd.RegistryHostArgs(url=${JSON.stringify(MIRROR)})])},`,
+        "    connection=containerd.ConnectionArgs(",
+        `        host=${JSON.stringify(node.host)}, port=${node.port}, user="root", host_key=${JSON.stringify(node.hostKey)},`,
+        "        private_key=config.require_secret(\"privateKey\"),",
+        "    ),",
+        ")",
+        "",
+      ].join("\n"));
+      await s.init();
+      await s.set("privateKey", node.privateKey, { secret: true });
+      const up = await s.ok(["up", "--yes", "--skip-preview"]);
+      expect(up.stdout).toMatch(/\+ \d+ created/);
+      const want = renderNode({ containerdVersion: node.containerdVersion, registries: { "docker.io": { mirrors: [{ url: MIRROR }] } } });
+      for (const f of want.files) expect(await F.nodeFile(node, f.path)).toBe(f.content);
+      await s.ok(["destroy", "--yes", "--skip-preview"]);
+      expect(await F.nodeFile(node, "/etc/containerd/config.toml")).toBe(original);
+      expect(await F.nodePathExists(node, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
     } finally {
-      await server.close();
       s.dispose();
-      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("Go: the same source gives the Go SDK, and examples/china-mirrors-go on it previews every node's files", async () => {
+    const project = path.join(dir, "go");
+    const example = path.join(F.REPO, "examples", "china-mirrors-go");
+    fs.mkdirSync(project);
+    fs.copyFileSync(path.join(example, "go.sum"), path.join(project, "go.sum"));
+    // The example's project without its local package: go.mod without its require and replace lines,
+    // Pulumi.yaml without packages, and until the SDK is there (its module path carries the
+    // namespace), a main.go that imports nothing of it.
+    fs.writeFileSync(path.join(project, "go.mod"), fs.readFileSync(path.join(example, "go.mod"), "utf8").replace(/^replace .*\n/m, "").replace(/^\s*example\.com\/pulumi-containerd-node\/sdk\/go .*\n/m, ""));
+    fs.writeFileSync(path.join(project, "main.go"), 'package main\n\nimport "github.com/pulumi/pulumi/sdk/v3/go/pulumi"\n\nfunc main() { pulumi.Run(func(*pulumi.Context) error { return nil }) }\n');
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), fs.readFileSync(path.join(example, "Pulumi.yaml"), "utf8").replace(/^packages:\n(  .*\n)+/m, ""));
+    const s = stackIn(project, "go");
+    try {
+      const add = await s.run(["package", "add", url], { timeoutMs: 900_000 });
+      const out = add.stdout + add.stderr;
+      expect(add.status === 0 ? "" : out).toBe("");
+      expect(fs.readFileSync(path.join(project, "Pulumi.yaml"), "utf8")).toContain(`  containerd-node: localhost/containerd-pulumi/containerd-node.git/pulumi-package@${head}\n`);
+      // The module path carries the namespace: the program imports what go.mod's replace line names.
+      const replace = /^replace (\S+) => \.\/sdks\/(\S+)$/m.exec(fs.readFileSync(path.join(project, "go.mod"), "utf8"));
+      expect(replace).not.toBeNull();
+      const pkgDir = fs.readdirSync(path.join(project, "sdks", replace![2]), { withFileTypes: true }).find((e) => e.isDirectory() && fs.existsSync(path.join(project, "sdks", replace![2], e.name, "containerdFleet.go")));
+      expect(pkgDir).toBeDefined();
+      const main = fs.readFileSync(path.join(example, "main.go"), "utf8");
+      fs.writeFileSync(path.join(project, "main.go"), main.replace('"example.com/pulumi-containerd-node/sdk/go/containerdnode"', JSON.stringify(`${replace![1]}/${pkgDir!.name}`)));
+      const tidy = spawnSync("go", ["mod", "tidy"], { cwd: project, env: { ...process.env, ...languageEnv("go") }, encoding: "utf8" });
+      expect(tidy.status).toBe(0);
+      await s.init();
+      await s.set("privateKey", NODES[0].privateKey, { secret: true });
+      await configure("go", s, [MIRROR]);
+      const before = NODES.map(F.restarts);
+      const preview = await s.ok(["preview", "--diff"]);
+      for (const n of NODES) expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml]`);
+      expect(preview.stdout).toMatch(/\+ 13 to create/);
+      expect(NODES.map(F.restarts)).toEqual(before);
+    } finally {
+      s.dispose();
+    }
+  });
+
+  it("YAML: package add writes the package declaration (then fails on Link), and with Pulumi.yaml naming the git source examples/china-mirrors-yaml previews", async () => {
+    const project = path.join(dir, "yaml");
+    fs.mkdirSync(project);
+    const example = fs.readFileSync(path.join(F.REPO, "examples", "china-mirrors-yaml", "Pulumi.yaml"), "utf8");
+    expect(example).toContain("  containerd-node: ../../pulumi-package\n");
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), example.replace(/^packages:\n(  .*\n)+/m, ""));
+    const s0 = stackIn(project, "yaml");
+    try {
+      // The declaration in sdks/ is what the YAML host resolves the package from: its version and
+      // its git download URL. Without it the host asks GitHub for a pulumi-containerd-node release.
+      const add = await s0.run(["package", "add", url], { timeoutMs: 900_000 });
+      expect(add.status).toBe(1);
+      expect(add.stdout + add.stderr).toContain("linking package: method Link not implemented");
+    } finally {
+      s0.dispose();
+    }
+    const decls = fs.readdirSync(path.join(project, "sdks"), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".yaml"));
+    expect(decls).toHaveLength(1);
+    expect(fs.readFileSync(path.join(project, "sdks", decls[0]), "utf8")).toContain("git://localhost/containerd-pulumi/containerd-node.git/pulumi-package");
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), example.replace("  containerd-node: ../../pulumi-package\n", `  containerd-node: localhost/containerd-pulumi/containerd-node.git/pulumi-package@${head}\n`));
+    const s = stackIn(project, "yaml");
+    try {
+      await s.init();
+      await s.set("privateKey", NODES[0].privateKey, { secret: true });
+      await configure("yaml", s, [MIRROR]);
+      const preview = await s.ok(["preview", "--diff"]);
+      for (const n of NODES) expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/certs.d/docker.io/hosts.toml]`);
+      expect(preview.stdout).toMatch(/\+ 13 to create/);
+    } finally {
+      s.dispose();
     }
   });
 });

@@ -3,15 +3,20 @@
  * takes only https:// (or git://, fetched as https) git sources and clones them with go-git, so a
  * local repository needs a server. `git http-backend` (git's own smart-HTTP CGI) behind a Node.js
  * HTTPS server on 127.0.0.1, with a throwaway CA the CLI is told to trust (SSL_CERT_FILE).
+ *
+ * It listens on port 443 and is named `localhost`, because a git URL with a port breaks `pulumi
+ * package add` (v3.276): after the install, the package's source is kept without its scheme
+ * (`127.0.0.1:PORT/owner/repo.git/...`, packageresolution's naiveResolution), which does not parse
+ * as a URL, so `plugin.IsLocalPluginPath` takes it for a local path and package_add.go dereferences
+ * the nil result of its os.Stat. `localhost/owner/repo.git/...` parses as a git source.
  */
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as https from "https";
-import type { AddressInfo } from "net";
 import * as path from "path";
 
 export interface GitServer {
-  /** https://127.0.0.1:PORT/<name>.git */
+  /** https://localhost/<name>.git */
   url: string;
   /** The CA certificate file to trust (SSL_CERT_FILE for the CLI). */
   caFile: string;
@@ -29,8 +34,8 @@ function openssl(args: string[], cwd: string): void {
  */
 export async function serveGit(dir: string, name: string): Promise<GitServer> {
   openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"], dir);
-  openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"], dir);
-  fs.writeFileSync(path.join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"], dir);
+  fs.writeFileSync(path.join(dir, "ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
   openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "server.crt"], dir);
   const server = https.createServer({ key: fs.readFileSync(path.join(dir, "server.key")), cert: fs.readFileSync(path.join(dir, "server.crt")) }, (req, res) => {
     const u = new URL(req.url ?? "/", "https://127.0.0.1");
@@ -73,10 +78,13 @@ export async function serveGit(dir: string, name: string): Promise<GitServer> {
     });
     cgi.on("close", () => res.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      reject(new Error(`serving git on 127.0.0.1:443 (the tests run as root): ${e.code === "EADDRINUSE" ? "the port is in use" : e.message}`)));
+    server.listen(443, "127.0.0.1", resolve);
+  });
   return {
-    url: `https://127.0.0.1:${port}/${name}.git`,
+    url: `https://localhost/${name}.git`,
     caFile: path.join(dir, "ca.crt"),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
