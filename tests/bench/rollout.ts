@@ -38,6 +38,11 @@
  * that ours' next run (whose node read would see the floor's comment line as drift) starts from what
  * ours left.
  *
+ * The control (CONTROL_PROGRAM), also through the CLI: the engine carrying out the floor's work with
+ * ours' resources (the same remote.Commands by name, parent, connection and input sizes, doing only
+ * what the floor does, in the same waves). It splits each gap: control - floor is the engine's, the
+ * SDK's and the command provider's; ours - control is ours.
+ *
  * It brings the nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
  * fleet of its own (FLEET_PREFIX, FLEET_SUBNET, FLEET_STATE_DIR) to run beside other tests.
  */
@@ -147,6 +152,57 @@ if (spec) {
 }
 `;
 
+/** The floor's restart and wait for CRI ok, as the control's config.toml command runs it. */
+const CRI_OK_WAIT = "until ctr plugins ls 2>/dev/null | awk '$1 == \"io.containerd.grpc.v1\" && $2 == \"cri\" { print $NF }' | grep -qx ok; do sleep 0.1; done";
+const CONTROL_RESTART = `cat >/dev/null && systemctl restart containerd && ${CRI_OK_WAIT} #`;
+
+/**
+ * The control: the engine carrying out the floor's work, with ours' resources. For each of ours'
+ * remote.Command resources (read from ours' state after its first rollout), a remote.Command of the
+ * same name and parent shape, on the same connection, with stdin, create and delete of the same
+ * sizes. Its create does what the floor does for that file: config.toml's restarts containerd and
+ * waits for its CRI plugin to say ok (the floor's loop), every other one only reads its stdin. Each
+ * node's config.toml command waits for the node's other commands and for the previous wave's
+ * config.toml commands (waves of MAX_UNAVAILABLE, as ours), as ours' do. No node script, no
+ * validation, health gate or rollback, no node read, no transforms.
+ *
+ * So, for each row: the control minus the floor is what the engine, the SDK and the command provider
+ * cost; ours minus the control is what ours adds (its program, and the node script's checks).
+ */
+const CONTROL_PROGRAM = `// The benchmark's control program, written by tests/bench/rollout.ts: plain remote.Commands shaped
+// like ours' (same names, parents, stdin, create and delete sizes) doing the floor's work, from the
+// JSON file stack config controlFile names.
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import * as remote from "@pulumi/command/remote";
+
+interface Cmd { name: string; kind: "config" | "other"; stdinBytes: number; createBytes: number; deleteBytes: number; version: number }
+interface Node { name: string; wave: number; connection: { host: string; port: number; user: string; privateKey: string }; commands: Cmd[] }
+
+const RESTART = ${JSON.stringify(CONTROL_RESTART)};
+const nodes = JSON.parse(fs.readFileSync(new pulumi.Config().require("controlFile"), "utf8")) as Node[];
+const fleet = new pulumi.ComponentResource("bench:index:Fleet", "bench", {});
+const pad = (prefix: string, bytes: number) => prefix + "#".repeat(Math.max(0, bytes - prefix.length));
+const configs: remote.Command[][] = [];
+for (const n of nodes) {
+  const node = new pulumi.ComponentResource("bench:index:Node", n.name, {}, { parent: fleet });
+  const connection = { ...n.connection, privateKey: pulumi.secret(n.connection.privateKey) };
+  const files: remote.Command[] = [];
+  for (const c of [...n.commands.filter((x) => x.kind !== "config"), ...n.commands.filter((x) => x.kind === "config")]) {
+    const config = c.kind === "config";
+    const cmd = new remote.Command(c.name, {
+      connection,
+      create: pad(config ? RESTART : "cat >/dev/null #", c.createBytes),
+      ...(c.deleteBytes > 0 ? { delete: pad("true #", c.deleteBytes) } : {}),
+      stdin: pad(\`version \${c.version}\\n\`, c.stdinBytes),
+      addPreviousOutputInEnv: false,
+    }, { parent: node, dependsOn: config ? [...files, ...(configs[n.wave - 1] ?? [])] : [] });
+    if (config) (configs[n.wave] ??= []).push(cmd);
+    else files.push(cmd);
+  }
+}
+`;
+
 const EMPTY_PROGRAM = `// Declares nothing: what pulumi up costs by itself.
 export {};
 `;
@@ -186,6 +242,13 @@ const childrenCpu = (): number => {
   const line = fs.readFileSync("/proc/self/stat", "utf8");
   const f = line.slice(line.lastIndexOf(")") + 2).split(" ");
   return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+};
+
+/** CPU seconds the whole machine has been busy since boot (/proc/stat: all but idle and iowait). */
+const machineBusy = (): number => {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / CLK_TCK;
 };
 
 /** Children of pid, from every one of its threads (the Go CLI forks from any of them). */
@@ -274,6 +337,11 @@ interface Measured {
    * it): what the run costs whatever else the machine does, unlike wall time on a shared machine.
    */
   cpuSeconds?: number;
+  /**
+   * CPU seconds the whole machine was busy meanwhile: the CLI's tree plus the nodes' side (sshd, the
+   * node script, ctr, containerd restarting), which here share the machine's 2 cores with the CLI.
+   */
+  machineCpuSeconds: number;
   /** The CLI's own summary: "Resources:" lines and its Duration. */
   summary: string;
   peakTreeMiB: number;
@@ -291,6 +359,7 @@ function summaryOf(out: string): string {
 /** One CLI command in the stack, timed from the CLI process's own start to its exit. */
 async function measure(s: CliStack, args: string[], label: string): Promise<Measured> {
   const sampler = new TreeSampler();
+  const busy0 = machineBusy();
   let run: CliRun;
   try {
     run = await s.cmd(args);
@@ -298,11 +367,12 @@ async function measure(s: CliStack, args: string[], label: string): Promise<Meas
     sampler.stop();
   }
   const end = uptime();
+  const machineCpuSeconds = machineBusy() - busy0;
   const cpuSeconds = sampler.cpu0 !== undefined ? childrenCpu() - sampler.cpu0 : undefined;
   const seconds = sampler.cliStart !== undefined ? end - sampler.cliStart : run.seconds;
   const ok = run.status === 0;
   if (!ok) console.error(`${label}: pulumi ${args[0]} exited ${run.status}:\n${(run.stdout + run.stderr).split("\n").slice(-40).join("\n")}`);
-  return { ok, seconds, cpuSeconds, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
+  return { ok, seconds, cpuSeconds, machineCpuSeconds, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
 }
 
 /** Our program's stack: each run writes the spec file, then runs the CLI. */
@@ -346,6 +416,56 @@ class Deployment {
       (x) => x.type !== "pulumi:pulumi:Stack" && !x.type.startsWith("pulumi:providers:"),
     );
     return { bytes: Buffer.byteLength(r.stdout), resources: resources.length };
+  }
+}
+
+/** The control program's stack (CONTROL_PROGRAM): ours' commands, as plain remote.Commands. */
+class Control {
+  private constructor(
+    readonly stack: CliStack,
+    readonly file: string,
+    readonly nodes: { name: string; wave: number; connection: { host: string; port: number; user: string; privateKey: string }; commands: { name: string; kind: "config" | "other"; stdinBytes: number; createBytes: number; deleteBytes: number; version: number }[] }[],
+  ) {}
+
+  /** From ours' state: each remote.Command's name, its node, and the sizes of its stdin and create. */
+  static async create(dir: string, controlDir: string, ours: Deployment): Promise<Control> {
+    const r = await ours.stack.ok(["stack", "export"]);
+    type Res = { urn: string; type: string; inputs?: { stdin?: unknown; create?: unknown; delete?: unknown } };
+    const resources = (JSON.parse(r.stdout) as { deployment: { resources: Res[] } }).deployment.resources.filter((x) => x.type === "command:remote:Command");
+    const size = (v: unknown) => (typeof v === "string" ? Buffer.byteLength(v) : 0);
+    const nodes = ours.nodes.map((n, i) => ({
+      name: n.name,
+      wave: Math.floor(i / waveSize(ours.nodes.length)),
+      connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey },
+      commands: resources
+        .map((x) => {
+          const name = x.urn.slice(x.urn.lastIndexOf("::") + 2);
+          const kind = name.endsWith("/config.toml") ? ("config" as const) : ("other" as const);
+          return { name, kind, stdinBytes: size(x.inputs?.stdin), createBytes: size(x.inputs?.create), deleteBytes: size(x.inputs?.delete), version: 1 };
+        })
+        .filter((c) => c.name.startsWith(`${n.name}:`)),
+    }));
+    const stack = new CliStack({ cwd: controlDir, dir });
+    await stack.init();
+    const file = path.join(stack.dir, "control.json");
+    await stack.set("controlFile", file);
+    return new Control(stack, file, nodes);
+  }
+
+  /** A new stdin for the commands whose name matches: the next up updates (runs) them. */
+  bump(match: (name: string) => boolean): number {
+    let n = 0;
+    for (const node of this.nodes) for (const c of node.commands) if (match(c.name)) (c.version++, n++);
+    return n;
+  }
+
+  get count(): number {
+    return this.nodes.reduce((a, n) => a + n.commands.length, 0);
+  }
+
+  up(label: string): Promise<Measured> {
+    fs.writeFileSync(this.file, JSON.stringify(this.nodes), { mode: 0o600 });
+    return measure(this.stack, ["up", "--yes", "--skip-preview", ...PARALLEL], label);
   }
 }
 
@@ -424,11 +544,11 @@ async function keepOrRestore(what: "keep" | "restore", f: Floor, spec: Container
  * does), restarts containerd and waits for its CRI plugin to say ok; waves of maxUnavailable in
  * sequence, or all nodes at once.
  */
-async function floorRun(f: Floor, spec: ContainerdFleetArgs, nodes: FleetNode[], known: string): Promise<{ seconds: number; ok: boolean }> {
+async function floorRun(f: Floor, spec: ContainerdFleetArgs, nodes: FleetNode[], known: string): Promise<{ seconds: number; machineCpuSeconds: number; ok: boolean }> {
   const scriptOf = (n: FleetNode) => {
     const writes = floorFiles(f, spec, n).map((x) => `mkdir -p ${shellQuote(path.dirname(x.path))} && printf '%s' ${shellQuote(x.content + "# floor\n")} >${shellQuote(x.path + ".floor")} && mv -f ${shellQuote(x.path + ".floor")} ${shellQuote(x.path)}`);
     const restart = f.restart
-      ? ["systemctl restart containerd", "until ctr plugins ls 2>/dev/null | awk '$1 == \"io.containerd.grpc.v1\" && $2 == \"cri\" { print $NF }' | grep -qx ok; do sleep 0.1; done"]
+      ? ["systemctl restart containerd", CRI_OK_WAIT]
       : [];
     return ["set -e", ...writes, ...restart].join("\n");
   };
@@ -437,15 +557,17 @@ async function floorRun(f: Floor, spec: ContainerdFleetArgs, nodes: FleetNode[],
   for (let i = 0; i < nodes.length; i += size) groups.push(nodes.slice(i, i + size));
   const kept = await keepOrRestore("keep", f, spec, nodes, known);
   const t0 = Date.now();
+  const busy0 = machineBusy();
   let ok = true;
   for (const g of groups) {
     const codes = await Promise.all(g.map((n) => ssh(n, known, scriptOf(n))));
     ok = ok && codes.every((c) => c === 0);
   }
   const seconds = (Date.now() - t0) / 1000;
+  const machineCpuSeconds = machineBusy() - busy0;
   const restored = kept && (await keepOrRestore("restore", f, spec, nodes, known));
   if (!restored) console.error("the floor's files could not be kept and put back on every node: ours' next run may see drift");
-  return { seconds, ok };
+  return { seconds, machineCpuSeconds, ok };
 }
 
 /** What setup guides do: for each node in turn, ssh, sed the file, restart. */
@@ -467,9 +589,13 @@ interface Row {
   wallSeconds: number;
   /** CPU seconds of ours' CLI process tree. */
   cpuSeconds?: number;
+  /** CPU seconds of the whole machine meanwhile (the nodes' side too). */
+  machineCpuSeconds?: number;
   sessionsPerNode?: number;
   restarts: number;
   floorSeconds?: number;
+  /** The control's time for the same change: the engine carrying out the floor's work. */
+  controlSeconds?: number;
   goal?: string;
   /** What the CLI said: its Resources summary and Duration. */
   engine?: string;
@@ -479,13 +605,13 @@ interface Row {
 function table(rows: Row[]): string {
   const f = (x: number) => x.toFixed(1);
   const lines = [
-    "| scenario | ours (s) | ours, CPU (s) | floor (s) | ours / floor | goal | SSH sessions / node | restarts | the CLI's summary |",
-    "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+    "| scenario | ours (s) | ours, CPU (s) | machine CPU (s) | floor (s) | ours / floor | control (s) | goal | SSH sessions / node | restarts | the CLI's summary |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
   ];
   for (const r of rows) {
     const ratio = r.floorSeconds ? r.wallSeconds / r.floorSeconds : undefined;
     lines.push(
-      `| ${r.scenario}${r.ok ? "" : " (FAILED)"} | ${f(r.wallSeconds)} | ${r.cpuSeconds === undefined ? "-" : f(r.cpuSeconds)} | ${r.floorSeconds === undefined ? "-" : f(r.floorSeconds)} | ${ratio === undefined ? "-" : ratio.toFixed(2)} | ${r.goal ?? "-"} | ${r.sessionsPerNode === undefined ? "-" : r.sessionsPerNode.toFixed(1)} | ${r.restarts} | ${r.engine || "-"} |`,
+      `| ${r.scenario}${r.ok ? "" : " (FAILED)"} | ${f(r.wallSeconds)} | ${r.cpuSeconds === undefined ? "-" : f(r.cpuSeconds)} | ${r.machineCpuSeconds === undefined ? "-" : f(r.machineCpuSeconds)} | ${r.floorSeconds === undefined ? "-" : f(r.floorSeconds)} | ${ratio === undefined ? "-" : ratio.toFixed(2)} | ${r.controlSeconds === undefined ? "-" : f(r.controlSeconds)} | ${r.goal ?? "-"} | ${r.sessionsPerNode === undefined ? "-" : r.sessionsPerNode.toFixed(1)} | ${r.restarts} | ${r.engine || "-"} |`,
     );
   }
   return lines.join("\n");
@@ -508,13 +634,27 @@ function upFleet(n: number): { f: FleetJson; seconds: number } {
 }
 
 /** A private temporary directory for a run: program folders, stacks (their state holds the nodes' key). */
-function workDir(prefix: string): { tmp: string; programDir: string; emptyDir: string } {
+function workDir(prefix: string): { tmp: string; programDir: string; emptyDir: string; controlDir: string } {
   const tmp = privateDir(os.tmpdir(), prefix);
   return {
     tmp,
     programDir: writeProject(path.join(tmp, "program"), "containerd-bench", PROGRAM),
     emptyDir: writeProject(path.join(tmp, "empty"), "containerd-bench-empty", EMPTY_PROGRAM),
+    controlDir: writeProject(path.join(tmp, "control"), "containerd-bench-control", CONTROL_PROGRAM),
   };
+}
+
+/** The files ours' hosts-only change (docker.io's mirror) and config change update. */
+const isDockerHosts = (name: string) => name.endsWith("/certs.d/docker.io/hosts.toml");
+const isConfig = (name: string) => name.endsWith("/config.toml");
+
+/** What a no-op costs, split: the engine alone, the engine's per-resource cost (control), ours. */
+function splitNote(empty: number, control: number, ours: number, resources: number): string {
+  return (
+    `A no-op up (readNode: false) of ${ours.toFixed(1)} s: the engine alone ${empty.toFixed(1)} s; the engine, SDK and command provider ` +
+    `with ours' ${resources} commands as the control's plain remote.Commands ${(control - empty).toFixed(1)} s more ` +
+    `(${(((control - empty) / resources) * 1000).toFixed(0)} ms per command); ours' own logic (component, waves, validation) ${(ours - control).toFixed(1)} s more.`
+  );
 }
 
 async function compare(): Promise<void> {
@@ -523,7 +663,7 @@ async function compare(): Promise<void> {
   const { f, seconds } = upFleet(N);
   console.error(`fleet up in ${seconds.toFixed(1)} s`);
   const nodes = f.nodes.slice(0, N);
-  const { tmp, programDir, emptyDir } = workDir("containerd-bench-");
+  const { tmp, programDir, emptyDir, controlDir } = workDir("containerd-bench-");
   const [mirrorA, mirrorB] = f.registry.mirrors;
   const known = knownHosts(tmp, nodes);
   const rows: Row[] = [];
@@ -534,9 +674,9 @@ async function compare(): Promise<void> {
   const row = (scenario: string, m: Measured & { sessions?: number; restarted?: number }, extra: Partial<Row> = {}): Row => {
     peakTree = Math.max(peakTree, m.peakTreeMiB);
     peakProgram = Math.max(peakProgram, m.peakProgramMiB);
-    const r: Row = { scenario, wallSeconds: m.seconds, cpuSeconds: m.cpuSeconds, sessionsPerNode: m.sessions === undefined ? undefined : m.sessions / nodes.length, restarts: m.restarted ?? 0, engine: m.summary, ok: m.ok, ...extra };
+    const r: Row = { scenario, wallSeconds: m.seconds, cpuSeconds: m.cpuSeconds, machineCpuSeconds: m.machineCpuSeconds, sessionsPerNode: m.sessions === undefined ? undefined : m.sessions / nodes.length, restarts: m.restarted ?? 0, engine: m.summary, ok: m.ok, ...extra };
     rows.push(r);
-    console.error(`${scenario}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s), ${m.summary}; peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+    console.error(`${scenario}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}; peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
     return r;
   };
   try {
@@ -561,21 +701,35 @@ async function compare(): Promise<void> {
     row("first preview (node read on)", await d.preview(spec(mirrorA, 9, { readNode: true }), "first preview"), { goal: "1 session/node" });
 
     // The changes, each followed by its floor on the same nodes.
-    const changes: [string, ContainerdFleetArgs, Floor, string][] = [
-      ["first rollout (25% waves)", spec(mirrorA, 9), { files: "all", restart: true, parallel: "waves" }, "<= 2x"],
-      ["hosts.toml only (mirror switch, all at once)", spec(mirrorB, 9), { files: "hosts", restart: false, parallel: "all" }, "<= 1.5x"],
-      ["config change (25% waves)", spec(mirrorB, 10), { files: "config", restart: true, parallel: "waves" }, "<= 1.3x"],
+    // Each with the control's counterpart (CONTROL_PROGRAM): its first up after ours' first rollout,
+    // then the same files' commands updated.
+    const changes: [string, ContainerdFleetArgs, Floor, string, (name: string) => boolean][] = [
+      ["first rollout (25% waves)", spec(mirrorA, 9), { files: "all", restart: true, parallel: "waves" }, "<= 2x", () => true],
+      ["hosts.toml only (mirror switch, all at once)", spec(mirrorB, 9), { files: "hosts", restart: false, parallel: "all" }, "<= 1.5x", isDockerHosts],
+      ["config change (25% waves)", spec(mirrorB, 10), { files: "config", restart: true, parallel: "waves" }, "<= 1.3x", isConfig],
     ];
     let noop: Row | undefined;
-    for (const [name, s, floor, goal] of changes) {
+    let controlNoop = 0;
+    let c: Control | undefined;
+    for (const [name, s, floor, goal, files] of changes) {
       const m = await d.up(s, name);
       const fl = await floorRun(floor, s, nodes, known);
       if (!fl.ok) console.error(`${name}: the floor run failed on some node`);
-      row(name, m, { floorSeconds: fl.seconds, goal, ok: m.ok && fl.ok });
+      console.error(`${name}, the floor: ${fl.seconds.toFixed(1)} s (the machine's CPU ${fl.machineCpuSeconds.toFixed(1)} s)`);
+      if (!c) {
+        c = await Control.create(tmp, controlDir, d);
+        stacks.push(c.stack);
+      } else c.bump(files);
+      const cm = await c.up(`control: ${name}`);
+      row(name, m, { floorSeconds: fl.seconds, controlSeconds: cm.seconds, goal, ok: m.ok && fl.ok && cm.ok });
       if (name.startsWith("first rollout")) {
         // The same program again: with the node read (the default) and without it.
         row("no-op up (node read on)", await d.up(spec(mirrorA, 9, { readNode: true }), "no-op up, read on"), { goal: "1 session/node, no restart" });
-        noop = row("no-op up (readNode: false)", await d.up(spec(mirrorA, 9), "no-op up"), { goal: "no SSH session" });
+        const cNoop = await c.up("control: no-op");
+        controlNoop = cNoop.seconds;
+        const nm = await d.up(spec(mirrorA, 9), "no-op up");
+        noop = row("no-op up (readNode: false)", nm, { goal: "no SSH session", controlSeconds: cNoop.seconds, ok: nm.ok && cNoop.ok });
+        notes.push(splitNote(rows[0].wallSeconds, cNoop.seconds, noop.wallSeconds, c.count));
       }
     }
 
@@ -601,13 +755,18 @@ async function compare(): Promise<void> {
     );
     if (noop) {
       const fixed = noop.wallSeconds;
-      const lines = ["| change | ours - no-op up (s) | floor (s) | ratio | goal |", "| --- | ---: | ---: | ---: | --- |"];
+      const lines = [
+        "| change | ours - no-op up (s) | control - its no-op up (s) | floor (s) | ours' ratio | the control's ratio | goal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+      ];
+      // A change faster than the no-op is the machine's noise: no ratio then.
+      const ratio = (x: number, floor: number) => (x > 0 ? (x / floor).toFixed(2) : "- (noise)");
       for (const r of rows.filter((x) => x.floorSeconds !== undefined)) {
         const own = r.wallSeconds - fixed;
-        // A change faster than the no-op is the machine's noise: no ratio then.
-        lines.push(`| ${r.scenario} | ${own.toFixed(1)} | ${r.floorSeconds!.toFixed(1)} | ${own > 0 ? (own / r.floorSeconds!).toFixed(2) : "- (noise)"} | ${r.goal ?? "-"} |`);
+        const control = r.controlSeconds! - controlNoop;
+        lines.push(`| ${r.scenario} | ${own.toFixed(1)} | ${control.toFixed(1)} | ${r.floorSeconds!.toFixed(1)} | ${ratio(own, r.floorSeconds!)} | ${ratio(control, r.floorSeconds!)} | ${r.goal ?? "-"} |`);
       }
-      notes.push(`Without the deployment's fixed cost (the no-op up with readNode: false, ${fixed.toFixed(1)} s):\n\n${lines.join("\n")}`);
+      notes.push(`Without each deployment's fixed cost (its no-op up; ours with readNode: false, ${fixed.toFixed(1)} s; the control's ${controlNoop.toFixed(1)} s):\n\n${lines.join("\n")}`);
     }
 
     // The floor left max_concurrent_downloads = 10 (ours' bytes, put back): the loop changes it to 11.
@@ -627,8 +786,8 @@ async function compare(): Promise<void> {
 async function scale(): Promise<void> {
   checkBuilt();
   const lines = [
-    "| nodes | fleet up (s) | first rollout (s) | no-op up (s) | no-op up, node read on (s) | config change, 25% waves (s) | hosts.toml only (s) | peak RSS, CLI tree (MiB) | peak RSS, program (MiB) | state / node (KiB) | resources / node |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| nodes | fleet up (s) | first rollout (s) | no-op up (s) | no-op up, node read on (s) | config change, 25% waves (s) | hosts.toml only (s) | engine alone, no-op (s) | control: first up, no-op, config change, hosts.toml only (s) | peak RSS, CLI tree (MiB) | peak RSS, program (MiB) | state / node (KiB) | resources / node |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   // Every containerd's CRI plugin takes inotify instances (its CNI config watcher), all of one user
   // on one kernel here: the default of 128 instances stops this machine at about 80 nodes with
@@ -652,8 +811,9 @@ async function scale(): Promise<void> {
       const nodes = f.nodes.slice(0, size);
       last = nodes;
       const [mirrorA, mirrorB] = f.registry.mirrors;
-      const { tmp, programDir } = workDir("containerd-bench-scale-");
+      const { tmp, programDir, emptyDir, controlDir } = workDir("containerd-bench-scale-");
       let d: Deployment | undefined;
+      const others: CliStack[] = [];
       try {
         d = await Deployment.create(tmp, programDir, nodes, false);
         const spec = (mirror: string, downloads: number, extra: Partial<ContainerdFleetArgs> = {}) => fleetSpec(mirror, downloads, mirrorA, nodes, extra);
@@ -662,21 +822,38 @@ async function scale(): Promise<void> {
         const noopRead = await d.up(spec(mirrorA, 9, { readNode: true }), `${size}: no-op up, read on`);
         const config = await d.up(spec(mirrorA, 10), `${size}: config change`);
         const hosts = await d.up(spec(mirrorB, 10), `${size}: hosts.toml only`);
+        // The engine alone (an empty program, its second up) and the control (the engine carrying out
+        // the floor's work with ours' resources): which part of each row the engine costs at this size.
+        const empty = new CliStack({ cwd: emptyDir, dir: tmp });
+        others.push(empty);
+        await empty.init();
+        await measure(empty, ["up", "--yes", "--skip-preview"], `${size}: empty program`);
+        const engine = await measure(empty, ["up", "--yes", "--skip-preview"], `${size}: empty program`);
+        const c = await Control.create(tmp, controlDir, d);
+        others.push(c.stack);
+        const cCreate = await c.up(`${size}: control: create`);
+        const cNoop = await c.up(`${size}: control: no-op`);
+        c.bump(isConfig);
+        const cConfig = await c.up(`${size}: control: config change`);
+        c.bump(isDockerHosts);
+        const cHosts = await c.up(`${size}: control: hosts.toml only`);
         const all = [first, noop, noopRead, config, hosts];
-        const ok = all.every((x) => x.ok);
+        const ok = [...all, engine, cCreate, cNoop, cConfig, cHosts].every((x) => x.ok);
         const state = await d.state();
         const s = (m: Measured) => m.seconds.toFixed(1);
         lines.push(
-          `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${s(first)} | ${s(noop)} | ${s(noopRead)} | ${s(config)} | ${s(hosts)} | ${Math.max(...all.map((x) => x.peakTreeMiB)).toFixed(0)} | ${Math.max(...all.map((x) => x.peakProgramMiB)).toFixed(0)} | ${(state.bytes / 1024 / size).toFixed(1)} | ${(state.resources / size).toFixed(1)} |`,
+          `| ${size}${ok ? "" : " (FAILED)"} | ${seconds.toFixed(1)} | ${s(first)} | ${s(noop)} | ${s(noopRead)} | ${s(config)} | ${s(hosts)} | ${s(engine)} | ${[cCreate, cNoop, cConfig, cHosts].map(s).join(", ")} | ${Math.max(...all.map((x) => x.peakTreeMiB)).toFixed(0)} | ${Math.max(...all.map((x) => x.peakProgramMiB)).toFixed(0)} | ${(state.bytes / 1024 / size).toFixed(1)} | ${(state.resources / size).toFixed(1)} |`,
         );
         console.error(lines[lines.length - 1]);
-        for (const [name, m] of [["first rollout", first], ["no-op up", noop], ["no-op up, read on", noopRead], ["config change", config], ["hosts.toml only", hosts]] as const) {
-          console.error(`  ${name}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s), ${m.summary}, ${m.restarted} restarts, peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+        console.error(`  ${splitNote(engine.seconds, cNoop.seconds, noop.seconds, c.count)}`);
+        for (const [name, m] of [["first rollout", first], ["no-op up", noop], ["no-op up, read on", noopRead], ["config change", config], ["hosts.toml only", hosts], ["engine alone", engine], ["control: first up", cCreate], ["control: no-op", cNoop], ["control: config change", cConfig], ["control: hosts.toml only", cHosts]] as const) {
+          console.error(`  ${name}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}, ${"restarted" in m ? m.restarted : 0} restarts, peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
         }
         console.error(`  machine memory per node (containerd, sshd, its namespaces; MemAvailable before and after): about ${nodeMiB.toFixed(0)} MiB`);
         if (!ok) process.exitCode = 1;
       } finally {
         d?.stack.dispose();
+        for (const o of others) o.dispose();
         fs.rmSync(tmp, { recursive: true, force: true });
       }
     }
