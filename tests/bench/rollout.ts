@@ -62,7 +62,11 @@ const N = Number(process.env.BENCH_NODES ?? 20);
 const MAX_UNAVAILABLE = "25%";
 const SCALE = process.argv.includes("--scale");
 const SCALE_SIZES = (process.env.BENCH_SCALE ?? "20,100,200").split(",").map(Number);
-const PARALLEL = process.env.BENCH_PARALLEL ? ["--parallel", String(Number(process.env.BENCH_PARALLEL))] : [];
+const PARALLEL = [
+  ...(process.env.BENCH_PARALLEL ? ["--parallel", String(Number(process.env.BENCH_PARALLEL))] : []),
+  // e.g. BENCH_PULUMI_ARGS="--profiling /tmp/cli": the CLI's own CPU profile of each of ours' runs.
+  ...(process.env.BENCH_PULUMI_ARGS ?? "").split(/\s+/).filter(Boolean),
+];
 
 interface FleetNode {
   name: string;
@@ -723,10 +727,14 @@ async function compare(): Promise<void> {
       const cm = await c.up(`control: ${name}`);
       row(name, m, { floorSeconds: fl.seconds, controlSeconds: cm.seconds, goal, ok: m.ok && fl.ok && cm.ok });
       if (name.startsWith("first rollout")) {
-        // The same program again: with the node read (the default) and without it.
+        // The same program again: with the node read (the default) and without it. Each the second
+        // of two: the first after a change records what changed in the components' outputs (which
+        // nodes restarted, what the read found), one state write per node.
+        await d.up(spec(mirrorA, 9, { readNode: true }), "no-op up, read on (the first)");
         row("no-op up (node read on)", await d.up(spec(mirrorA, 9, { readNode: true }), "no-op up, read on"), { goal: "1 session/node, no restart" });
         const cNoop = await c.up("control: no-op");
         controlNoop = cNoop.seconds;
+        await d.up(spec(mirrorA, 9), "no-op up (the first)");
         const nm = await d.up(spec(mirrorA, 9), "no-op up");
         noop = row("no-op up (readNode: false)", nm, { goal: "no SSH session", controlSeconds: cNoop.seconds, ok: nm.ok && cNoop.ok });
         notes.push(splitNote(rows[0].wallSeconds, cNoop.seconds, noop.wallSeconds, c.count));
@@ -818,7 +826,10 @@ async function scale(): Promise<void> {
         d = await Deployment.create(tmp, programDir, nodes, false);
         const spec = (mirror: string, downloads: number, extra: Partial<ContainerdFleetArgs> = {}) => fleetSpec(mirror, downloads, mirrorA, nodes, extra);
         const first = await d.up(spec(mirrorA, 9), `${size}: first rollout`);
+        // Each no-op the second of two (the first records what the last change did).
+        await d.up(spec(mirrorA, 9), `${size}: no-op up (the first)`);
         const noop = await d.up(spec(mirrorA, 9), `${size}: no-op up`);
+        await d.up(spec(mirrorA, 9, { readNode: true }), `${size}: no-op up, read on (the first)`);
         const noopRead = await d.up(spec(mirrorA, 9, { readNode: true }), `${size}: no-op up, read on`);
         const config = await d.up(spec(mirrorA, 10), `${size}: config change`);
         const hosts = await d.up(spec(mirrorB, 10), `${size}: hosts.toml only`);

@@ -537,6 +537,60 @@ describe("imports of the node's config.toml", () => {
   });
 });
 
+describe("a no-op with the node read leaves the state as it was", () => {
+  // The engine rewrites the whole checkpoint for each component whose registered outputs changed
+  // (pulumi pkg/backend/snapshot.go): this run's timings and what it did stay out of the state.
+  const nodes = [N16, N23];
+  let h: EngineStack;
+  beforeAll(async () => {
+    await F.resetNodes(nodes);
+    h = newStack();
+  });
+  afterAll(async () => {
+    await h?.destroy();
+    h?.dispose();
+  });
+
+  it("records no read or probe timings, per-run report or file content in the state, and keeps them on the outputs", async () => {
+    const program = async () => {
+      const out: Record<string, unknown> = {};
+      for (const n of nodes) {
+        const node = new ContainerdNode(n.name, spec(n));
+        out[n.name] = { nodeState: node.nodeState, mirrorHealth: node.mirrorHealth, restarted: node.restarted };
+      }
+      return out;
+    };
+    expect((await h.up(program)).error?.message).toBeUndefined();
+    const runs: { state: unknown; outputs: Record<string, { nodeState: { readSeconds?: number }; mirrorHealth: { seconds: number }[]; restarted: boolean }> }[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await h.up(program);
+      expect(r.error?.message).toBeUndefined();
+      expect(changed(r)).toEqual([]);
+      runs.push({ state: await h.state(), outputs: r.outputs as never });
+    }
+    // Both no-ops: the same resources, inputs and outputs (in the order the engine met them, which
+    // varies from run to run).
+    const byUrn = (st: unknown) => Object.fromEntries((st as { urn: string }[]).map((r) => [r.urn, r]));
+    expect(byUrn(runs[1].state)).toEqual(byUrn(runs[0].state));
+    for (const n of nodes) {
+      const o = runs[1].outputs[n.name];
+      expect(o.nodeState.readSeconds).toBeGreaterThan(0);
+      expect(o.mirrorHealth.length).toBeGreaterThan(0);
+      expect(o.mirrorHealth.every((m) => typeof m.seconds === "number")).toBe(true);
+      expect(o.restarted).toBe(false);
+      const recorded = (runs[1].state as { type: string; urn: string; outputs?: { nodeState?: Record<string, unknown>; mirrorHealth?: Record<string, unknown>[] } }[])
+        .find((r) => r.type === "containerd:index:ContainerdNode" && r.urn.endsWith(`::${n.name}`))!.outputs!;
+      expect(recorded.nodeState).toMatchObject({ read: true, reached: true });
+      expect(recorded.nodeState).not.toHaveProperty("readSeconds");
+      expect(recorded.mirrorHealth!.length).toBe(o.mirrorHealth.length);
+      for (const m of recorded.mirrorHealth!) expect(m).not.toHaveProperty("seconds");
+      expect(recorded).not.toHaveProperty("lastApply");
+      expect(recorded).not.toHaveProperty("restarted");
+      expect(recorded).not.toHaveProperty("files");
+    }
+  });
+});
+
 describe("what the read cannot fix", () => {
   let h: EngineStack;
   beforeAll(async () => {
