@@ -49,6 +49,19 @@ function spec(on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): Container
 }
 
 const newStack = () => new EngineStack({ dir: F.E2E_DIR, project: "node-read" });
+/** A stack of a describe's own: its nodes reset before it, the stack destroyed and removed after. */
+function stackFor(nodes: FleetNode[]): () => EngineStack {
+  let h: EngineStack | undefined;
+  beforeAll(async () => {
+    await F.resetNodes(nodes);
+    h = newStack();
+  });
+  afterAll(async () => {
+    await h?.destroy();
+    h?.dispose();
+  });
+  return () => h!;
+}
 const changed = (r: RunResult) => r.steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`).sort();
 /** The engine's diagnostics as the program logged them (RunResult.warnings puts the resource's name in front). */
 const warnings = (r: RunResult) => r.diagnostics.filter((d) => d.severity === "warning").map((d) => d.message);
@@ -81,23 +94,15 @@ function displayedOutputs(stdout: string): Record<string, Record<string, unknown
 
 describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml with another mode", () => {
   const nodes = [N16, N17, N21];
-  let h: EngineStack;
+  const stack = stackFor(nodes);
   const program = async () => {
     for (const n of nodes) new ContainerdNode(n.name, spec(n));
   };
-  beforeAll(async () => {
-    await F.resetNodes(nodes);
-    h = newStack();
-  });
-  afterAll(async () => {
-    await h?.destroy();
-    h?.dispose();
-  });
 
   it("shows exactly those three files in the preview, repairs them (one restart, on the first node) and previews clean after", async () => {
-    const first = await h.up(program);
+    const first = await stack().up(program);
     expect(first.error?.message).toBeUndefined();
-    const clean = await h.preview(program);
+    const clean = await stack().preview(program);
     expect(clean.error?.message).toBeUndefined();
     expect(changed(clean)).toEqual([]);
     expect(warnings(clean).filter((w) => w.includes("since the last apply"))).toEqual([]);
@@ -107,7 +112,7 @@ describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml w
     await F.nodeSh(N21, `chmod 0600 ${HUB}`);
     const restarts = nodes.map((n) => F.restarts(n));
 
-    const preview = await h.preview(program);
+    const preview = await stack().preview(program);
     expect(preview.error?.message).toBeUndefined();
     const drifted = [`${N16.name}:${CONFIG}`, `${N17.name}:${HUB}`, `${N21.name}:${HUB}`];
     expect(changed(preview)).toEqual(drifted.map((r) => `${r} update`).sort());
@@ -137,7 +142,7 @@ describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml w
     expect(await F.nodePathExists(N17, HUB)).toBe(false);
     expect(await F.nodeFile(N16, CONFIG)).toContain("# tuned by hand");
 
-    const up = await h.up(program);
+    const up = await stack().up(program);
     expect(up.error?.message).toBeUndefined();
     expect(changed(up)).toEqual(changed(preview));
     expect(nodes.map((n) => F.restarts(n) - restarts[nodes.indexOf(n)])).toEqual([1, 0, 0]);
@@ -145,7 +150,7 @@ describe("drift: a hand-edited config.toml, a deleted hosts.toml, a hosts.toml w
     expect(await F.nodeFile(N17, HUB)).toContain(MIRROR);
     expect((await F.nodeSh(N21, `stat -c %a ${HUB}`)).trim()).toBe("644");
 
-    const after = await h.preview(program);
+    const after = await stack().preview(program);
     expect(after.error?.message).toBeUndefined();
     expect(changed(after)).toEqual([]);
     expect(warnings(after).filter((w) => w.includes("since the last apply"))).toEqual([]);
@@ -541,15 +546,7 @@ describe("a no-op with the node read leaves the state as it was", () => {
   // The engine rewrites the whole checkpoint for each component whose registered outputs changed
   // (pulumi pkg/backend/snapshot.go): this run's timings and what it did stay out of the state.
   const nodes = [N16, N23];
-  let h: EngineStack;
-  beforeAll(async () => {
-    await F.resetNodes(nodes);
-    h = newStack();
-  });
-  afterAll(async () => {
-    await h?.destroy();
-    h?.dispose();
-  });
+  const stack = stackFor(nodes);
 
   it("records no read or probe timings, per-run report or file content in the state, and keeps them on the outputs", async () => {
     const program = async () => {
@@ -560,13 +557,13 @@ describe("a no-op with the node read leaves the state as it was", () => {
       }
       return out;
     };
-    expect((await h.up(program)).error?.message).toBeUndefined();
+    expect((await stack().up(program)).error?.message).toBeUndefined();
     const runs: { state: unknown; outputs: Record<string, { nodeState: { readSeconds?: number }; mirrorHealth: { seconds: number }[]; restarted: boolean }> }[] = [];
     for (let i = 0; i < 2; i++) {
-      const r = await h.up(program);
+      const r = await stack().up(program);
       expect(r.error?.message).toBeUndefined();
       expect(changed(r)).toEqual([]);
-      runs.push({ state: await h.state(), outputs: r.outputs as never });
+      runs.push({ state: await stack().state(), outputs: r.outputs as never });
     }
     // Both no-ops: the same resources, inputs and outputs (in the order the engine met them, which
     // varies from run to run).
