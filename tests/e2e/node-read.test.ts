@@ -565,9 +565,17 @@ describe("a no-op with the node read leaves the state as it was", () => {
       expect(changed(r)).toEqual([]);
       runs.push({ state: await stack().state(), outputs: r.outputs as never });
     }
-    // Both no-ops: the same resources, inputs and outputs (in the order the engine met them, which
-    // varies from run to run).
-    const byUrn = (st: unknown) => Object.fromEntries((st as { urn: string }[]).map((r) => [r.urn, r]));
+    // Both no-ops: the same resources, inputs and outputs. Order is not ours to compare: the engine
+    // meets resources in a different order each run, and stores a resource's dependencies from a hash
+    // set (pkg/resource/deploy/source_eval.go, `dependencies.ToSlice()`); its own check for a needed
+    // write sorts them first (pkg/backend/snapshot.go, sameSnapshotMutation.mustWrite).
+    type Recorded = { urn: string; dependencies?: string[]; propertyDependencies?: Record<string, string[]> };
+    const sorted = (urns: string[]) => [...urns].sort();
+    const byUrn = (st: unknown) => Object.fromEntries((st as Recorded[]).map((r) => [r.urn, {
+      ...r,
+      ...(r.dependencies && { dependencies: sorted(r.dependencies) }),
+      ...(r.propertyDependencies && { propertyDependencies: Object.fromEntries(Object.entries(r.propertyDependencies).map(([k, v]) => [k, sorted(v)])) }),
+    }]));
     expect(byUrn(runs[1].state)).toEqual(byUrn(runs[0].state));
     for (const n of nodes) {
       const o = runs[1].outputs[n.name];
