@@ -360,6 +360,34 @@ function summaryOf(out: string): string {
   return lines.join(", ") + (d ? ` (${d[1]})` : "");
 }
 
+/** Where a failed run's whole output goes: kept after the run's temporary directory is removed. */
+const FAILURE_LOGS = path.join(REPO, ".cache", "bench-failures");
+
+/**
+ * What a failed run printed: its last lines, the lines anywhere in it that name an error (a crash's
+ * cause is often far above the last lines, under hundreds of follow-on errors), and the file that
+ * keeps all of it.
+ */
+function failure(label: string, args: string[], run: CliRun): string {
+  fs.mkdirSync(FAILURE_LOGS, { recursive: true, mode: 0o700 });
+  const file = path.join(FAILURE_LOGS, `${new Date().toISOString().replace(/[:.]/g, "-")}-${label.replace(/[^A-Za-z0-9]+/g, "-")}.log`);
+  fs.writeFileSync(file, `$ pulumi ${args.join(" ")}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`, { mode: 0o600 });
+  const all = (run.stdout + "\n" + run.stderr).split("\n");
+  const seen = new Set<string>();
+  const errors = all
+    .filter((l) => /error|fatal|panic|heap|killed|signal|ENOMEM|EMFILE|exception/i.test(l))
+    .map((l) => l.trim().replace(/node-\d+/g, "node-N"))
+    .filter((l) => !seen.has(l) && seen.add(l))
+    .slice(0, 30);
+  return [
+    `${label}: pulumi ${args[0]} exited ${run.status}; its whole output: ${file}`,
+    `  distinct error lines (node names as node-N), first 30:`,
+    ...errors.map((l) => `    ${l}`),
+    `  its last 20 lines:`,
+    ...all.slice(-20).map((l) => `    ${l}`),
+  ].join("\n");
+}
+
 /** One CLI command in the stack, timed from the CLI process's own start to its exit. */
 async function measure(s: CliStack, args: string[], label: string): Promise<Measured> {
   const sampler = new TreeSampler();
@@ -375,7 +403,7 @@ async function measure(s: CliStack, args: string[], label: string): Promise<Meas
   const cpuSeconds = sampler.cpu0 !== undefined ? childrenCpu() - sampler.cpu0 : undefined;
   const seconds = sampler.cliStart !== undefined ? end - sampler.cliStart : run.seconds;
   const ok = run.status === 0;
-  if (!ok) console.error(`${label}: pulumi ${args[0]} exited ${run.status}:\n${(run.stdout + run.stderr).split("\n").slice(-40).join("\n")}`);
+  if (!ok) console.error(failure(label, args, run));
   return { ok, seconds, cpuSeconds, machineCpuSeconds, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
 }
 
@@ -826,6 +854,13 @@ async function scale(): Promise<void> {
         d = await Deployment.create(tmp, programDir, nodes, false);
         const spec = (mirror: string, downloads: number, extra: Partial<ContainerdFleetArgs> = {}) => fleetSpec(mirror, downloads, mirrorA, nodes, extra);
         const first = await d.up(spec(mirrorA, 9), `${size}: first rollout`);
+        if (!first.ok) {
+          // Every later run starts from a half-made stack: its numbers would measure nothing.
+          lines.push(`| ${size} (FAILED: first rollout, ${first.seconds.toFixed(1)} s, see above) | ${seconds.toFixed(1)} |${" |".repeat(11)}`);
+          console.error(lines[lines.length - 1]);
+          process.exitCode = 1;
+          continue;
+        }
         // Each no-op the second of two (the first records what the last change did).
         await d.up(spec(mirrorA, 9), `${size}: no-op up (the first)`);
         const noop = await d.up(spec(mirrorA, 9), `${size}: no-op up`);
