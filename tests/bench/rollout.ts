@@ -346,6 +346,8 @@ interface Measured {
    * node script, ctr, containerd restarting), which here share the machine's 2 cores with the CLI.
    */
   machineCpuSeconds: number;
+  /** Packets the machine's input queues dropped meanwhile (nodes' and loopback alike; 0 when healthy). */
+  droppedPackets: number;
   /** The CLI's own summary: "Resources:" lines and its Duration. */
   summary: string;
   peakTreeMiB: number;
@@ -392,6 +394,7 @@ function failure(label: string, args: string[], run: CliRun): string {
 async function measure(s: CliStack, args: string[], label: string): Promise<Measured> {
   const sampler = new TreeSampler();
   const busy0 = machineBusy();
+  const dropped0 = droppedPackets();
   let run: CliRun;
   try {
     run = await s.cmd(args);
@@ -403,8 +406,9 @@ async function measure(s: CliStack, args: string[], label: string): Promise<Meas
   const cpuSeconds = sampler.cpu0 !== undefined ? childrenCpu() - sampler.cpu0 : undefined;
   const seconds = sampler.cliStart !== undefined ? end - sampler.cliStart : run.seconds;
   const ok = run.status === 0;
-  if (!ok) console.error(failure(label, args, run));
-  return { ok, seconds, cpuSeconds, machineCpuSeconds, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
+  const dropped = droppedPackets() - dropped0;
+  if (!ok) console.error(failure(label, args, run) + (dropped ? `\n  the machine dropped ${dropped} packets meanwhile (/proc/net/softnet_stat)` : ""));
+  return { ok, seconds, cpuSeconds, machineCpuSeconds, droppedPackets: dropped, summary: summaryOf(run.stdout), peakTreeMiB: sampler.peakTree / 2 ** 20, peakProgramMiB: sampler.peakProgram / 2 ** 20, run };
 }
 
 /** Our program's stack: each run writes the spec file, then runs the CLI. */
@@ -708,7 +712,7 @@ async function compare(): Promise<void> {
     peakProgram = Math.max(peakProgram, m.peakProgramMiB);
     const r: Row = { scenario, wallSeconds: m.seconds, cpuSeconds: m.cpuSeconds, machineCpuSeconds: m.machineCpuSeconds, sessionsPerNode: m.sessions === undefined ? undefined : m.sessions / nodes.length, restarts: m.restarted ?? 0, engine: m.summary, ok: m.ok, ...extra };
     rows.push(r);
-    console.error(`${scenario}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}; peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+    console.error(`${scenario}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}; peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)${m.droppedPackets ? `, ${m.droppedPackets} packets dropped` : ""}`);
     return r;
   };
   try {
@@ -818,6 +822,21 @@ async function compare(): Promise<void> {
   if (rows.some((r) => !r.ok)) process.exitCode = 1;
 }
 
+/** Raises a kernel setting for the run (never lowers it); returns what puts it back. */
+function raiseSysctl(name: string, want: number): () => void {
+  const file = path.join("/proc/sys", name);
+  const had = Number(fs.readFileSync(file, "utf8"));
+  if (had >= want) return () => {};
+  fs.writeFileSync(file, String(want));
+  console.error(`${name.replace(/\//g, ".")} raised from ${had} to ${want} for the run`);
+  return () => fs.writeFileSync(file, String(had));
+}
+
+/** Packets this machine's per-CPU input queues dropped so far (/proc/net/softnet_stat, 2nd column). */
+function droppedPackets(): number {
+  return fs.readFileSync("/proc/net/softnet_stat", "utf8").split("\n").filter(Boolean).reduce((sum, l) => sum + parseInt(l.split(/\s+/)[1], 16), 0);
+}
+
 /** The scale run: one fleet per size, ours only: wall time, memory, state. */
 async function scale(): Promise<void> {
   checkBuilt();
@@ -828,13 +847,14 @@ async function scale(): Promise<void> {
   // Every containerd's CRI plugin takes inotify instances (its CNI config watcher), all of one user
   // on one kernel here: the default of 128 instances stops this machine at about 80 nodes with
   // "failed to create fsnotify watcher: too many open files". One VM per node has its own.
-  const inotify = "/proc/sys/fs/inotify/max_user_instances";
-  const want = 8 * Math.max(...SCALE_SIZES) + 128;
-  const had = Number(fs.readFileSync(inotify, "utf8"));
-  if (had < want) {
-    fs.writeFileSync(inotify, String(want));
-    console.error(`fs.inotify.max_user_instances raised from ${had} to ${want} for the run`);
-  }
+  const restoreInotify = raiseSysctl("fs/inotify/max_user_instances", 8 * Math.max(...SCALE_SIZES) + 128);
+  // Every node's packets (its veth, the bridge) and the CLI's own loopback connections to its
+  // plugins and to the program wait in one input queue per CPU, of netdev_max_backlog (1000)
+  // packets. At 200 nodes on 2 CPUs that queue overflowed by the hundred thousand packets, and the
+  // CLI's connections to the language host and to the program's hook server were reset mid-run
+  // ("error reading from server: connection reset by peer"). On a real fleet each node is its own
+  // machine and the operator's machine carries only the SSH sessions.
+  const restoreBacklog = raiseSysctl("net/core/netdev_max_backlog", 100 * Math.max(...SCALE_SIZES));
   const available = () => Number(/MemAvailable:\s+(\d+)/.exec(fs.readFileSync("/proc/meminfo", "utf8"))![1]) * 1024;
   let last: FleetNode[] = [];
   try {
@@ -893,7 +913,7 @@ async function scale(): Promise<void> {
         console.error(lines[lines.length - 1]);
         console.error(`  ${splitNote(engine.seconds, cNoop.seconds, noop.seconds, c.count)}`);
         for (const [name, m] of [["first rollout", first], ["no-op up", noop], ["no-op up, read on", noopRead], ["config change", config], ["hosts.toml only", hosts], ["engine alone", engine], ["control: first up", cCreate], ["control: no-op", cNoop], ["control: config change", cConfig], ["control: hosts.toml only", cHosts]] as const) {
-          console.error(`  ${name}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}, ${"restarted" in m ? m.restarted : 0} restarts, peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)`);
+          console.error(`  ${name}: ${m.seconds.toFixed(1)} s (CPU ${m.cpuSeconds?.toFixed(1) ?? "-"} s, the machine's ${m.machineCpuSeconds.toFixed(1)} s), ${m.summary}, ${"restarted" in m ? m.restarted : 0} restarts, peak RSS ${m.peakTreeMiB.toFixed(0)} MiB (program ${m.peakProgramMiB.toFixed(0)} MiB)${m.droppedPackets ? `, ${m.droppedPackets} packets dropped` : ""}`);
         }
         console.error(`  machine memory per node (containerd, sshd, its namespaces; MemAvailable before and after): about ${nodeMiB.toFixed(0)} MiB`);
         if (!ok) process.exitCode = 1;
@@ -906,7 +926,8 @@ async function scale(): Promise<void> {
   } finally {
     // Whatever happened: the machine's limit back, and the fleet down.
     if (process.env.KEEP_FLEET !== "1") fleet("down");
-    if (had < want) fs.writeFileSync(inotify, String(had));
+    restoreInotify();
+    restoreBacklog();
   }
   console.log(`\n${machine(last).replace(/^\d+ nodes/, "up to " + last.length + " nodes")}\n`);
   console.log(lines.join("\n"));
