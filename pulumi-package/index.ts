@@ -21,7 +21,7 @@ import * as lib from "../provider/bin/index";
 // The library's own checks, run before this component registers (as its constructors do), so that
 // a refused spec leaves nothing half-declared.
 import { validateFleet } from "../provider/bin/component/containerd-fleet";
-import { prepare, pinnedConnection } from "../provider/bin/component/containerd-node";
+import { prepare, pinnedConnection, recordedOutputs } from "../provider/bin/component/containerd-node";
 
 /** How to reach a node over SSH: the command provider's `remote.Connection`. */
 export interface Connection {
@@ -386,10 +386,11 @@ export class ContainerdNode extends pulumi.ComponentResource {
     this.deprecations = node.deprecations;
     this.nodeState = node.nodeState as pulumi.Output<NodeState>;
     this.mirrorHealth = node.mirrorHealth as pulumi.Output<MirrorHealth[]>;
-    this.registerOutputs({
-      configVersion: this.configVersion, files: this.files, configHash: this.configHash, lastApply: this.lastApply,
-      restarted: this.restarted, deprecations: this.deprecations, nodeState: this.nodeState, mirrorHealth: this.mirrorHealth,
-    });
+    // The state records what the library's node records. Every output above still reaches the
+    // program: the engine hands a remote component's Construct answer (all of them) back to the
+    // program without storing it (pkg/resource/deploy/source_eval.go), and stores what is
+    // registered here, where a value that changes on every run would cost a state write per node.
+    this.registerOutputs(recordedOutputs(this));
   }
 }
 

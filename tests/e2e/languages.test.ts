@@ -298,7 +298,7 @@ describe("pulumi package add of a git URL (this repository's HEAD, served over H
         "import containerd_pulumi_containerd_node as containerd",
         "",
         "config = pulumi.Config()",
-        "containerd.ContainerdNode(",
+        "node = containerd.ContainerdNode(",
         `    ${JSON.stringify(node.name)},`,
         `    containerd_version=${JSON.stringify(node.containerdVersion)},`,
         `    registries={"docker.io": containerd.RegistryArgs(mirrors=[containerd.RegistryHostArgs(url=${JSON.stringify(MIRROR)})])},`,
@@ -307,6 +307,10 @@ describe("pulumi package add of a git URL (this repository's HEAD, served over H
         "        private_key=config.require_secret(\"privateKey\"),",
         "    ),",
         ")",
+        'pulumi.export("restarted", node.restarted)',
+        'pulumi.export("lastApply", node.last_apply)',
+        'pulumi.export("readSeconds", node.node_state.read_seconds)',
+        'pulumi.export("mirrorSeconds", node.mirror_health.apply(lambda ms: [m.seconds for m in ms]))',
         "",
       ].join("\n"));
       await s.init();
@@ -315,6 +319,18 @@ describe("pulumi package add of a git URL (this repository's HEAD, served over H
       expect(up.stdout).toMatch(/\+ \d+ created/);
       const want = renderNode({ containerdVersion: node.containerdVersion, registries: { "docker.io": { mirrors: [{ url: MIRROR }] } } });
       for (const f of want.files) expect(await F.nodeFile(node, f.path)).toBe(f.content);
+      // What this run did and how long the read took reach the program; the state records neither
+      // (as the library's node), so a no-op does not rewrite the checkpoint once per node.
+      const outputs = JSON.parse((await s.ok(["stack", "output", "--json"])).stdout) as { restarted: boolean; lastApply: unknown[]; readSeconds: number; mirrorSeconds: number[] };
+      expect(outputs.restarted).toBe(true);
+      expect(outputs.lastApply.length).toBe(want.files.length);
+      expect(outputs.readSeconds).toBeGreaterThan(0);
+      expect(outputs.mirrorSeconds.length).toBeGreaterThan(0);
+      const recorded = (await s.resources()).find((r) => r.type === "containerd-node:index:ContainerdNode");
+      expect(recorded?.outputs).toMatchObject({ configHash: expect.any(String), nodeState: { read: true, reached: true } });
+      for (const key of ["restarted", "lastApply", "files"]) expect(recorded!.outputs).not.toHaveProperty(key);
+      expect(recorded!.outputs!.nodeState).not.toHaveProperty("readSeconds");
+      for (const m of recorded!.outputs!.mirrorHealth as object[]) expect(m).not.toHaveProperty("seconds");
       await s.ok(["destroy", "--yes", "--skip-preview"]);
       expect(await F.nodeFile(node, "/etc/containerd/config.toml")).toBe(original);
       expect(await F.nodePathExists(node, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);

@@ -588,21 +588,33 @@ export class ContainerdNode extends pulumi.ComponentResource {
     );
     this.nodeState = pulumi.output(report);
     this.mirrorHealth = pulumi.output(found.then((fd) => fd?.mirrors ?? []));
-    // What the state records of the node: what it found and runs, not what this run did (lastApply,
-    // restarted), how long its read and probes took (readSeconds, seconds), nor the files' content
-    // (each command's stdin has it): those are on this object's outputs only. The engine writes the
-    // whole checkpoint for every component whose registered outputs differ from the last run's
-    // (pulumi pkg/backend/snapshot.go: RegisterResourceOutputs elides only equal ones), so a value
-    // that changes on every run costs one whole-state write per node per `up`: quadratic in the
-    // fleet (73% of the CLI's CPU in a 60-node no-op).
-    this.registerOutputs({
-      nodeState: this.nodeState.apply(({ readSeconds: _seconds, ...rest }) => rest),
-      mirrorHealth: this.mirrorHealth.apply((ms) => ms.map(({ seconds: _seconds, ...m }) => m)),
-      configVersion: this.configVersion,
-      configHash: this.configHash,
-      deprecations: this.deprecations,
-    });
+    this.registerOutputs(recordedOutputs(this));
   }
+}
+
+/**
+ * What the state records of a node: what it found and runs, not what this run did (lastApply,
+ * restarted), how long its read and probes took (readSeconds, seconds), nor the files' content (each
+ * command's stdin has it): those are on the node's outputs only. The engine writes the whole
+ * checkpoint for every component whose registered outputs differ from the last run's (pulumi
+ * pkg/backend/snapshot.go: RegisterResourceOutputs elides only equal ones), so a value that changes
+ * on every run costs one whole-state write per node per `up`: quadratic in the fleet (73% of the
+ * CLI's CPU in a 60-node no-op). The component package's ContainerdNode records the same.
+ */
+export function recordedOutputs(node: {
+  nodeState: pulumi.Output<{ readSeconds?: number }>;
+  mirrorHealth: pulumi.Output<{ seconds: number }[]>;
+  configVersion: pulumi.Input<number>;
+  configHash: pulumi.Input<string>;
+  deprecations: pulumi.Input<unknown[]>;
+}): pulumi.Inputs {
+  return {
+    nodeState: node.nodeState.apply(({ readSeconds: _seconds, ...rest }) => rest),
+    mirrorHealth: node.mirrorHealth.apply((ms) => ms.map(({ seconds: _seconds, ...m }) => m)),
+    configVersion: node.configVersion,
+    configHash: node.configHash,
+    deprecations: node.deprecations,
+  };
 }
 
 /** Every input of a remote.Command (pulumi-command 1.2.1): what a forgotten node's commands keep. */
