@@ -632,6 +632,9 @@ interface Row {
   floorSeconds?: number;
   /** The control's time for the same change: the engine carrying out the floor's work. */
   controlSeconds?: number;
+  /** The control's CPU seconds: its CLI process tree's, and the whole machine's meanwhile. */
+  controlCpuSeconds?: number;
+  controlMachineCpuSeconds?: number;
   goal?: string;
   /** What the CLI said: its Resources summary and Duration. */
   engine?: string;
@@ -757,7 +760,7 @@ async function compare(): Promise<void> {
         stacks.push(c.stack);
       } else c.bump(files);
       const cm = await c.up(`control: ${name}`);
-      row(name, m, { floorSeconds: fl.seconds, controlSeconds: cm.seconds, goal, ok: m.ok && fl.ok && cm.ok });
+      row(name, m, { floorSeconds: fl.seconds, controlSeconds: cm.seconds, controlCpuSeconds: cm.cpuSeconds, controlMachineCpuSeconds: cm.machineCpuSeconds, goal, ok: m.ok && fl.ok && cm.ok });
       if (name.startsWith("first rollout")) {
         // The same program again: with the node read (the default) and without it. Each the second
         // of two: the first after a change records what changed in the components' outputs (which
@@ -808,6 +811,7 @@ async function compare(): Promise<void> {
       }
       notes.push(`Without each deployment's fixed cost (its no-op up; ours with readNode: false, ${fixed.toFixed(1)} s; the control's ${controlNoop.toFixed(1)} s):\n\n${lines.join("\n")}`);
     }
+    notes.push(outsideTheCli(rows, nodes.length));
 
     // The floor left max_concurrent_downloads = 10 (ours' bytes, put back): the loop changes it to 11.
     rows.push(await baseline(nodes, known, 10, 11));
@@ -820,6 +824,26 @@ async function compare(): Promise<void> {
   console.log(table(rows));
   for (const n of notes) console.log(`\n${n}`);
   if (rows.some((r) => !r.ok)) process.exitCode = 1;
+}
+
+/**
+ * Where ours' time above the control's goes: the machine's CPU outside the CLI's process tree is
+ * the nodes' side (sshd, the node script, ctr, containerd restarting), which the nodes share with
+ * the CLI on this machine's cores, and which on a real fleet runs on each node's own CPU.
+ */
+function outsideTheCli(rows: Row[], nodes: number): string {
+  const cores = os.cpus().length;
+  const lines = [
+    "| change | ours - control (s) | CPU outside the CLI: ours (s) | the control's (s) | ours' extra per node (s) | ours' extra over the cores (s) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rows.filter((x) => x.controlMachineCpuSeconds !== undefined && x.machineCpuSeconds !== undefined)) {
+    if (r.cpuSeconds === undefined || r.controlCpuSeconds === undefined) continue;
+    const ours = r.machineCpuSeconds! - r.cpuSeconds;
+    const control = r.controlMachineCpuSeconds! - r.controlCpuSeconds;
+    lines.push(`| ${r.scenario} | ${(r.wallSeconds - r.controlSeconds!).toFixed(1)} | ${ours.toFixed(1)} | ${control.toFixed(1)} | ${((ours - control) / nodes).toFixed(2)} | ${((ours - control) / cores).toFixed(1)} |`);
+  }
+  return `Ours above the control, and the machine's CPU outside the CLI's process tree (the nodes' side: sshd, the node script, ctr, containerd), on this machine's ${cores} cores:\n\n${lines.join("\n")}`;
 }
 
 /** Raises a kernel setting for the run (never lowers it); returns what puts it back. */
