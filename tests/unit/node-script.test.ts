@@ -659,6 +659,56 @@ describe("the installed node script: install, release, and the short file comman
     expect(run(restoreCommand(hosts, opts)).status).toBe(0);
   });
 
+  it("leaves no scratch copy of a registry's hosts.toml (its credentials) after an apply, a failed apply or a delete, and removes one an older script left", () => {
+    installScript(opts);
+    // A registry named without a dot or port: containerd's check cannot ask for it by name.
+    const render = (password: string) =>
+      renderNode({ ...node.baseSpec(), registries: { myregistry: { mirrors: [{ url: "https://m.test", auth: { username: "robot", password } }] } } }).files.find((f) => f.kind === "hosts")!;
+    const hosts = render("hunter2-first");
+    expect(hosts).toMatchObject({ path: path.join(node.registryConfigPath, "myregistry", "hosts.toml"), secret: true, mode: 0o600 });
+    const records = path.join(path.dirname(hosts.path), ".containerd-node");
+    const scratch = () => (fs.existsSync(records) ? fs.readdirSync(records).filter((f) => f.startsWith(".validate.")) : []);
+
+    const first = run(applyCommand(hosts, opts), hosts.content);
+    expect(first.stderr).toBe("");
+    expect(scratch()).toEqual([]);
+    // What an older node script left: a copy of the file, credentials and all. The next apply removes it.
+    fs.mkdirSync(path.join(records, ".validate.Ab12Cd", "myregistry"), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(records, ".validate.Ab12Cd", "myregistry", "hosts.toml"), hosts.content, { mode: 0o600 });
+    const rotated = render("hunter2-rotated");
+    expect(run(applyCommand(rotated, opts), rotated.content).status).toBe(0);
+    expect(read(hosts.path)).toBe(rotated.content);
+    expect(scratch()).toEqual([]);
+    // A failed apply (its probe fails) leaves none either.
+    const again = render("hunter2-third");
+    expect(run(applyCommand({ ...again, probes: ["false"] }, opts), again.content).status).toBe(1);
+    expect(scratch()).toEqual([]);
+    // A delete: the registry's directory goes, with nothing of the credentials left anywhere in it.
+    fs.mkdirSync(path.join(records, ".validate.Ef34Gh", "myregistry"), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(records, ".validate.Ef34Gh", "myregistry", "hosts.toml"), hosts.content, { mode: 0o600 });
+    expect(run(restoreCommand(hosts, opts)).status).toBe(0);
+    expect(fs.existsSync(path.dirname(hosts.path))).toBe(false);
+  });
+
+  it("keeps the scratch copy containerd's check reads private: a 0700 directory and a 0600 file, gone afterwards", () => {
+    installScript(opts);
+    // ctr as the node has it, with a look at what the check hands it.
+    const seen = path.join(node.dir, "scratch-modes");
+    const spy = path.join(node.dir, "ctr-spy");
+    fs.writeFileSync(
+      spy,
+      `#!/bin/sh\nprev=''\nfor a in "$@"; do if [ "$prev" = --hosts-dir ]; then find "$a" -exec stat -c '%a %F' {} + >>${shellQuote(seen)}; fi; prev=$a; done\nexec ${shellQuote(node.bin.ctr)} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const hosts = renderNode({ ...node.baseSpec(), registries: { "private.test": { mirrors: [{ url: "https://m.test", auth: { username: "robot", password: "hunter2" } }] } } }).files.find((f) => f.kind === "hosts")!;
+    const r = run(applyCommand(hosts, { ...opts, ctr: spy }), hosts.content);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(read(seen).trim().split("\n").sort()).toEqual(["600 regular file", "700 directory", "700 directory"]);
+    expect(fs.readdirSync(path.join(path.dirname(hosts.path), ".containerd-node")).filter((f) => f.startsWith(".validate."))).toEqual([]);
+    expect(run(restoreCommand(hosts, opts)).status).toBe(0);
+  });
+
   it("sets aside only unmanaged registry directories, keeps the first copy of one made again, and puts back all it set aside", () => {
     const certs = path.join(node.dir, "certs.d");
     const hub = path.join(certs, "docker.io");
@@ -728,7 +778,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 6, sha: "648efcaddbbfde5bbc1f9c6542c09e7c59b21dc8e809fa5b056400b2b9c8645b" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "78d6de97ab9b8381fc95a5586efd2b618c6526b1eb0b451e7f810517caef06ca" });
   });
 
   it.each([

@@ -61,7 +61,7 @@ export const END_MARKER_LINE = "# containerd-node: end of file";
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 6;
+export const SCRIPT_REVISION = 7;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -131,6 +131,7 @@ prev="$state/$base.previous"
 ownerf="$state/$base.owner"
 before="$state/$base.before"
 tmp=''
+scratch=''
 written=false
 restarted=false
 audited=false
@@ -148,6 +149,7 @@ fail() {
 }
 cleanup() {
   if [ -n "$tmp" ]; then rm -f "$tmp" "$tmp.err"; fi
+  if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
   rm -f "$state/$base.out"
 }
 trap cleanup EXIT
@@ -182,6 +184,9 @@ until flock -n 9; do
   sleep 0.2 2>/dev/null || sleep 1
 done
 old_sum=$(sum_of "$path")
+# A scratch copy of a hosts.toml that an older node script left behind (up to revision 6 it kept
+# the one of a registry named without a dot or port, credentials and all): it goes.
+if [ "$action" = apply ] || [ "$action" = restore ]; then rm -rf "$state"/.validate.*; fi
 
 # --- helpers -----------------------------------------------------------------------------------
 sync_path() { sync "$1" 2>/dev/null || sync; }
@@ -560,20 +565,24 @@ validate_hosts() { # new-file
   _ns=\${_ns##*/}
   _want=$(first_host "$1")
   [ -n "$_want" ] || return 0
-  _scratch=$(mktemp -d "$state/.validate.XXXXXX") || return 0
-  mkdir -p "$_scratch/$_ns" && cp "$1" "$_scratch/$_ns/hosts.toml"
-  # A reference names its registry only by a host with a dot or a port (else it is Docker Hub's).
+  # A reference names its registry only by a host with a dot or a port (else it is Docker Hub's):
+  # a registry named otherwise cannot be asked for, and gets no scratch copy.
   case "$_ns" in
     _default) _ref='containerd-node-validate.invalid/validate/probe:0' ;;
     *.* | *:* | localhost) _ref="$_ns/containerd-node/validate:0" ;;
     *) return 0 ;;
   esac
+  # The copy may hold credentials: a 0700 directory (mktemp) and a 0600 file (umask 077), removed
+  # here and, on any way out, by cleanup.
+  scratch=$(mktemp -d "$state/.validate.XXXXXX") || { scratch=''; return 0; }
+  mkdir -p "$scratch/$_ns" && cp "$1" "$scratch/$_ns/hosts.toml"
   _p=http://127.0.0.1:9
   # Through env, not as assignments before the function: POSIX leaves their scope after a function
   # call unspecified, and bash 4's POSIX mode (/bin/sh on RHEL 8, Amazon Linux 2) keeps them.
   bounded_for 20 env HTTPS_PROXY=$_p HTTP_PROXY=$_p https_proxy=$_p http_proxy=$_p NO_PROXY='' no_proxy='' \
-    "$ctr" --debug --address "$vsock" -n k8s.io content fetch --hosts-dir "$_scratch" "$_ref" </dev/null >"$out" 2>&1 || :
-  rm -rf "$_scratch"
+    "$ctr" --debug --address "$vsock" -n k8s.io content fetch --hosts-dir "$scratch" "$_ref" </dev/null >"$out" 2>&1 || :
+  rm -rf "$scratch"
+  scratch=''
   # No request at all: ctr could not reach the daemon; there is nothing to judge by.
   grep -Eq 'https?://' "$out" || return 0
   grep -Fq "//$_want/" "$out" && return 0
