@@ -123,6 +123,20 @@ describe("drift", () => {
     expect(twice).not.toBe(once);
   });
 
+  it("gives a secret file's repair a random token: nothing of its hash reaches the state or the node's command line", () => {
+    const secret: DesiredFile[] = [{ path: HUB, mode: 0o600, secret: true }];
+    const sha = "9".repeat(64);
+    const now = { present: true, sha256: sha, mode: "600", record: { sha256: "1".repeat(64), mode: "600" }, repair: "00ff00ff00ff00ff" };
+    const tokens = [0, 1, 2].map(() => findings(read({ files: new Map([[HUB, now]]) }), secret, [], opts()).tokens.get(HUB)!);
+    for (const t of tokens) expect(t).toMatch(/^[0-9a-f]{16}$/);
+    // The same drift read again gives another token: it is made from none of the file.
+    expect(new Set(tokens).size).toBe(3);
+    expect(tokens).not.toContain(hashOf(`00ff00ff00ff00ff|${sha}:600`).slice(0, 16));
+    // A file that is not secret keeps its chained token, the same for the same drift.
+    const plain = findings(read({ files: new Map([[HUB, { ...now, mode: "644", record: { sha256: "1".repeat(64), mode: "644" } }]]) }), files, [], opts()).tokens.get(HUB)!;
+    expect(plain).toBe(hashOf(`00ff00ff00ff00ff|${sha}:644`).slice(0, 16));
+  });
+
   it("compares a secret file by hash only and shows none of it", () => {
     const secret: DesiredFile[] = [{ path: HUB, mode: 0o600, secret: true }];
     const f = findings(read({ files: new Map([[HUB, { present: true, sha256: "9".repeat(64), mode: "600", record: { sha256: "1".repeat(64), mode: "600" } }]]) }), secret, [], opts());

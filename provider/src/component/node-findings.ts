@@ -4,7 +4,7 @@
  * imports a new config.toml would drop, and the health of every mirror from the node. Pure: the
  * component turns the result into inputs, warnings and errors.
  */
-import { createHash } from "crypto";
+import { createHash, randomBytes } from "crypto";
 import { CREDENTIAL_KEY } from "../spec/validate";
 import { parse as parseToml } from "smol-toml";
 import type { RenderedFile } from "../spec/types";
@@ -290,7 +290,10 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       continue;
     }
     // A new token for every repair: chained to the last one, so the same drift twice is two repairs.
-    const token = sha(`${now.repair ?? ""}|${now.present ? `${now.sha256}:${now.mode}` : "absent"}`).slice(0, 16);
+    // A secret file's is random: the token goes into plain state and the node's command line, and
+    // one made from its sha256 would let anyone who reads either test guesses of its credential.
+    // It only has to be new for this repair; the repairing apply records it on the node.
+    const token = d.secret ? randomBytes(8).toString("hex") : sha(`${now.repair ?? ""}|${now.present ? `${now.sha256}:${now.mode}` : "absent"}`).slice(0, 16);
     f.tokens.set(d.path, token);
     f.drift.push({ path: d.path, what, token });
     let msg = `${say} ${d.path} ${what} since the last apply; up writes it back`;
