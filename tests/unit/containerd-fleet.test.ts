@@ -160,7 +160,7 @@ describe("root program stack configuration", () => {
     privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
     spec: {
       containerdVersion: "1.7.22",
-      registries: { "docker.io": { mirrors: ["https://harbor.example.test/v2/hub"] }, "quay.io": { mirrors: ["https://q.example.test"] } },
+      registries: { "docker.io": { mirrors: [{ url: "https://harbor.example.test/v2/hub", overridePath: true }] }, "quay.io": { mirrors: ["https://q.example.test"] } },
     },
     rollout: { maxUnavailable: "50%" },
     credentials: { "harbor.example.test": { username: "robot", password: "pw" } },

@@ -330,8 +330,38 @@ function normalizeHost(entry: unknown, isMirror: boolean): NormalizedHost | unde
   };
 }
 
+/**
+ * A URL whose path starts with /v2/ and goes on (Harbor's proxy projects: https://harbor/v2/dockerhub)
+ * already holds the registry API root. Without override_path containerd appends /v2 to any path that
+ * does not end in /v2 (remotes/docker/config/hosts.go) and asks .../v2/dockerhub/v2/<repository>, which
+ * the mirror answers with an error or its web page: every pull through it fails over to the next host.
+ * That is never what the user meant, so it is refused rather than warned about. Only a first segment
+ * of exactly "v2" counts: /registry-v2/ or /cache/v2 are prefixes containerd uses as they are, and a
+ * bare /v2 is left alone by containerd.
+ */
+function v2PathWithoutOverride(url: string, overridePath: boolean | undefined): boolean {
+  if (overridePath === true) return false;
+  let segments: string[];
+  try {
+    const u = new URL(url);
+    if (u.protocol !== "http:" && u.protocol !== "https:") return false;
+    segments = u.pathname.split("/").filter((x) => x !== "");
+  } catch {
+    return false;
+  }
+  return segments.length > 1 && segments[0] === "v2";
+}
+
+function v2PathMessage(url: string): string {
+  return (
+    `${showValue(url)} has a path that starts with /v2/, the registry API root, and without override_path containerd appends /v2 ` +
+    `to it again, so every pull through it fails; add overridePath: true: { url: ${showValue(url)}, overridePath: true }`
+  );
+}
+
 function checkHost(host: NormalizedHost, path: (string | number)[], ctx: Ctx): void {
   const at = formatPath(path);
+  if (v2PathWithoutOverride(host.url, host.overridePath)) ctx.problems.push({ path: at, message: v2PathMessage(host.url) });
   if (host.url.startsWith("http://") && (host.ca.length > 0 || host.client.length > 0 || host.skipVerify !== undefined)) {
     ctx.problems.push({
       path: at,
@@ -563,6 +593,13 @@ function mergeLegacy(legacy: ReturnType<typeof extractLegacyMirrors>["mirrors"],
       const r = registryUrl.safeParse(url);
       if (!r.success) {
         ctx.problems.push({ path: `${entry.path}.endpoint[${i}]`, message: `${showValue(url)} ${r.error.issues[0].message}` });
+        return;
+      }
+      if (v2PathWithoutOverride(url, undefined)) {
+        ctx.problems.push({
+          path: `${entry.path}.endpoint[${i}]`,
+          message: `${showValue(url)} has a path that starts with /v2/, the registry API root, and containerd appends /v2 to it again; declare it under registries[${JSON.stringify(entry.namespace)}] with overridePath: true`,
+        });
         return;
       }
       if (!mirrors.some((m) => m.url === url)) mirrors.push(normalizeHost(url, true)!);
