@@ -3,6 +3,7 @@
  * without overridePath, image references of any length, and registry entries that change nothing.
  */
 import { SpecError, renderNode } from "../../provider/src";
+import { operationProblems } from "../../provider/src/component/containerd-node";
 
 const base = { containerdVersion: "1.7.22" };
 const hub = (registry: unknown) => ({ ...base, registries: { "docker.io": registry } });
@@ -50,5 +51,59 @@ describe("a URL whose path starts with /v2/, without overridePath", () => {
   ])("lets %s through", (_name, mirror) => {
     expect(refusal(hub({ mirrors: [mirror] }))).toBe("accepted");
     expect(refusal(hub({ server: mirror }))).toBe("accepted");
+  });
+});
+
+describe("image references: the distribution reference grammar and its bounds", () => {
+  const megabyte = "a".repeat(1 << 20);
+  const prefix = (value: string) => `sandboxImage: "${value}" is not an image reference such as "registry.k8s.io/pause:3.10": `;
+
+  it("refuses a megabyte sandboxImage in a short message that says what is allowed", () => {
+    const message = refusal({ ...base, sandboxImage: megabyte });
+    expect(message).toContain(`sandboxImage: "${"a".repeat(76)}... is not an image reference such as "registry.k8s.io/pause:3.10": its name (domain and path) is 1048576 characters long; at most 255 are allowed`);
+    expect(message.length).toBeLessThan(400);
+  });
+
+  test.each<[string, string, string]>([
+    ["a name of 256 characters", `registry.k8s.io/${"p".repeat(240)}:3.10`, "its name (domain and path) is 256 characters long; at most 255 are allowed"],
+    ["a tag of 129 characters", `registry.k8s.io/pause:${"1".repeat(129)}`, `the tag "${"1".repeat(76)}... is not a letter, digit or _ followed by at most 127 letters, digits, _ . or -`],
+    ["a tag starting with a dot", "registry.k8s.io/pause:.3", 'the tag ".3" is not a letter, digit or _ followed by at most 127 letters, digits, _ . or -'],
+    ["a short digest", "registry.k8s.io/pause@sha256:abc", 'the digest "sha256:abc" is not sha256:<64 hex digits>, sha384:<96> or sha512:<128>, in lower case'],
+    ["a digest of an unknown algorithm", `registry.k8s.io/pause@md5:${"a".repeat(32)}`, `the digest "md5:${"a".repeat(32)}" is not sha256:<64 hex digits>`],
+    ["an upper-case digest", `registry.k8s.io/pause@sha256:${"A".repeat(64)}`, "is not sha256:<64 hex digits>, sha384:<96> or sha512:<128>, in lower case"],
+    ["a megabyte digest", `registry.k8s.io/pause@sha256:${megabyte}`, 'the digest "sha256:aaaa'],
+    ["a domain label starting with a dash", "-registry.test:5000/pause:3.10", 'the domain "-registry.test:5000" is not host name labels of letters, digits and - joined by dots (or an [IPv6] address), with an optional :port'],
+    ["an upper-case path", "Registry.k8s.io/Pause:3.9", 'the path component "Pause" is not lower-case letters and digits joined by one . or _, by __, or by dashes'],
+    ["an empty path component", "registry.k8s.io//pause", 'the path component "" is not lower-case letters and digits'],
+    ["no name", ":3.10", "it has no name (repository path)"],
+  ])("refuses %s, saying which part is wrong", (_name, image, why) => {
+    const message = refusal({ ...base, sandboxImage: image });
+    expect(message).toContain(image.length > 78 ? "sandboxImage: " : prefix(image));
+    expect(message).toContain(why);
+    expect(message.length).toBeLessThan(500);
+  });
+
+  test.each([
+    ["a name of exactly 255 characters", `registry.k8s.io/${"p".repeat(239)}:3.10`],
+    ["a tag of exactly 128 characters", `registry.k8s.io/pause:_${"x".repeat(127)}`],
+    ["a sha256 digest", `registry.k8s.io/pause:3.10@sha256:${"0".repeat(64)}`],
+    ["a sha512 digest", `registry.k8s.io/pause@sha512:${"f".repeat(128)}`],
+    ["a port and separators", "my-registry.test:5000/team__a/app.v2--x/pause_1:v1.2-rc_3"],
+    ["an IPv6 host", "[fd00::1]:5000/pause:3.10"],
+    ["no domain", "pause:3.10"],
+  ])("accepts %s", (_name, image) => {
+    expect(refusal({ ...base, sandboxImage: image })).toBe("accepted");
+  });
+
+  it("holds ContainerdNode's probeImages to the same grammar, in a short message", () => {
+    const problems = operationProblems({ probeImages: { "docker.io": `docker.io/library/${megabyte}:1` } });
+    expect(problems).toHaveLength(1);
+    expect(problems[0].path).toBe('probeImages["docker.io"]');
+    expect(problems[0].message).toMatch(/^"docker\.io\/library\/a+\.\.\. is not an image reference such as "docker\.io\/library\/busybox:1\.36": its name \(domain and path\) is 1048594 characters long; at most 255 are allowed$/);
+    expect(problems[0].message.length).toBeLessThan(400);
+    expect(operationProblems({ probeImages: { "docker.io": "docker.io/library/busybox:1.36" } })).toEqual([]);
+    expect(operationProblems({ probeImages: { "docker.io": "docker.io/library/busybox@sha256:abc" } })[0].message).toContain(
+      'the digest "sha256:abc" is not sha256:<64 hex digits>',
+    );
   });
 });

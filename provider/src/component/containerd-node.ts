@@ -25,6 +25,7 @@ import { READ_SCRIPT, readBudgetSeconds } from "../remote/read-script";
 import { emptyRead, readNode } from "./node-read";
 import { Findings, MirrorHealth, UnmanagedRegistry, findings, probeTargets } from "./node-findings";
 import { ranThisDeployment, whatRan } from "./what-ran";
+import { imageReferenceProblem } from "../spec/image-reference";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import { DEFAULT_REGISTRY_CONFIG_PATH } from "../spec/validate";
 import { ConfigVersion, parseVersion } from "../spec/version";
@@ -246,8 +247,10 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
       problems.push({ path: p("probeImages"), message: `${showValue(args.probeImages)} is not a table of registry => image` });
     } else {
       for (const [reg, image] of Object.entries(args.probeImages)) {
-        if (typeof image !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/.test(image)) {
-          problems.push({ path: p(`probeImages[${JSON.stringify(reg)}]`), message: `${showValue(image)} is not an image reference such as "docker.io/library/busybox:1.36"` });
+        // ctr must parse it (the reference grammar and its bounds), and it goes on a command line.
+        const why = typeof image === "string" ? imageReferenceProblem(image) : undefined;
+        if (typeof image !== "string" || why !== undefined || !/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/.test(image)) {
+          problems.push({ path: p(`probeImages[${JSON.stringify(reg)}]`), message: `${showValue(image)} is not an image reference such as "docker.io/library/busybox:1.36"${why ? `: ${why}` : ""}` });
         }
       }
     }

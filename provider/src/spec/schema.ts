@@ -3,6 +3,7 @@
  * relate fields to each other or to the containerd version are in `validate.ts`.
  */
 import { z } from "zod";
+import { imageReferenceProblem } from "./image-reference";
 
 /** Every field message is a phrase that follows the received value: `"ftp://x" is not an http(s) URL`. */
 const strictObject = <T extends z.ZodRawShape>(shape: T) =>
@@ -43,10 +44,14 @@ const goDuration = z
   .string()
   .refine((s) => /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s), "is not a Go duration such as \"3s\" or \"1m30s\"");
 
-/** Distribution reference grammar, simplified: [host[:port]/]path[:tag][@digest], lower-case path. */
-const IMAGE_RE =
-  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
-export const imageReference = z.string().refine((s) => IMAGE_RE.test(s), "is not an image reference such as \"registry.k8s.io/pause:3.10\"");
+/**
+ * An image reference by the distribution reference grammar and its bounds (image-reference.ts): a
+ * megabyte of letters is refused like any other bad reference, and the message says which part is wrong.
+ */
+export const imageReference = z.string().superRefine((s, ctx) => {
+  const why = imageReferenceProblem(s);
+  if (why !== undefined) ctx.addIssue({ code: "custom", message: `is not an image reference such as "registry.k8s.io/pause:3.10": ${why}` });
+});
 
 const identifier = z.string().refine((s) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s), "is not a name of letters, digits and . _ -");
 const pluginId = z.string().refine((s) => /^[a-z0-9][a-z0-9._-]*$/.test(s), "is not a plugin ID such as \"io.containerd.grpc.v1.cri\"");
