@@ -107,3 +107,27 @@ describe("image references: the distribution reference grammar and its bounds", 
     );
   });
 });
+
+describe("a registry entry that changes nothing", () => {
+  const nothing = (ns: string, upstream: string) =>
+    `registries["${ns}"]: has no mirror and no server, so it changes nothing: its hosts.toml only names the registry's own upstream (${upstream}), where containerd pulls from anyway. Give it mirrors or a server, or remove the entry.`;
+
+  test.each<[string, unknown]>([
+    ["{}", {}],
+    ["mirrors: []", { mirrors: [] }],
+    ["only skipFallback: false", { skipFallback: false }],
+  ])("is warned about when it is %s", (_name, entry) => {
+    const r = renderNode({ ...base, registries: { "docker.io": entry, "quay.io": { mirrors: ["https://m.test"] } } });
+    expect(r.warnings).toEqual([nothing("docker.io", "https://registry-1.docker.io")]);
+  });
+
+  it("names the namespace's own upstream for other registries", () => {
+    expect(renderNode({ ...base, registries: { "10.0.0.1:5000": { mirrors: [] } } }).warnings).toEqual([nothing("10.0.0.1:5000", "https://10.0.0.1:5000")]);
+  });
+
+  it('is not warned about when it has a server, or when it takes its registry out of "*"', () => {
+    expect(renderNode({ ...base, registries: { "docker.io": { mirrors: [], server: "https://hub.m.test" } } }).warnings).toEqual([]);
+    // Its own directory is looked up before _default: docker.io then goes straight to its upstream.
+    expect(renderNode({ ...base, registries: { "docker.io": {}, "*": { mirrors: ["https://m.test"] } } }).warnings).toEqual([]);
+  });
+});

@@ -171,6 +171,7 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     }
   }
 
+  warnings.push(...noOpRegistryWarnings(registries));
   if (ok) warnings.push(...generationWarnings(ok, String(versionText), registries, settings));
 
   if (problems.length > 0 || !parsed.success || !ok) {
@@ -203,6 +204,26 @@ function credentialKeys(v: unknown, at: string[]): string[] {
     else out.push(...credentialKeys(x, here));
   }
   return out;
+}
+
+/**
+ * A registry entry with no mirror and no server renders a hosts.toml that names only the registry's
+ * own upstream, which containerd contacts anyway: the entry changes nothing, and was most likely meant
+ * to hold mirrors (`mirrors: []` left empty, `{}`, or only `skipFallback: false`). Warned, not refused:
+ * the files are harmless. With a "*" entry it is not a no-op: a directory of its own takes that
+ * registry out of "*"'s mirrors (containerd looks up `<host>` before `_default`), so no warning then.
+ */
+function noOpRegistryWarnings(registries: NormalizedRegistry[]): string[] {
+  if (registries.some((r) => r.namespace === "*")) return [];
+  return registries
+    .filter((r) => r.mirrors.length === 0 && !r.server && !r.skipFallback)
+    .sort((a, b) => (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : 0))
+    .map(
+      (r) =>
+        `${formatPath(["registries", r.namespace])}: has no mirror and no server, so it changes nothing: its hosts.toml only names ` +
+        `the registry's own upstream (${r.namespace === "docker.io" ? DOCKER_HUB_UPSTREAM : `https://${r.namespace}`}), where containerd pulls from anyway. ` +
+        `Give it mirrors or a server, or remove the entry.`,
+    );
 }
 
 /** Settings under the CRI images plugin that make containerd 2.1+ leave the transfer service. */
