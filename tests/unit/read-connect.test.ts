@@ -1,8 +1,8 @@
 /**
- * readNode never rejects and never outlives its limits: a key ssh2 cannot parse (a PKCS#8
- * "BEGIN PRIVATE KEY" ed25519 key, which the command provider's Go SSH takes and @pulumi/tls hands
- * out) makes it a "not read" node at once, and leaves no timer behind. No node is needed: ssh2
- * parses the key before it dials.
+ * readNode never rejects and never outlives its limits: a PKCS#8 "BEGIN PRIVATE KEY" key (which
+ * the command provider's Go SSH takes and @pulumi/tls hands out, and ssh2 alone does not) is
+ * converted and dialled; a key nothing can read makes it a "not read" node at once, and leaves no
+ * timer behind. No node is needed: the key is parsed before the read dials.
  */
 import { spawnSync } from "child_process";
 import { generateKeyPairSync } from "crypto";
@@ -14,12 +14,20 @@ import { connectConfig, parseRead, readNode } from "../../provider/src/component
 
 const pkcs8 = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
-test("a private key ssh2 cannot parse gives an unread node at once, not a rejection", async () => {
-  const t0 = Date.now();
+test("a PKCS#8 key (which ssh2 alone does not parse) is converted: the read dials the node", async () => {
   const r = await readNode({ host: "127.0.0.1", port: 9, user: "root", privateKey: pkcs8, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" }, "true", "", { connectSeconds: 5, totalSeconds: 30 });
   expect(r.reached).toBe(false);
-  expect(r.error).toMatch(/^cannot use its connection: .*(key|format)/i);
+  expect(r.error).toBe("connect ECONNREFUSED 127.0.0.1:9");
+});
+
+test("a private key that cannot be read at all gives an unread node at once, not a rejection, and does not quote the key", async () => {
+  const t0 = Date.now();
+  const broken = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIbroken\n-----END PRIVATE KEY-----\n";
+  const r = await readNode({ host: "127.0.0.1", port: 9, user: "root", privateKey: broken, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" }, "true", "", { connectSeconds: 5, totalSeconds: 30 });
+  expect(r.reached).toBe(false);
+  expect(r.error).toMatch(/^cannot use its connection: its private key cannot be read \(/);
   expect(r.error).not.toContain("PRIVATE KEY-----");
+  expect(r.error).not.toContain("broken");
   expect(Date.now() - t0).toBeLessThan(2_000);
 });
 

@@ -12,6 +12,7 @@
 import { Client, ConnectConfig } from "ssh2";
 import type { ConnectionArgs } from "./containerd-node";
 import { hostKeyAlgorithms, hostKeyProblem } from "./known-hosts";
+import { keyForSsh2 } from "./ssh-key";
 
 export interface ReadFile {
   present: boolean;
@@ -177,14 +178,19 @@ export function connectConfig(c: ConnectionArgs, timeoutMs: number, sock?: NodeJ
   const problem = hostKey === undefined ? undefined : hostKeyProblem(hostKey);
   if (problem) throw new Error(`hostKey of ${String(c.host)} ${problem}`);
   const pinned = hostKey === undefined ? undefined : Buffer.from(hostKey.trim().split(/\s+/)[1], "base64");
+  const password = typeof c.password === "string" ? c.password : undefined;
   return {
     ...(hostKey === undefined ? {} : { algorithms: { serverHostKey: hostKeyAlgorithms(hostKey) as never } }),
     host: String(c.host),
     port: Number(c.port ?? 22),
     username: String(c.user ?? "root"),
-    privateKey: typeof c.privateKey === "string" ? c.privateKey : undefined,
-    passphrase: typeof c.privateKeyPassword === "string" ? c.privateKeyPassword : undefined,
-    password: typeof c.password === "string" ? c.password : undefined,
+    ...(typeof c.privateKey === "string" && c.privateKey !== ""
+      ? keyForSsh2(c.privateKey, typeof c.privateKeyPassword === "string" ? c.privateKeyPassword : undefined)
+      : {}),
+    password,
+    // The provider answers a keyboard-interactive prompt with the password too (pulumi-command
+    // connection.go): a server that offers only that method is read the same way.
+    tryKeyboard: password !== undefined,
     agent: typeof c.agentSocketPath === "string" ? c.agentSocketPath : process.env.SSH_AUTH_SOCK,
     readyTimeout: timeoutMs,
     // The key the node's commands pin, or any key where the node's policy accepts any.
@@ -230,8 +236,12 @@ export function readNode(connection: ConnectionArgs, command: string, script: st
       });
     };
     const onError = (e: Error) => fail(e.message.includes("verification failed") ? "its SSH host key is not the pinned one" : e.message);
-    // ssh2 throws, rather than emitting an error, for what it cannot use (a key format it does not
-    // parse, such as PKCS#8 ed25519, which the command provider takes): the read must still end.
+    // Every prompt answered with the connection's password, as the provider does (tryKeyboard is
+    // set only where there is one).
+    const answer = (c: ConnectionArgs) => (_n: string, _i: string, _l: string, prompts: unknown[], finish: (answers: string[]) => void) =>
+      finish(prompts.map(() => (typeof c.password === "string" ? c.password : "")));
+    // ssh2 throws, rather than emitting an error, for what it cannot use (a private key neither it
+    // nor Node's crypto reads, a host key that cannot be pinned): the read must still end.
     const connect = (client: Client, config: () => ConnectConfig) => {
       try {
         client.connect(config());
@@ -242,12 +252,13 @@ export function readNode(connection: ConnectionArgs, command: string, script: st
     const proxy = (connection as { proxy?: ConnectionArgs }).proxy;
     const client = new Client();
     clients.push(client);
-    client.on("error", onError).on("ready", () => run(client));
+    client.on("error", onError).on("keyboard-interactive", answer(connection)).on("ready", () => run(client));
     if (proxy) {
       const jump = new Client();
       clients.push(jump);
       jump
         .on("error", onError)
+        .on("keyboard-interactive", answer(proxy))
         .on("ready", () =>
           jump.forwardOut("127.0.0.1", 0, String(connection.host), Number(connection.port ?? 22), (err, stream) => {
             if (err) return fail(`the proxy cannot reach it: ${err.message}`);
