@@ -211,6 +211,8 @@ export interface NodeSettings {
   readNode?: boolean;
   /** Seconds the read may take. Default 10. */
   readTimeoutSeconds?: number;
+  /** "warn" (default) or "fail": a node the read does not reach fails the run. */
+  unreadNode?: string;
   /** "warn" (default) or "remove": registry directories the spec does not manage. */
   unmanagedRegistries?: string;
   /** The read's probe of every mirror. */

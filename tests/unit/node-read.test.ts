@@ -25,6 +25,7 @@ const opts = (o: Partial<ReadOptions> = {}): ReadOptions => ({
   imports: [],
   dropImports: [],
   unmanagedRegistries: "warn",
+  unreadNode: "warn",
   probePolicy: "warn",
   allowDeadRegistries: false,
   ...o,
@@ -184,7 +185,9 @@ describe("the running version", () => {
   it("is a warning, not an error, when the node cannot be read", () => {
     const f = findings({ ...emptyRead(), error: "connect ECONNREFUSED 10.0.0.1:22" }, files, [], opts());
     expect(f.errors).toEqual([]);
-    expect(f.warnings).toEqual(["n1: not read (connect ECONNREFUSED 10.0.0.1:22): this run compares with the recorded state only; drift, version and mirrors of this node are unchecked"]);
+    expect(f.warnings).toEqual([
+      'n1: not read (connect ECONNREFUSED 10.0.0.1:22): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node',
+    ]);
   });
 });
 

@@ -122,6 +122,16 @@ export interface NodeOperationArgs {
    */
   readonly readTimeoutSeconds?: number;
   /**
+   * What a node the read does not reach (refused, timed out, its connection not known yet, a key or
+   * host key the read cannot use) does to the run. Such a node loses, for that run, its drift check,
+   * its version guard, its mirror gates and its dropImports guard. `"warn"`: it says so and the node
+   * is applied as the spec says (a gate such as `pulumi preview --expect-no-changes` then passes over
+   * its drift). `"fail"`: the node is refused like a node whose read found an error: none of its
+   * commands is registered, and the preview or up fails naming it. Set it where drift is gated on.
+   * @default "warn"
+   */
+  readonly unreadNode?: "warn" | "fail";
+  /**
    * Registry directories under registryConfigPath that the spec does not manage (a hand-written
    * `certs.d/docker.io`, which takes precedence over `"*"`): `"warn"` reports them and what they do;
    * `"remove"` also sets them aside on the node (kept under `<registryConfigPath>/.containerd-node/set-aside`
@@ -209,7 +219,7 @@ export interface Deprecation {
 
 export const OPERATION_KEYS = [
   "restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy",
-  "knownHostsFile", "forget", "probeImages", "readNode", "readTimeoutSeconds", "unmanagedRegistries", "mirrorProbe", "dropImports",
+  "knownHostsFile", "forget", "probeImages", "readNode", "readTimeoutSeconds", "unreadNode", "unmanagedRegistries", "mirrorProbe", "dropImports",
 ] as const;
 const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", "filesAfter", ...OPERATION_KEYS]);
 
@@ -260,6 +270,9 @@ export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem
     if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max)) problems.push({ path: p(k), message: `${showValue(v)} is not a whole number of seconds from 1 to ${max}` });
   };
   seconds("readTimeoutSeconds", args.readTimeoutSeconds, 600);
+  if (args.unreadNode !== undefined && args.unreadNode !== "warn" && args.unreadNode !== "fail") {
+    problems.push({ path: p("unreadNode"), message: `${showValue(args.unreadNode)} is not one of "warn", "fail"` });
+  }
   if (args.unmanagedRegistries !== undefined && args.unmanagedRegistries !== "warn" && args.unmanagedRegistries !== "remove") {
     problems.push({ path: p("unmanagedRegistries"), message: `${showValue(args.unmanagedRegistries)} is not one of "warn", "remove"` });
   }
@@ -429,6 +442,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
                 imports: (args.imports as string[] | undefined) ?? [],
                 dropImports: args.dropImports ?? [],
                 unmanagedRegistries: args.unmanagedRegistries ?? "warn",
+                unreadNode: args.unreadNode ?? "warn",
                 probePolicy: probe.policy,
                 allowDeadRegistries: probe.allowDeadRegistries,
               },
@@ -465,10 +479,13 @@ export class ContainerdNode extends pulumi.ComponentResource {
       },
       { parent: this, deleteBeforeReplace: true, retainOnDelete: args.forget === true, ignoreChanges: forgotten },
     );
-    // An unread node (the read did not reach it): the command lines that carry what a read found
-    // (drift tokens, the set-aside list) keep their recorded values, so a node that cannot be read
-    // shows no update it did not need, and none again when it can be read. Its files' content still
-    // goes out when the spec changes it. Decided when each command registers, after the read.
+    // An unread node (the read did not reach it): the set-aside list, which only a read can know,
+    // keeps its recorded value (decided when the command registers, after the read). The files'
+    // commands keep no recorded value: their command line carries the node's checks (version guard,
+    // restart command, health checks, probes, paths), which must be the spec's own whenever new
+    // content goes out. Only their drift token is unknown; it is left out, as with readNode: false,
+    // so a file repaired once before shows one update (nothing to do on the node, where the script
+    // then forgets that repair) the first time its node is not read.
     const unread = found.then((fd) => fd !== undefined && !fd.reached, () => false);
     const keepWhenUnread: pulumi.ResourceTransform[] | undefined = reading
       ? [async (a) => ((await unread) ? { props: a.props, opts: { ...a.opts, ignoreChanges: [...(a.opts.ignoreChanges ?? []), "create"] } } : undefined)]
@@ -532,7 +549,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
         },
         // No triggers: every change is an update, never a replace whose old delete would run after
         // the new create and undo the new file. deleteBeforeReplace guards against replaces anyway.
-        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: forgotten, transforms: keepWhenUnread },
+        { parent: this, dependsOn, deleteBeforeReplace: true, retainOnDelete: args.forget === true, hooks, ignoreChanges: forgotten },
       );
       if (f.secret && f.kind === "hosts") {
         // A secret file's diff is `[secret] => [secret]`. Beside it, the same file with every
@@ -638,9 +655,9 @@ export function mirrorProbeSettings(given: MirrorProbeArgs | undefined): Require
  */
 function withConnection<T>(connection: pulumi.Input<ConnectionArgs>, fn: (c: ConnectionArgs, host: string, port: number) => T): pulumi.Input<T> {
   const c = connection as ConnectionArgs;
-  const plain = (v: unknown) => v === undefined || typeof v === "string" || typeof v === "number";
+  const plain = (v: unknown) => v === undefined || v === null || typeof v === "string" || typeof v === "number";
   const plainHost = (h: ConnectionArgs | undefined) =>
-    h !== undefined && !pulumi.Output.isInstance(h) && !(h instanceof Promise) && plain(h.host) && plain(h.port) && typeof h.hostKey !== "object";
+    h !== undefined && !pulumi.Output.isInstance(h) && !(h instanceof Promise) && plain(h.host) && plain(h.port) && (h.hostKey === null || typeof h.hostKey !== "object");
   const proxy = (c as { proxy?: ConnectionArgs } | undefined)?.proxy;
   if (plainHost(c) && (proxy === undefined || plainHost(proxy))) {
     return fn(c, String(c.host), Number(c.port ?? 22));
@@ -676,11 +693,16 @@ export function pinnedConnection(name: string, args: ContainerdNodeArgs, warn: (
   const file = knownHostsPath(args.knownHostsFile);
   const refuse = (problem: Problem) => new SpecError(`Invalid ContainerdNode args for "${name}"`, [problem]);
   // One host (the node, or its jump host at `at`): its hostKey checked, or the known one pinned.
-  const pinOne = (c: ConnectionArgs, host: string, port: number, at: string): ConnectionArgs => {
-    if (c.hostKey !== undefined && c.hostKey !== "") {
-      const problem = typeof c.hostKey === "string" ? hostKeyProblem(c.hostKey) : undefined;
-      if (problem) throw refuse({ path: `${at}.hostKey`, message: `${showValue(c.hostKey)} ${problem}` });
-      return c;
+  const pinOne = (given: ConnectionArgs, host: string, port: number, at: string): ConnectionArgs => {
+    // null is a missing key, never "no check": the provider takes a null hostKey as unset and then
+    // accepts any host key (pulumi-command connection.go, `if con.HostKey != nil`). A JavaScript
+    // program can pass null, and a Python or Go program's None or nil arrives as null, also inside
+    // an Output, which is pinned here when it resolves.
+    const { hostKey: key, ...c } = given;
+    if (key !== undefined && key !== null && key !== "") {
+      const problem = typeof key === "string" ? hostKeyProblem(key) : undefined;
+      if (problem) throw refuse({ path: `${at}.hostKey`, message: `${showValue(key)} ${problem}` });
+      return given;
     }
     if (policy === "accept-any") {
       warn(`${name}: hostKeyPolicy is "accept-any": any SSH host key of ${knownHostsName(host, port)} is accepted`);

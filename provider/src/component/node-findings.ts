@@ -27,6 +27,8 @@ export interface ReadOptions {
   /** Patterns of the node's current config.toml the spec lets go. */
   dropImports: readonly string[];
   unmanagedRegistries: "warn" | "remove";
+  /** A node the read does not reach: a warning, or an error that stops the node. */
+  unreadNode: "warn" | "fail";
   probePolicy: "warn" | "fail";
   allowDeadRegistries: boolean;
 }
@@ -256,7 +258,9 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   };
   const say = `${o.label}:`;
   if (!read.reached) {
-    f.warnings.push(`${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only; drift, version and mirrors of this node are unchecked`);
+    const why = `${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off`;
+    if (o.unreadNode === "fail") f.errors.push(`${why}; refused (unreadNode: "fail")`);
+    else f.warnings.push(`${why}, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node`);
     return f;
   }
 
