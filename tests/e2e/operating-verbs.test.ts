@@ -14,7 +14,8 @@
  * accepted. Tests whose SSH counts must be exact set `readNode: false` (the program's read opens one
  * session per node per program run); the drift gate keeps the read on (the default).
  */
-import { createHash } from "crypto";
+import { createHash, createPrivateKey, generateKeyPairSync } from "crypto";
+import { utils } from "ssh2";
 import * as fs from "fs";
 import * as path from "path";
 import { CliRun, CliStack } from "../support/cli";
@@ -33,12 +34,16 @@ const AUDIT = "/etc/containerd/.containerd-node/audit.log";
 const PROJECT = "containerd-fleet";
 
 /** A stack of the root program: the three nodes in rollout order, the key as a secret, spec and rollout. */
-async function stack(spec: Record<string, unknown>, rollout: Record<string, unknown>): Promise<CliStack> {
+async function stack(
+  spec: Record<string, unknown>,
+  rollout: Record<string, unknown>,
+  opts: { privateKey?: string; nodes?: FleetNode[]; perNode?: (n: FleetNode) => Record<string, unknown> } = {},
+): Promise<CliStack> {
   const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR });
   await s.init();
-  await s.set("privateKey", N1.privateKey, { secret: true });
+  await s.set("privateKey", opts.privateKey ?? N1.privateKey, { secret: true });
   await s.setAll({
-    [`${PROJECT}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion })),
+    [`${PROJECT}:nodes`]: (opts.nodes ?? NODES).map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion, ...opts.perNode?.(n) })),
     [`${PROJECT}:spec`]: spec,
     [`${PROJECT}:rollout`]: rollout,
   });
@@ -395,11 +400,145 @@ describe("a drift gate for a scheduled job: `pulumi preview --expect-no-changes`
     await F.fault(N2, "sshd-stop");
     const blind = await s.cmd(["preview", "--expect-no-changes"]);
     expect(blind.status).toBe(0);
-    expect(blind.stdout).toMatch(new RegExp(`warning: ${N2.name}: not read \\([^)]*\\): this run compares with the recorded state only; drift, version and mirrors of this node are unchecked`));
+    expect(blind.stdout).toMatch(new RegExp(`warning: ${N2.name}: not read \\([^)]*\\): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off, and a drift gate \\(pulumi preview --expect-no-changes\\) passes over it`));
     expect(updated(blind)).toEqual([]);
     await F.fault(N2, "sshd-start");
     const seen = await s.cmd(["preview", "--expect-no-changes"]);
     expect(seen.status).toBe(7);
     expect(updated(seen)).toEqual([`${N2.name}:${CONFIG}`]);
+  });
+
+  it('with unreadNode "fail", a node that cannot be read fails the gate and the up, naming it; nothing of it runs', async () => {
+    await setSpec(s, { ...BASE, unreadNode: "fail" });
+    await F.fault(N2, "sshd-stop");
+    try {
+      const before = await viewAll();
+      const gate = await s.cmd(["preview", "--expect-no-changes"]);
+      expect(gate.status).not.toBe(0);
+      expect(gate.status).not.toBe(7);
+      expect(text(gate)).toMatch(new RegExp(`error: ${N2.name}: not read \\([^)]*\\): .*dropImports guard are off; refused \\(unreadNode: "fail"\\)`));
+      expect(text(gate)).toContain(`${N2.name}: nothing of this node is applied: its read found the errors above`);
+      const up = await s.cmd(["up", "--yes", "--skip-preview"]);
+      expect(up.status).not.toBe(0);
+      expect(text(up)).toContain(`${N2.name}: nothing of this node is applied`);
+      const after = await viewAll();
+      // N2 keeps its hand edit (nothing was written to it); the others were read twice (preview and up).
+      expect(after[1]).toEqual(before[1]);
+      expect(after[1].config).toContain("# tuned by hand");
+      for (const i of [0, 2]) expect(after[i]).toEqual({ ...before[i], ssh: before[i].ssh + 2 });
+    } finally {
+      await F.fault(N2, "sshd-start");
+    }
+    // Read again: its drift shows, and the gate fails for that reason.
+    const seen = await s.cmd(["preview", "--expect-no-changes"]);
+    expect(seen.status).toBe(7);
+    expect(updated(seen)).toEqual([`${N2.name}:${CONFIG}`]);
+  });
+});
+
+/**
+ * Keys in PKCS#8 ("BEGIN PRIVATE KEY": what openssl genpkey and @pulumi/tls's privateKeyPem hand
+ * out), which the command provider takes and ssh2 by itself does not: the read must reach the node
+ * with them, or a drift gate passes over it.
+ */
+describe("the drift gate on nodes reached with a PKCS#8 private key (ed25519, rsa)", () => {
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const rsaPublic = (() => {
+    const k = utils.parseKey(rsa.privateKey.export({ type: "pkcs1", format: "pem" }).toString());
+    if (k instanceof Error || Array.isArray(k)) throw k;
+    return `ssh-rsa ${k.getPublicSSH().toString("base64")}`;
+  })();
+  const fleetKeyPkcs8 = (() => {
+    const k = utils.parseKey(N1.privateKey);
+    if (k instanceof Error || Array.isArray(k)) throw k;
+    return createPrivateKey(k.getPrivatePEM()).export({ type: "pkcs8", format: "pem" }).toString();
+  })();
+  const AUTHORIZED = "/root/.ssh/authorized_keys";
+
+  beforeAll(async () => {
+    await F.resetNodes([N1, N3]);
+    await F.nodeSh(N3, `printf '%s\\n' '${rsaPublic}' >> ${AUTHORIZED}`);
+  });
+  afterAll(async () => {
+    await F.nodeSh(N3, `grep -v -F '${rsaPublic}' ${AUTHORIZED} > ${AUTHORIZED}.new; cat ${AUTHORIZED}.new > ${AUTHORIZED}; rm -f ${AUTHORIZED}.new`);
+  });
+
+  it.each([
+    ["ed25519", () => N1, () => fleetKeyPkcs8],
+    ["rsa", () => N3, () => rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString()],
+  ])("%s: up works, a hand edit fails the gate (exit 7) naming the file, and up writes it back", async (_type, node, key) => {
+    const n = node();
+    expect(key()).toContain("-----BEGIN PRIVATE KEY-----");
+    const s = await stack(BASE, { maxUnavailable: 1 }, { privateKey: key(), nodes: [n] });
+    try {
+      const first = await s.cmd(["up", "--yes", "--skip-preview"]);
+      expect(first.status).toBe(0);
+      expect(text(first)).not.toContain("not read");
+      const clean = await s.cmd(["preview", "--expect-no-changes"]);
+      expect(clean.status).toBe(0);
+      expect(text(clean)).not.toContain("not read");
+      await F.nodeSh(n, `printf '# tuned by hand\\n' >> ${CONFIG}`);
+      const gate = await s.cmd(["preview", "--expect-no-changes"]);
+      expect(gate.status).toBe(7);
+      expect(updated(gate)).toEqual([`${n.name}:${CONFIG}`]);
+      expect(gate.stdout).toContain(`warning: ${n.name}: ${CONFIG} has other content since the last apply; up writes it back`);
+      const repair = await s.cmd(["up", "--yes", "--skip-preview"]);
+      expect(repair.status).toBe(0);
+      expect(await F.nodeFile(n, CONFIG)).not.toContain("# tuned by hand");
+      expect((await s.cmd(["preview", "--expect-no-changes"])).status).toBe(0);
+    } finally {
+      await s.cmd(["destroy", "--yes", "--skip-preview"]);
+      s.dispose();
+    }
+  });
+});
+
+/**
+ * A node the read does not reach but the commands do (its sshd down while the program reads, back
+ * before its wave dials: the provider retries a refused dial). Its commands must carry the spec's
+ * new checks: here a health check that fails, on the second node only. The rollout must stop there,
+ * with that node back on its old config.toml and the third node untouched.
+ */
+describe("a node not read while its program ran still gets the spec's new checks", () => {
+  let s: CliStack;
+  beforeAll(async () => {
+    await F.resetNodes(NODES);
+    s = await stack(BASE, { maxUnavailable: 1 });
+    await s.ok(["up", "--yes", "--skip-preview"]);
+  });
+  afterAll(async () => {
+    await F.fault(N2, "sshd-start");
+    s?.dispose();
+  });
+
+  it("a config change with a failing health check on the unread node fails there, rolls it back, and stops the rollout", async () => {
+    await s.setAll({
+      [`${PROJECT}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion, ...(n === N2 ? { healthChecks: ["false"] } : {}) })),
+    });
+    await setSpec(s, { ...BASE, systemdCgroup: false });
+    const before = await viewAll();
+    await F.fault(N2, "sshd-stop");
+    let out = "";
+    const up = s.run(argv(s, ["up", "--yes", "--skip-preview"]), { onStdout: (c) => (out += c) });
+    try {
+      // The program's reads are over once the first wave restarts N1 (no command registers before
+      // its node's read); N2's wave comes after N1's, and its dial is retried until sshd answers.
+      await F.waitFor("node-1's restart", () => F.restarts(N1) > before[0].restarts, 120_000);
+    } finally {
+      await F.fault(N2, "sshd-start");
+    }
+    const r = await up;
+    out += r.stderr;
+    expect(out).toMatch(new RegExp(`${N2.name}: not read \\(`));
+    expect(r.status).not.toBe(0);
+    const after = await viewAll();
+    expect(after[0].config).toContain("SystemdCgroup = false");
+    // N2 ran its new health check ("false"), failed and rolled back: two restarts, the old file.
+    expect(after[1].config).toBe(before[1].config);
+    expect(after[1].restarts).toBe(before[1].restarts + 2);
+    expect(after[1].audit.join("\n")).toMatch(new RegExp(`rollback path=${CONFIG} .*result=healthy-again`));
+    // Later waves do not start.
+    expect(after[2].config).toBe(before[2].config);
+    expect(after[2].restarts).toBe(before[2].restarts);
   });
 });

@@ -12,6 +12,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as zlib from "zlib";
+import * as pulumi from "@pulumi/pulumi";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import { criPullImage, criRemoveImage } from "../support/cri";
@@ -155,6 +156,34 @@ test("a wrong key in known_hosts: the node's commands fail with 'host key mismat
     expect(failed.length).toBeGreaterThan(0);
     expect(failed[0].error).toContain("host key mismatch");
     // The handshake stopped at the host key: the node's sshd accepted no session.
+    expect(await F.sshAccepted(N16)).toBe(sessions);
+    expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
+    expect(await F.nodePathExists(N16, HUB)).toBe(false);
+  } finally {
+    h.dispose();
+  }
+});
+
+// A JavaScript program's null, or a Python or Go program's None or nil inside a connection Output:
+// the provider would take either as "no hostKey" and accept any host key.
+test.each([
+  ["a plain null", (c: Record<string, unknown>) => ({ ...c, hostKey: null })],
+  ["null inside an Output", (c: Record<string, unknown>) => pulumi.output({ ...c, hostKey: null })],
+])("hostKey given as %s is a missing key: known_hosts is read, and a wrong key there stops every command", async (_what, withNull) => {
+  const wrong = path.join(dir, "null_known_hosts");
+  spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "impostor-null")]);
+  const impostor = fs.readFileSync(path.join(dir, "impostor-null.pub"), "utf8").split(" ").slice(0, 2).join(" ");
+  fs.writeFileSync(wrong, `${N16.host} ${impostor}\n`);
+  const before = fs.readFileSync(N16.configToml, "utf8");
+  const h = engine();
+  try {
+    const sessions = await F.sshAccepted(N16);
+    const base = spec(N16, { knownHostsFile: wrong });
+    const res = await h.up(program([[N16, { ...base, connection: withNull(base.connection as unknown as Record<string, unknown>) as never }]]));
+    expect(res.ok).toBe(false);
+    const failed = res.steps.filter((s) => s.type === COMMAND_TYPE && !s.ok);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed[0].error).toContain("host key mismatch");
     expect(await F.sshAccepted(N16)).toBe(sessions);
     expect(fs.readFileSync(N16.configToml, "utf8")).toBe(before);
     expect(await F.nodePathExists(N16, HUB)).toBe(false);
