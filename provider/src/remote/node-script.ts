@@ -45,7 +45,8 @@
  *   F.sum       "sha256 mode" of the file as the last successful apply left it: what the program's
  *               read compares the node's file with (drift)
  *   F.repair    the drift token of the last repair (env CONTAINERD_NODE_REPAIR of that apply): the
- *               read gives it back, so the repaired file's command stays unchanged afterwards
+ *               read gives it back, so the repaired file's command stays unchanged afterwards;
+ *               an apply without a token removes it
  *
  * set-aside / put-back (unmanagedRegistries "remove"): kind 'dirs', path the registry config
  * directory, mode '0', and instead of checks the names of the registry directories (NAME or
@@ -374,8 +375,12 @@ set_owner() {
   (umask 022 && mkdir -p "$state")
   printf '%s\n' "$owner" >"$ownerf.tmp" && mv -f "$ownerf.tmp" "$ownerf"
   printf '%s %s\n' "$(sum_of "$path")" "$(stat -L -c %a "$path" 2>/dev/null || echo 0)" >"$state/$base.sum.tmp" && mv -f "$state/$base.sum.tmp" "$state/$base.sum"
+  # An apply without a token (its node was not read, or readNode is off) forgets the last repair:
+  # its command carries none, so the next read must hand none back, or it would show an update.
   if [ -n "\${CONTAINERD_NODE_REPAIR:-}" ]; then
     printf '%s\n' "$CONTAINERD_NODE_REPAIR" >"$state/$base.repair.tmp" && mv -f "$state/$base.repair.tmp" "$state/$base.repair"
+  else
+    rm -f "$state/$base.repair"
   fi
   return 0
 }
