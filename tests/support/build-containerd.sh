@@ -30,7 +30,8 @@ module=github.com/containerd/containerd/v2
 export GOCACHE GOMODCACHE
 # Go's own tarball installs into /usr/local/go; a non-login shell may not have it on PATH yet.
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
-export GOFLAGS="-trimpath -buildvcs=false -modcacherw"
+# GOTOOLCHAIN=local: the machine's Go builds it, or the build fails; no toolchain is fetched.
+export GOFLAGS="-trimpath -buildvcs=false -modcacherw" GOTOOLCHAIN=local
 
 build() { # generation version
   gen=$1 ver=$2

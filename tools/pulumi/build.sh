@@ -65,8 +65,9 @@ command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 # go.mod when a build needs a module or version they do not name, and never looks a missing package
 # up at its latest version (as `go mod tidy` or -mod=mod would). No build here runs tidy: the
 # language hosts build with the tidied go.mod and go.sum kept in hosts/ (see language_host).
-# GOWORK=off: a go.work above a build directory must not change its modules.
-export GOFLAGS="-trimpath -buildvcs=false -modcacherw -mod=readonly" GOWORK=off
+# GOWORK=off: a go.work above a build directory must not change its modules. GOTOOLCHAIN=local:
+# a go.mod asking for a newer Go than the machine's fails the build rather than fetching a toolchain.
+export GOFLAGS="-trimpath -buildvcs=false -modcacherw -mod=readonly" GOWORK=off GOTOOLCHAIN=local
 
 want=$(sed -n 's#^[[:space:]]*github.com/pulumi/pulumi/pkg/v3 \(v[0-9.]*\).*#\1#p' "$here/go.mod" | head -n 1)
 # The two versions package-lock.json pins: @pulumi/pulumi and @pulumi/command.
