@@ -20,8 +20,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as lib from "../provider/bin/index";
 // The library's own checks, run before this component registers (as its constructors do), so that
 // a refused spec leaves nothing half-declared.
-import { validateFleet } from "../provider/bin/component/containerd-fleet";
-import { prepare, pinnedConnection, recordedOutputs } from "../provider/bin/component/containerd-node";
 
 /** How to reach a node over SSH: the command provider's `remote.Connection`. */
 export interface Connection {
@@ -376,8 +374,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
 
   constructor(name: string, args: ContainerdNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     const real = nodeArgsOf(args);
-    prepare(name, real);
-    pinnedConnection(name, real, () => undefined);
+    lib.validateNode(name, real);
     super("containerd-node:index:ContainerdNode", name, {}, opts);
     const node = new lib.ContainerdNode(name, real, { parent: this });
     this.configVersion = pulumi.output(node.configVersion);
@@ -392,7 +389,7 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // program: the engine hands a remote component's Construct answer (all of them) back to the
     // program without storing it (pkg/resource/deploy/source_eval.go), and stores what is
     // registered here, where a value that changes on every run would cost a state write per node.
-    this.registerOutputs(recordedOutputs(this));
+    this.registerOutputs(lib.recordedOutputs(this));
   }
 }
 
@@ -410,7 +407,7 @@ export class ContainerdFleet extends pulumi.ComponentResource {
 
   constructor(name: string, args: ContainerdFleetArgs, opts?: pulumi.ComponentResourceOptions) {
     const real = fleetArgsOf(args);
-    validateFleet(name, real);
+    lib.validateFleet(name, real);
     super("containerd-node:index:ContainerdFleet", name, {}, opts);
     const fleet = new lib.ContainerdFleet(name, real, { parent: this });
     this.waves = pulumi.output(fleet.waves);

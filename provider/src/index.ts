@@ -15,8 +15,8 @@ export type {
   RenderedFile,
   RenderResult,
 } from "./spec/types";
-export { ContainerdNode } from "./component/containerd-node";
+export { ContainerdNode, recordedOutputs, validateNode } from "./component/containerd-node";
 export type { ContainerdNodeArgs, NodeOperationArgs, ConnectionArgs, ManagedFile, FileApplyReport, Deprecation } from "./component/containerd-node";
-export { ContainerdFleet, planWaves, resolveMaxUnavailable } from "./component/containerd-fleet";
+export { ContainerdFleet, planWaves, resolveMaxUnavailable, validateFleet } from "./component/containerd-fleet";
 export type { ContainerdFleetArgs, FleetNodeArgs, RolloutArgs } from "./component/containerd-fleet";
 export { fleetFromStackConfig, fleetArgsFromConfig } from "./program/stack-config";

@@ -7,7 +7,7 @@ import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import { applyCommand, readCommand, REPAIR_RUN_SCRIPT } from "../../provider/src/remote/commands";
 import { READ_SCRIPT } from "../../provider/src/remote/read-script";
-import { NodeRead, emptyRead, parseRead } from "../../provider/src/component/node-read";
+import { NodeRead, emptyRead, parseRead } from "../../provider/src/remote/read";
 import { DesiredFile, ReadOptions, findings, lineDiff, pingUrl, probeTargets } from "../../provider/src/component/node-findings";
 import { mirrorProbeSettings, operationProblems } from "../../provider/src/component/containerd-node";
 import { renderNode } from "../../provider/src";

@@ -10,7 +10,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { READ_CTR_SECONDS, READ_SCRIPT, readBudgetSeconds } from "../../provider/src/remote/read-script";
-import { connectConfig, parseRead, readNode } from "../../provider/src/component/node-read";
+import { connectConfig, readNode } from "../../provider/src/component/node-read";
+import { parseRead } from "../../provider/src/remote/read";
 
 const pkcs8 = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 

@@ -12,7 +12,7 @@ import * as https from "https";
 import * as os from "os";
 import * as path from "path";
 import type { AddressInfo } from "net";
-import { parseRead } from "../../provider/src/component/node-read";
+import { parseRead } from "../../provider/src/remote/read";
 import { READ_SCRIPT } from "../../provider/src/remote/read-script";
 import { privateCa } from "../support/private-ca";
 

@@ -7,7 +7,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import type { NodeSpecOf } from "../spec/types";
-import { ConnectionArgs, ContainerdNode, ContainerdNodeArgs, NodeOperationArgs, pinnedConnection, prepare } from "./containerd-node";
+import { ConnectionArgs, pinnedConnection } from "./connection";
+import { ContainerdNode, withPlan } from "./containerd-node";
+import type { ContainerdNodeArgs, NodeOperationArgs } from "./node-args";
+import { NodePlan, planNode } from "./plan";
 import { withoutPromiseStacks } from "./promise-stacks";
 
 /** One node of the fleet: its name, how to reach it, and anything that differs from the shared spec. */
@@ -116,12 +119,9 @@ export class ContainerdFleet extends pulumi.ComponentResource {
       for (const wave of waves) {
         const current: pulumi.Resource[] = [];
         for (const i of wave) {
-          const { name: nodeName, args: nodeArgs } = specs[i];
-          const node = new ContainerdNode(
-            nodeName,
-            { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] },
-            { parent: this },
-          );
+          const { name: nodeName, args: nodeArgs, plan } = specs[i];
+          const nodeSpec = { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] };
+          const node = new ContainerdNode(nodeName, withPlan(nodeSpec, plan), { parent: this });
           made[nodeName] = node;
           // The next wave waits for this one's config.toml, and in registry waves for all its files.
           current.push(...(registryWaves ? node.commands : [node.configCommand]));
@@ -138,7 +138,10 @@ export class ContainerdFleet extends pulumi.ComponentResource {
   }
 }
 
-/** Every problem of the fleet at once, each node's under `nodes[i] (name).`; nothing declared on failure. */
+/**
+ * Every problem of the fleet at once, each node's under `nodes[i] (name).`; nothing declared on
+ * failure. Each node's plan is made here, once, and handed to the node.
+ */
 export function validateFleet(name: string, args: ContainerdFleetArgs) {
   const subject = `Invalid ContainerdFleet args for "${name}"`;
   const problems: Problem[] = [];
@@ -163,7 +166,7 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
 
   const { nodes: _n, rollout: _r, ...shared } = args as unknown as AnyRecord;
   const seen = new Map<string, number>();
-  const specs: { name: string; args: AnyRecord }[] = [];
+  const specs: { name: string; args: AnyRecord; plan: NodePlan }[] = [];
   nodes.forEach((node, i) => {
     const at = `nodes[${i}]`;
     if (!isPlainRecord(node)) {
@@ -184,17 +187,20 @@ export function validateFleet(name: string, args: ContainerdFleetArgs) {
     const merged = mergeSpec(shared, overrides);
     merged.healthChecks = [...((merged.healthChecks as string[] | undefined) ?? []), ...(Array.isArray(checks) ? checks : [])];
     if (rollout.probeImages !== undefined) merged.probeImages = { ...((merged.probeImages as Record<string, string> | undefined) ?? {}), ...rollout.probeImages };
-    // The spec, then the host keys (the node's and its jump host's, known or given): a key
-    // that cannot be pinned is a problem of the fleet's list too, not a second error after a fix.
-    for (const check of [() => prepare(nodeName, merged as unknown as ContainerdNodeArgs), () => pinnedConnection(nodeName, merged as unknown as ContainerdNodeArgs, () => undefined)]) {
-      try {
-        check();
-      } catch (e) {
-        if (!(e instanceof SpecError)) throw e;
-        for (const p of e.problems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
-      }
+    // The node's plan (made once: the node is handed it), then the host keys (the node's and its
+    // jump host's, known or given): a key that cannot be pinned is a problem of the fleet's list
+    // too, not a second error after a fix.
+    const nodeProblems: Problem[] = [];
+    const planned = planNode(nodeName, merged as unknown as ContainerdNodeArgs);
+    nodeProblems.push(...(planned.problems ?? []));
+    try {
+      pinnedConnection(nodeName, merged as unknown as ContainerdNodeArgs, () => undefined);
+    } catch (e) {
+      if (!(e instanceof SpecError)) throw e;
+      nodeProblems.push(...e.problems);
     }
-    specs.push({ name: nodeName, args: merged });
+    for (const p of nodeProblems) problems.push({ path: `${at} (${nodeName})${p.path ? "." + p.path : ""}`, message: p.message });
+    if (planned.plan) specs.push({ name: nodeName, args: merged, plan: planned.plan });
   });
   if (problems.length > 0) throw new SpecError(subject, problems);
   return { specs, waves: planWaves(specs.length, maxUnavailable!, canary) };

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from "crypto";
 import { CREDENTIAL_KEY } from "../spec/validate";
 import { parse as parseToml } from "smol-toml";
 import type { RenderedFile } from "../spec/types";
-import type { NodeRead } from "./node-read";
+import type { NodeRead } from "../remote/read";
 
 export interface ReadOptions {
   /** The node's name, for messages. */

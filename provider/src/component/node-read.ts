@@ -1,6 +1,7 @@
 /**
- * The program's own read of a node: one SSH session, one read-only script (remote/read-script.ts),
- * while the program runs, in preview and in up. `remote.Command` has no read of its own (pulumi-command
+ * The program's own read of a node, its SSH transport: one session, one read-only script
+ * (remote/read-script.ts; its arguments, records and parser in remote/read.ts), while the program
+ * runs, in preview and in up. `remote.Command` has no read of its own (pulumi-command
  * implements Read as "return the state", so `pulumi refresh` sees nothing on a node), and a preview
  * runs nothing on nodes; this is how a preview learns what a node has now.
  *
@@ -10,163 +11,10 @@
  * provider's connection, so the read reaches exactly the nodes the commands reach, the same way.
  */
 import { Client, ConnectConfig } from "ssh2";
-import type { ConnectionArgs } from "./containerd-node";
+import type { ConnectionArgs } from "./connection";
 import { hostKeyAlgorithms, hostKeyProblem } from "./known-hosts";
 import { keyForSsh2 } from "./ssh-key";
-
-export interface ReadFile {
-  present: boolean;
-  sha256?: string;
-  /** Octal, e.g. "644". */
-  mode?: string;
-  /** Non-secret files only. */
-  content?: string;
-  /** What the component's last apply left ("sha256 mode", node-script.ts F.sum). */
-  record?: { sha256: string; mode: string };
-  /** The drift token of the last repair of this file. */
-  repair?: string;
-}
-
-export interface ReadProbe {
-  class: string;
-  http?: number;
-  seconds: number;
-  credentials: "pass" | "fail" | "none" | "-";
-  tool: string;
-}
-
-export interface NodeRead {
-  /** The node answered and the read completed. */
-  reached: boolean;
-  /** Why not, when it did not. */
-  error?: string;
-  /** Wall time of the read, seconds. */
-  seconds: number;
-  version?: string;
-  versionError?: string;
-  /** The CRI plugin's status now ("ok" when healthy). */
-  cri?: string;
-  files: Map<string, ReadFile>;
-  imports: { pattern: string; files: { path: string; content: string }[] }[];
-  registryDirs: Map<string, { server?: string; hosts: string[] }>;
-  /** Registry directories holding files a ContainerdNode manages (this one, or another). */
-  ownedDirs: Set<string>;
-  /** The directories set aside, each with how many later copies of it were set aside since. */
-  setAside: { name: string; later: number }[];
-  probes: Map<string, ReadProbe>;
-  /** The hosts of unmanaged registry directories the read probed. */
-  unmanagedProbes: { id: string; directory: string; role: "mirror" | "server"; url: string }[];
-}
-
-export function emptyRead(): NodeRead {
-  return { reached: false, seconds: 0, files: new Map(), imports: [], registryDirs: new Map(), ownedDirs: new Set(), setAside: [], probes: new Map(), unmanagedProbes: [] };
-}
-
-/** Parses the read script's output (see its header for the records). */
-export function parseRead(out: Buffer): NodeRead {
-  const r = emptyRead();
-  let i = 0;
-  const nextLine = (): string | undefined => {
-    if (i >= out.length) return undefined;
-    const nl = out.indexOf(0x0a, i);
-    const end = nl === -1 ? out.length : nl;
-    const l = out.subarray(i, end).toString("utf8");
-    i = end + 1;
-    return l;
-  };
-  const file = (p: string): ReadFile => {
-    let f = r.files.get(p);
-    if (!f) r.files.set(p, (f = { present: false }));
-    return f;
-  };
-  let lastImportFile: { path: string; content: string } | undefined;
-  let ended = false;
-  for (let l = nextLine(); l !== undefined; l = nextLine()) {
-    const sp = l.indexOf(" ");
-    const tag = sp === -1 ? l : l.slice(0, sp);
-    const rest = sp === -1 ? "" : l.slice(sp + 1);
-    const words = rest.split(" ");
-    const last = (n: number) => words.slice(words.length - n);
-    const head = (n: number) => words.slice(0, words.length - n).join(" ");
-    switch (tag) {
-      case "version":
-        r.version = rest;
-        break;
-      case "version-unknown":
-        r.versionError = rest;
-        break;
-      case "cri":
-        r.cri = rest;
-        break;
-      case "file":
-        if (words[words.length - 1] === "absent") file(head(1)).present = false;
-        else {
-          const [, sha, mode] = last(3);
-          Object.assign(file(head(3)), { present: true, sha256: sha, mode });
-        }
-        break;
-      case "record": {
-        const [sha, mode] = last(2);
-        file(head(2)).record = { sha256: sha, mode };
-        break;
-      }
-      case "repair":
-        file(head(1)).repair = words[words.length - 1];
-        break;
-      case "content": {
-        const n = Number(words[words.length - 1]);
-        const p = head(1);
-        const body = out.subarray(i, i + n).toString("utf8");
-        i += n + 1;
-        if (lastImportFile && lastImportFile.path === p && lastImportFile.content === "") lastImportFile.content = body;
-        else file(p).content = body;
-        break;
-      }
-      case "import":
-        r.imports.push({ pattern: rest, files: [] });
-        break;
-      case "importfile":
-        lastImportFile = { path: rest, content: "" };
-        r.imports[r.imports.length - 1]?.files.push(lastImportFile);
-        break;
-      case "regdir":
-        r.registryDirs.set(rest, { hosts: [] });
-        break;
-      case "regserver":
-      case "reghost": {
-        const name = words[0];
-        const url = words.slice(1).join(" ");
-        const d = r.registryDirs.get(name) ?? { hosts: [] };
-        if (tag === "regserver") d.server = url;
-        else d.hosts.push(url);
-        r.registryDirs.set(name, d);
-        break;
-      }
-      case "regowned":
-        r.ownedDirs.add(rest);
-        break;
-      case "setaside":
-        r.setAside.push({ name: words[0], later: Number(words[1]) || 0 });
-        break;
-      case "probetarget": {
-        const [id, directory, role, ...url] = words;
-        r.unmanagedProbes.push({ id, directory, role: role === "server" ? "server" : "mirror", url: url.join(" ") });
-        break;
-      }
-      case "probe": {
-        const [id, cls, http, secs, creds, tool] = words;
-        r.probes.set(id, { class: cls, http: http === "-" ? undefined : Number(http), seconds: Number(secs) || 0, credentials: creds as ReadProbe["credentials"], tool });
-        break;
-      }
-      case "end":
-        ended = true;
-        break;
-    }
-  }
-  r.reached = ended;
-  if (!ended) r.error = "the read ended early";
-  return r;
-}
+import { NodeRead, emptyRead, parseRead } from "../remote/read";
 
 /**
  * ssh2's options for a connection. Never less strict than the provider's commands: a `hostKey` that

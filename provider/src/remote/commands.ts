@@ -145,6 +145,16 @@ export function putBackCommand(certsDir: string, o: NodeCommandOptions): string 
   return line(o, positional("put-back", "dirs", certsDir, "0", "", "", o));
 }
 
+/**
+ * The order a node's files are written in: certificates, then the hosts.toml that points at them,
+ * then config.toml (whose config_path must find complete hosts directories, and whose apply
+ * restarts containerd); by path within a kind. Deletes undo them in the reverse order.
+ */
+export function writeOrder<F extends Pick<ManagedFileRef, "kind" | "path">>(files: readonly F[]): F[] {
+  const rank = (f: F) => (f.kind === "certificate" ? 0 : f.kind === "hosts" ? 1 : 2);
+  return [...files].sort((a, b) => rank(a) - rank(b) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
 /** The read-only node read (read-script.ts): the script arrives on stdin. */
 export function readCommand(o: Pick<NodeCommandOptions, "sudo">, args: readonly string[]): string {
   return withSudo(o, `/bin/sh -s ${args.map(shellQuote).join(" ")}`);
@@ -198,8 +208,7 @@ export function installCommand(o: Pick<NodeCommandOptions, "sudo" | "script" | "
  * runs on the machine the node left.
  */
 export function releaseCommand(files: readonly ManagedFileRef[], o: NodeCommandOptions): string {
-  const order = (f: ManagedFileRef) => (f.kind === "config" ? 0 : f.kind === "hosts" ? 1 : 2);
-  const sorted = [...files].sort((a, b) => order(a) - order(b) || (a.path < b.path ? 1 : -1));
+  const sorted = writeOrder(files).reverse();
   const args = positional("release", "all", "-", "0", o.restartCommand, String(o.healthTimeoutSeconds), o);
   // Kind and path only: a restore needs no mode, and a mode change must not touch this resource.
   return line(o, [...args, ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path])]);
