@@ -6,7 +6,7 @@
 import type { RuntimeSpec } from "../spec/types";
 import type { NormalizedSpec } from "../spec/validate";
 import { atLeast, usesCniBinDirs } from "../spec/version";
-import { CRI_IMAGES, CRI_RUNTIME, CRI_V1X, SERVER_GRPC, SERVER_TTRPC, TRANSFER } from "./plugins";
+import { CRI_IMAGES, CRI_RUNTIME, CRI_V1X, SERVER_GRPC, SERVER_TTRPC, TRANSFER } from "../spec/plugins";
 import { deepMerge, managedToml } from "./toml";
 
 type Table = Record<string, unknown>;

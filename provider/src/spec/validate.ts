@@ -4,8 +4,8 @@
  */
 import type { z } from "zod";
 import { Problem, SpecError, formatPath, showValue } from "../errors";
-import { extractLegacyMirrors, isTable } from "../render/legacy-mirrors";
-import { CRI_IMAGES, CRI_V1X, SERVER_PLUGIN_PREFIX, V3_GRPC_CRI_KEYS, V4_MOVED, v3HomeOf } from "../render/plugins";
+import { extractLegacyMirrors, isTable } from "./legacy-mirrors";
+import { CRI_IMAGES, CRI_V1X, SERVER_PLUGIN_PREFIX, V3_GRPC_CRI_KEYS, V4_MOVED, v3HomeOf } from "./plugins";
 import { nodeSpecSchema, registryUrl } from "./schema";
 import type { NodeSpec, RegistryAuthOf, RegistryHost, RuntimeSpec } from "./types";
 import {
