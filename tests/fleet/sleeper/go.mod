@@ -1,0 +1,3 @@
+module containerd-node/tests/fleet/sleeper
+
+go 1.22
