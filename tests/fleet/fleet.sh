@@ -7,6 +7,8 @@
 #   fleet.sh exec NODE -- CMD [ARGS...]
 #   fleet.sh reset NODE... | --all
 #   fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut|reconnect|kill-sessions
+#                       |killmode-process|killmode-control-group|killmode-mixed
+#                       |restart-kills-shims|restart-keeps-shims
 #
 # up and status print the fleet as JSON on stdout and nothing else; logs go to stderr.
 # Everything started is recorded (pid and start time, namespace names) under the state dir, and
@@ -22,6 +24,8 @@ state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
 state=${state%/}
 case "$state" in /*) ;; *) state=$PWD/$state ;; esac
 cache=${CONTAINERD_CACHE:-$repo/.cache/containerd}
+# The sleeper, its OCI image and crictl (tests/fleet/build-pod-tools.sh).
+pod_cache=${FLEET_CACHE:-$repo/.cache/fleet}
 
 # One fleet per prefix and subnet. The defaults are what tests expect; another pair (e.g.
 # FLEET_PREFIX=cdx FLEET_SUBNET=198.18.7 FLEET_STATE_DIR=/var/tmp/fleet-x) gives a second, separate
@@ -34,7 +38,16 @@ registry_ports="5000 5001"
 # A third instance over the same storage that wants credentials (htpasswd, Basic auth): the mirror
 # for tests of registry auth. Its user and password are made once per fleet (registry/auth, 0600).
 auth_port=5002
-images="library/tiny:1.0 pause:3.9 google_containers/pause:3.9"
+# What the registry serves. The tiny image: one file, nothing to run. The sleeper image (a static
+# binary that waits for SIGTERM) under every pause name specs and containerd's defaults use (1.6:
+# 3.6, 1.7: 3.8, 2.1: 3.10, 2.2: 3.10.1, 2.3: 3.10.2; the tests' 3.9), for docker.io and
+# registry.k8s.io mirrors alike, and as a long-running container: pods run from it.
+tiny_images="library/tiny:1.0"
+sleeper_images="pause:3.9 google_containers/pause:3.9 pause:3.10 pause:3.10.1 pause:3.10.2 pause:3.8 pause:3.6 library/pause:3.10 library/sleeper:1.0"
+images="$tiny_images $sleeper_images"
+# The references a pod uses, for a node whose registry.k8s.io and docker.io hosts.toml name the mirror.
+pod_sandbox_image=registry.k8s.io/pause:3.10
+pod_container_image=docker.io/library/sleeper:1.0
 node_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 max_nodes=200
 # Nodes brought up at once: containerd's start is CPU-bound and the stand-in gives it ~10 s.
@@ -304,19 +317,39 @@ build_image() {
   : >"$dir/done"
 }
 
+# The sleeper binary, its image and crictl, built once into the cache (.ci/install does it too), and
+# the fleet's own copy of crictl, which every node links (one copy per fleet, not per node).
+ensure_pod_tools() {
+  if ! sh "$here/build-pod-tools.sh" --check >/dev/null 2>&1; then
+    log "building the sleeper, its image and crictl (tests/fleet/build-pod-tools.sh)"
+    sh "$here/build-pod-tools.sh" >/dev/null || die "tests/fleet/build-pod-tools.sh failed"
+  fi
+  if ! cmp -s "$pod_cache/bin/crictl" "$state/bin/crictl"; then
+    mkdir -p "$state/bin"
+    cp "$pod_cache/bin/crictl" "$state/bin/crictl.tmp"
+    mv "$state/bin/crictl.tmp" "$state/bin/crictl"
+  fi
+}
+
 push_images() {
-  local img
-  [ -f "$state/registry/pushed" ] && return 0
+  local img want
+  # What was pushed, and from which sleeper image: a fleet left up by an older fleet.sh gets the rest.
+  want="$images $(cat "$pod_cache/.image.stamp")"
+  [ "$(cat "$state/registry/pushed" 2>/dev/null)" = "$want" ] && return 0
   build_image
-  for img in $images; do
-    # Both instances share the storage: one push serves both mirrors.
+  # Both instances share the storage: one push serves both mirrors.
+  for img in $tiny_images; do
     skopeo --insecure-policy copy -q --dest-tls-verify=false \
       "oci:$state/image/oci:tiny" "docker://$host_addr:5000/$img" >&2
+  done
+  for img in $sleeper_images; do
+    skopeo --insecure-policy copy -q --dest-tls-verify=false \
+      "oci:$pod_cache/image:sleeper" "docker://$host_addr:5000/$img" >&2
   done
   skopeo --insecure-policy inspect --raw --tls-verify=false \
     "docker://$host_addr:5001/library/tiny:1.0" >/dev/null ||
     die "image pushed to :5000 is not served by :5001"
-  : >"$state/registry/pushed"
+  printf '%s\n' "$want" >"$state/registry/pushed"
   log "pushed $images"
 }
 
@@ -377,6 +410,23 @@ NODE_INITIAL_CONFIG='$5'
 EOF
 }
 
+# The node's starting config.toml carries CRI's restrict_oom_score_adj = true (1.x:
+# plugins."io.containerd.grpc.v1.cri", 2.x: plugins."io.containerd.cri.v1.runtime"; a version 2
+# file on 2.x is migrated there): this machine's kernel refuses the negative oom_score_adj that CRI
+# gives every pod sandbox (runc: "can't get final child's PID from pipe"), and with it containerd
+# caps that at its own. `default` changes its own line; `debian` has none and gets it added.
+restrict_oom() { # stdin -> stdout
+  local conf
+  conf=$(cat)
+  if [[ "$conf" == *"restrict_oom_score_adj = false"* ]]; then
+    conf=${conf/restrict_oom_score_adj = false/restrict_oom_score_adj = true}
+  else
+    conf=${conf/$'\n'  \[plugins.\"io.containerd.grpc.v1.cri\"\]$'\n'/$'\n'  [plugins.\"io.containerd.grpc.v1.cri\"]$'\n'    restrict_oom_score_adj = true$'\n'}
+  fi
+  [[ "$conf" == *"restrict_oom_score_adj = true"* ]] || return 1
+  printf '%s\n' "$conf"
+}
+
 # The node's files on the machine side; init.sh bind-mounts them over the real paths.
 prepare_node_files() { # dir
   local dir=$1
@@ -391,7 +441,9 @@ prepare_node_files() { # dir
   cp "$state/ssh/id_ed25519.pub" "$dir/root/.ssh/authorized_keys"
   install -m 0755 "$here/node/systemctl" "$here/node/journalctl" "$dir/sbin/"
   cp "$here/node/init.sh" "$dir/init.sh"
-  install -m 0755 "$here/node/cri-ok" "$dir/fleet/cri-ok"
+  install -m 0755 "$here/node/cri-ok" "$here/node/kill-shims" "$dir/fleet/"
+  # crictl on the node's PATH (ensure_pod_tools made the fleet's copy).
+  ln -f "$state/bin/crictl" "$dir/sbin/crictl" 2>/dev/null || cp "$state/bin/crictl" "$dir/sbin/crictl"
   [ -f "$dir/fleet/ssh_host_ed25519_key" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "root@$NODE_NAME" -f "$dir/fleet/ssh_host_ed25519_key" >&2
   sshd_config "$NODE_ADDR" >"$dir/fleet/sshd_config"
@@ -400,8 +452,11 @@ prepare_node_files() { # dir
   if [ ! -d "$dir/initial-etc" ]; then
     mkdir -p "$dir/initial-etc"
     case "$NODE_INITIAL_CONFIG" in
-      default) "$NODE_BIN_DIR/containerd" config default >"$dir/initial-etc/config.toml" 2>/dev/null ;;
-      debian) debian_config >"$dir/initial-etc/config.toml" ;;
+      default)
+        "$NODE_BIN_DIR/containerd" config default 2>/dev/null | restrict_oom >"$dir/initial-etc/config.toml" ||
+          die "$NODE_NAME: no restrict_oom_score_adj in containerd $NODE_VERSION's config default"
+        ;;
+      debian) debian_config | restrict_oom >"$dir/initial-etc/config.toml" || die "$NODE_NAME: no CRI table in Debian's config.toml" ;;
       none) ;;
     esac
   fi
@@ -426,16 +481,48 @@ setup_node_net() { # dir
   # No default route and no NAT: only $subnet.0/24 is reachable from the node.
 }
 
+# Moves the calling process into a cgroup of the node's own in every hierarchy, made below the one
+# it is in (fleet-<namespace>), and lists them in fleet/cgroups: a node started from there, in a
+# cgroup namespace of its own, sees that cgroup as its root, and its containers' cgroups land below
+# it (init.sh), where `down` removes them. Best effort: a hierarchy where that fails is left out.
+join_node_cgroups() { # dir
+  local dir=$1 m p own cg f
+  : >"$dir/fleet/cgroups"
+  own=$(cut -d: -f3- /proc/self/cgroup | sort -u)
+  while read -r m; do
+    # This process's cgroup there: the path of /proc/self/cgroup whose cgroup.procs lists it.
+    cg=""
+    while read -r p; do
+      if grep -qx "$BASHPID" "$m${p%/}/cgroup.procs" 2>/dev/null; then cg=$m${p%/}/fleet-$NODE_NETNS; break; fi
+    done <<<"$own"
+    [ -n "$cg" ] || continue
+    mkdir -p "$cg" 2>/dev/null || continue
+    # A new v1 cpuset cgroup has no CPUs or memory nodes: nothing could join it.
+    for f in cpuset.cpus cpuset.mems; do
+      [ ! -f "${cg%/*}/$f" ] || [ -n "$(cat "$cg/$f")" ] || cat "${cg%/*}/$f" >"$cg/$f"
+    done
+    if echo "$BASHPID" >"$cg/cgroup.procs"; then
+      printf '%s\n' "$cg" >>"$dir/fleet/cgroups"
+    else
+      rmdir "$cg" 2>/dev/null || true
+    fi
+  done < <(awk '$5 ~ "^/sys/fs/cgroup(/|$)" && / - cgroup2? / { print $5 }' /proc/self/mountinfo | sort -u)
+}
+
 launch_node() { # dir
   local dir=$1 upid ipid i
   node_env "$dir"
   rm -f "$dir/fleet/ready" "$dir/init.pid" "$dir/unshare.pid"
-  setsid nsenter --net="/run/netns/$NODE_NETNS" \
-    env -i PATH="$node_path" HOME=/root LANG=C.UTF-8 \
-    unshare --mount --uts --pid --fork --mount-proc --propagation private \
-    /bin/bash "$dir/init.sh" "$dir" </dev/null >>"$dir/init.log" 2>&1 8>&- &
+  (
+    join_node_cgroups "$dir" 2>>"$dir/init.log" || true
+    exec setsid nsenter --net="/run/netns/$NODE_NETNS" \
+      env -i PATH="$node_path" HOME=/root LANG=C.UTF-8 \
+      unshare --cgroup --mount --uts --pid --fork --mount-proc --propagation private \
+      /bin/bash "$dir/init.sh" "$dir"
+  ) </dev/null >>"$dir/init.log" 2>&1 8>&- &
   upid=$!
-  # setsid, nsenter and env exec one another: $! ends up as unshare, whose child is the node's init.
+  # The subshell, setsid, nsenter and env exec one another: $! ends up as unshare, whose child is the
+  # node's init.
   i=0
   while :; do
     ipid=$(pgrep -P "$upid" 2>/dev/null | head -n 1 || true)
@@ -490,9 +577,29 @@ node_kill() { # dir
   rm -f "$1/init.pid" "$1/fleet/ready"
 }
 
+# The node's cgroups (join_node_cgroups lists them in fleet/cgroups, machine paths), with
+# whatever containers left below them, once every process of the node has ended.
+remove_cgroups() { # dir
+  local cg i
+  [ -s "$1/fleet/cgroups" ] || return 0
+  while IFS= read -r cg; do
+    case "$cg" in /sys/fs/cgroup/*/fleet-"$prefix"-node-* | /sys/fs/cgroup/fleet-"$prefix"-node-*) ;; *) continue ;; esac
+    i=0
+    while [ -d "$cg" ]; do
+      find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [ -d "$cg" ] || break
+      [ "$i" -lt 50 ] || { log "could not remove cgroup $cg"; break; }
+      sleep 0.1
+      i=$((i + 1))
+    done
+  done <"$1/fleet/cgroups"
+  rm -f "$1/fleet/cgroups"
+}
+
 node_down() { # dir [keep]
   local dir=$1
   node_kill "$dir"
+  remove_cgroups "$dir"
   if [ -f "$dir/node.env" ]; then
     node_env "$dir"
     ip netns del "$NODE_NETNS" 2>/dev/null || true
@@ -532,7 +639,7 @@ node_json() { # dir private-key
 }
 
 fleet_json() {
-  local sep="" dir key="" port mirrors=() j_state j_host j_url j_mirrors j_images j_logs j_kh j_cfg j_auth_url j_user j_pass user pass
+  local sep="" dir key="" port mirrors=() j_state j_host j_url j_mirrors j_images j_logs j_kh j_cfg j_auth_url j_user j_pass user pass j_sandbox j_container
   for port in $registry_ports; do mirrors+=("http://$host_addr:$port"); done
   # The key file's exact bytes, final newline included.
   IFS= read -r -d '' key <"$state/ssh/id_ed25519" || true
@@ -542,6 +649,8 @@ fleet_json() {
   jarr j_mirrors "${mirrors[@]}"
   # shellcheck disable=SC2086
   jarr j_images $images
+  jstr j_sandbox "$pod_sandbox_image"
+  jstr j_container "$pod_container_image"
   jarr j_logs "$state/registry/5000.log" "$state/registry/5001.log"
   read -r user pass <"$state/registry/auth"
   jstr j_auth_url "http://$host_addr:$auth_port"
@@ -554,6 +663,7 @@ fleet_json() {
     printf '  "registry": { "host": %s, "port": 5000, "url": %s,\n' "$j_host" "$j_url"
     printf '                "mirrors": %s,\n' "$j_mirrors"
     printf '                "images": %s,\n' "$j_images"
+    printf '                "podImages": { "sandbox": %s, "container": %s },\n' "$j_sandbox" "$j_container"
     printf '                "authMirror": { "url": %s, "username": %s, "password": %s },\n' "$j_auth_url" "$j_user" "$j_pass"
     printf '                "logs": %s },\n' "$j_logs"
     printf '  "knownHosts": %s,\n' "$j_kh"
@@ -630,7 +740,7 @@ cmd_up() {
   IFS=, read -r -a gen_list <<<"$gens"
   [ ${#gen_list[@]} -gt 0 ] || die "up: empty --generations"
   for gen in "${gen_list[@]}"; do check_generation "$gen" >/dev/null; done
-  for tool in sshd ssh-keygen docker-registry skopeo umoci nsenter unshare ip flock htpasswd; do
+  for tool in sshd ssh-keygen docker-registry skopeo umoci nsenter unshare ip flock htpasswd runc; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
       die "$tool is missing (apt-get install -y containerd runc openssh-server openssh-client docker-registry skopeo umoci iproute2 apache2-utils)"
   done
@@ -640,6 +750,7 @@ cmd_up() {
   mkdir -p "$state/nodes"
   [ -f "$state/fleet.env" ] || printf 'FLEET_CREATED=%s\n' "$(date -u +%FT%TZ)" >"$state/fleet.env"
   ensure_client_key
+  ensure_pod_tools
   ensure_bridge
   ensure_registry
 
@@ -740,9 +851,23 @@ node_reset() { # dir
   local dir=$1
   node_env "$dir"
   node_init_pid "$dir" >/dev/null || die "$NODE_NAME is not running"
-  rm -f "$dir/fleet/fault-containerd-fail-start"
+  rm -f "$dir/fleet/fault-containerd-fail-start" "$dir/fleet/fault-restart-kills-shims" \
+    "$dir/fleet/killmode" "$dir/fleet/killmode-loaded"
   ip link set "$NODE_VETH" up 2>/dev/null || log "$NODE_NAME: could not bring $NODE_VETH up"
   in_node "$dir" systemctl stop containerd
+  # Pods too: their shims and containers, their mounts, their cgroups; and any systemd unit file or
+  # drop-in for containerd written into the node.
+  in_node "$dir" /bin/sh -c '
+    [ ! -x /run/fleet/kill-shims ] || /run/fleet/kill-shims KILL >/dev/null
+    awk '"'"'$5 ~ "^/(run|var/lib)/containerd/." { print $5 }'"'"' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    if [ -e /run/fleet/cgroupns ]; then
+      for cg in $(awk '"'"'$0 ~ / - cgroup2? / { print $5 }'"'"' /proc/self/mountinfo); do
+        find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+      done
+    fi
+    rm -rf /etc/systemd/system/containerd.service /etc/systemd/system/containerd.service.d' ||
+    log "$NODE_NAME: could not end every pod"
   restore_etc "$dir"
   # containerd's own state back to empty as well (pulled images, metadata, the log).
   find "$dir/var-lib-containerd" "$dir/run-containerd" -mindepth 1 -delete 2>/dev/null ||
@@ -792,7 +917,7 @@ cmd_reset() {
 
 cmd_fault() {
   local dir n
-  [ $# -eq 2 ] || die "usage: fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut|reconnect|kill-sessions"
+  [ $# -eq 2 ] || die "usage: fleet.sh fault NODE sshd-stop|sshd-start|containerd-fail-start|containerd-fix|cut|reconnect|kill-sessions|killmode-process|killmode-control-group|killmode-mixed|restart-kills-shims|restart-keeps-shims"
   dir=$(node_dir_of "$1")
   take_lock
   case "$2" in
@@ -800,6 +925,13 @@ cmd_fault() {
     sshd-start) sshd_start_in "$dir" ;;
     containerd-fail-start) : >"$dir/fleet/fault-containerd-fail-start" ;;
     containerd-fix) rm -f "$dir/fleet/fault-containerd-fail-start" ;;
+    # The KillMode of the node's containerd unit, as if its unit file said so (and was loaded).
+    killmode-process | killmode-control-group | killmode-mixed)
+      printf '%s\n' "${2#killmode-}" >"$dir/fleet/killmode"
+      log "$(basename "$dir"): containerd's KillMode is ${2#killmode-}"
+      ;;
+    restart-kills-shims) : >"$dir/fleet/fault-restart-kills-shims" ;;
+    restart-keeps-shims) rm -f "$dir/fleet/fault-restart-kills-shims" ;;
     cut)
       # The network drops: the node's link goes down, nothing on the node is touched.
       node_env "$dir"

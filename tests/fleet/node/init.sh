@@ -1,8 +1,8 @@
 #!/bin/bash
-# Init (pid 1) of one fleet node. fleet.sh starts it as
-#   nsenter --net=/run/netns/<ns> unshare --mount --uts --pid --fork --mount-proc --propagation private \
-#     bash init.sh <node dir>
-# so it already has the node's network, and a mount, UTS and pid namespace of its own.
+# Init (pid 1) of one fleet node. fleet.sh starts it, from the node's own cgroups, as
+#   nsenter --net=/run/netns/<ns> unshare --cgroup --mount --uts --pid --fork --mount-proc \
+#     --propagation private bash init.sh <node dir>
+# so it already has the node's network, and a cgroup, mount, UTS and pid namespace of its own.
 # It lays out the node's private file system, starts sshd and containerd, reports readiness in
 # /run/fleet/ready, then stays alive as the node's init: it reaps orphans (containerd is re-parented
 # to it) and, when it is killed from the machine, the kernel ends every process of the node.
@@ -70,6 +70,62 @@ layout() {
   printf '%s\t%s\n' "$NODE_ADDR" "$NODE_NAME" >>/etc/hosts
 }
 
+# The node's cgroups. fleet.sh starts init in a cgroup of its own in every hierarchy (below the one it
+# was started from; `fleet.sh down` removes it) and in a cgroup namespace rooted there, so the node
+# sees that cgroup as its root, as a VM sees its own. The mounts it inherited from the machine still
+# show the machine's tree (and a namespace entered with `ip netns exec`, which remounts /sys, has
+# none: runc then fails with "no cgroup mount found in mountinfo"), so mount the hierarchies afresh:
+# a tmpfs on /sys/fs/cgroup and one mount per hierarchy this process is in (/proc/self/cgroup), v1
+# controllers, `name=systemd` and a v2 `unified` included; or the one v2 hierarchy. Every cgroup
+# path containerd and runc use (`/k8s.io/<id>`, kubelet's `/kubepods/...`) then lands below the
+# node's cgroup. A node started without a cgroup namespace keeps the machine's mounts, if it has any.
+# /run/fleet/cgroupns says the node has its own (the systemctl stand-in moves containerd into the root
+# of this view, the node's cgroup, whoever ran systemctl).
+mount_cgroups() {
+  local id ctrls dir c
+  rm -f /run/fleet/cgroupns
+  # fleet.sh lists the node's cgroups (machine paths) in /run/fleet/cgroups when it made them.
+  if [ ! -s /run/fleet/cgroups ] && grep -Eq ' /sys/fs/cgroup(/[^ ]*)? .* - cgroup2? ' /proc/self/mountinfo; then
+    return 0
+  fi
+  # The machine's mounts go first (in this mount namespace only): runc reads mountinfo, and a hidden
+  # mount still listed there would be taken for the live one.
+  if awk '$5 ~ "^/sys/fs/cgroup(/|$)" { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+    umount -R /sys/fs/cgroup
+  fi
+  if [ "$(cut -d: -f1 /proc/self/cgroup | sort -u)" = 0 ]; then
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+  else
+    mount -t tmpfs -o mode=0755 cgroup /sys/fs/cgroup
+    while IFS=: read -r id ctrls _; do
+      if [ "$id" = 0 ]; then
+        mkdir -p /sys/fs/cgroup/unified
+        mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+        continue
+      fi
+      dir=${ctrls#name=}
+      mkdir -p "/sys/fs/cgroup/$dir"
+      case "$ctrls" in
+        name=*) mount -t cgroup -o "none,$ctrls" cgroup "/sys/fs/cgroup/$dir" ;;
+        *) mount -t cgroup -o "$ctrls" cgroup "/sys/fs/cgroup/$dir" ;;
+      esac
+      # Co-mounted controllers (cpu,cpuacct) are found by either name too, as on Debian.
+      case "$ctrls" in
+        *,*) for c in ${ctrls//,/ }; do [ -e "/sys/fs/cgroup/$c" ] || ln -s "$dir" "/sys/fs/cgroup/$c"; done ;;
+      esac
+    done </proc/self/cgroup
+  fi
+  [ ! -s /run/fleet/cgroups ] || : >/run/fleet/cgroupns
+  log "mounted the cgroup hierarchies: $(cut -d: -f2 /proc/self/cgroup | tr '\n' ' ')"
+}
+
+# crictl (on the node's PATH: /usr/local/sbin) talks to containerd's socket without being told, as on a
+# kubeadm node.
+crictl_config() {
+  printf '%s\n' "runtime-endpoint: unix:///run/containerd/containerd.sock" \
+    "image-endpoint: unix:///run/containerd/containerd.sock" "timeout: 10" >/etc/crictl.yaml
+}
+
 start_sshd() {
   /usr/sbin/sshd -f /run/fleet/sshd_config -E /run/fleet/sshd.log
 }
@@ -77,6 +133,8 @@ start_sshd() {
 main() {
   cd /
   layout
+  mount_cgroups
+  crictl_config
   start_sshd
   if ! systemctl start containerd; then
     echo containerd-failed >/run/fleet/ready
