@@ -29,10 +29,15 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-it("packs the built library with its types, and nothing of the tests", () => {
+it("packs the built library with its types and documentation, and nothing of the tests", () => {
   const files = JSON.parse(fs.readFileSync(path.join(dir, "files.json"), "utf8")) as string[];
   expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "provider/bin/index.js", "provider/bin/index.d.ts", "provider/bin/remote/node-script.js"]));
-  expect(files.filter((f) => !f.startsWith("provider/bin/") && !["package.json", "README.md"].includes(f))).toEqual([]);
+  // README.md links to docs/*.md (the reference, troubleshooting, ...): they ship beside it, so its links
+  // resolve in an installed package too.
+  const docs = fs.readdirSync(path.join(repo, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`);
+  expect(docs).toEqual(expect.arrayContaining(["docs/reference.md", "docs/troubleshooting.md"]));
+  expect(files).toEqual(expect.arrayContaining(docs));
+  expect(files.filter((f) => !f.startsWith("provider/bin/") && !["package.json", "README.md", ...docs].includes(f))).toEqual([]);
 });
 
 it("installs into a fresh project, which renders and declares a fleet through the package's name, type-checked", () => {

@@ -1,6 +1,6 @@
 /**
  * Bad input: one SpecError listing every problem, each with the field path, the value received
- * (never a secret) and what is allowed. This table is the one in the README.
+ * (never a secret) and what is allowed. This table is the one in docs/reference.md, "Bad input".
  */
 import { SpecError, renderNode } from "../../provider/src";
 
