@@ -4,6 +4,7 @@
  * previous one came back healthy; registry changes (hosts.toml, certificates) need no restart and
  * by default go in the same waves, gated by the probe pulls of rollout.probeImages.
  */
+import { isRecord } from "../records";
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import type { NodeSpecOf } from "../spec/types";
@@ -61,8 +62,7 @@ export interface ContainerdFleetArgs extends Partial<NodeSpecOf<pulumi.Input<str
 }
 
 type AnyRecord = Record<string, unknown>;
-const isPlainRecord = (v: unknown): v is AnyRecord =>
-  typeof v === "object" && v !== null && !Array.isArray(v) && !pulumi.Output.isInstance(v) && !(v instanceof Promise);
+const isPlainRecord = (v: unknown): v is AnyRecord => isRecord(v) && !pulumi.Output.isInstance(v) && !(v instanceof Promise);
 
 /** Per-node overrides over the shared spec: tables merge, anything else (lists, scalars, Outputs) replaces. */
 export function mergeSpec(base: AnyRecord, over: AnyRecord): AnyRecord {

@@ -3,6 +3,7 @@
  * are swapped for placeholders so that the spec can be validated and its file list known at once,
  * while the real values stay Outputs (secret ones stay secret) and only reach the files they feed.
  */
+import { isRecord } from "../records";
 import * as pulumi from "@pulumi/pulumi";
 
 /** Where an input leaf sits, and whether it is a private key (which needs a PEM placeholder). */
@@ -13,7 +14,6 @@ export interface Leaf {
 }
 
 type AnyRecord = Record<string, unknown>;
-const isRecord = (v: unknown): v is AnyRecord => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Every leaf that is not a plain string (an Output or a Promise). */
 export function findInputLeaves(spec: AnyRecord): Leaf[] {

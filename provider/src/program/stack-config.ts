@@ -9,13 +9,13 @@
  *   <project>:rollout      { maxUnavailable?, canary?, healthChecks? }
  *   <project>:credentials  registry credentials by URL or host: { "https://harbor.example.com": { username, password } } (secret)
  */
+import { isRecord } from "../records";
 import * as pulumi from "@pulumi/pulumi";
 import { Problem, SpecError, showValue } from "../errors";
 import { CREDENTIAL_KEY } from "../spec/validate";
 import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs, RolloutArgs } from "../component/containerd-fleet";
 
 type AnyRecord = Record<string, unknown>;
-const isRecord = (v: unknown): v is AnyRecord => typeof v === "object" && v !== null && !Array.isArray(v);
 
 const CONNECTION_KEYS = ["host", "port", "user", "hostKey"] as const;
 

@@ -58,7 +58,10 @@
  * stdout: one JSON line {"path":..,"written":..,"restarted":..,"deprecations":[..]} for the component's
  * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
  */
-export const END_MARKER_LINE = "# containerd-node: end of file";
+/** The managed files' last line (spec/managed-file.ts), which the script checks content for. */
+import { END_MARKER } from "../spec/managed-file";
+
+export const END_MARKER_LINE = END_MARKER;
 
 /**
  * Goes up by one with every change of NODE_SCRIPT (a unit test holds the text's hash to it). An

@@ -2,21 +2,20 @@
  * Deterministic TOML text: same value, same bytes, whatever the key order of the input. A changed
  * byte is a changed resource and, for config.toml, a containerd restart, so this matters.
  */
+import { isRecord } from "../records";
+import { END_MARKER } from "../spec/managed-file";
 import { stringify } from "smol-toml";
 
 /** First line of every managed file. */
 export const MANAGED_HEADER =
   "# Managed by containerd-node (Pulumi). Local edits are overwritten on the next `pulumi up`.";
-/**
- * Last line of every managed file. The node refuses content that does not end with it, so a
- * connection cut while the file travels on stdin can never install a truncated file.
- */
-export const END_MARKER = "# containerd-node: end of file";
+export { END_MARKER } from "../spec/managed-file";
 
 type Table = Record<string, unknown>;
 
+/** A TOML table: a record that is not a TOML date. */
 function isTable(v: unknown): v is Table {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+  return isRecord(v) && !(v instanceof Date);
 }
 
 /** Recursively sorts table keys by code unit order (not locale: the same on every machine). */

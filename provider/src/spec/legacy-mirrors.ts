@@ -6,6 +6,7 @@
  * load: containerd-facts, "A running daemon can be degraded"), and we always set `config_path`, so
  * such a table found in `settings` is moved into hosts.toml files instead.
  */
+import { isRecord } from "../records";
 import { CRI_IMAGES, CRI_V1X } from "./plugins";
 
 export interface LegacyMirror {
@@ -23,33 +24,30 @@ export interface LegacyMirrors {
   mirrors: LegacyMirror[];
 }
 
-export function isTable(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** Takes `plugins."<cri>".registry.mirrors` out of settings, under either CRI plugin ID. */
 export function extractLegacyMirrors(settings: Readonly<Record<string, unknown>>): LegacyMirrors {
   const copy = structuredClone(settings) as Record<string, unknown>;
   const mirrors: LegacyMirror[] = [];
   const plugins = copy.plugins;
-  if (!isTable(plugins)) return { settings: copy, mirrors };
+  if (!isRecord(plugins)) return { settings: copy, mirrors };
   for (const id of [CRI_V1X, CRI_IMAGES]) {
     const cri = plugins[id];
-    if (!isTable(cri) || !isTable(cri.registry) || !("mirrors" in cri.registry)) continue;
+    if (!isRecord(cri) || !isRecord(cri.registry) || !("mirrors" in cri.registry)) continue;
     const registry = cri.registry;
     const table = registry.mirrors;
     const path = `settings.plugins["${id}"].registry.mirrors`;
     delete registry.mirrors;
     if (Object.keys(registry).length === 0) delete cri.registry;
     if (Object.keys(cri).length === 0) delete plugins[id];
-    if (!isTable(table)) {
+    if (!isRecord(table)) {
       mirrors.push({ namespace: "", endpoints: table, path });
       continue;
     }
     for (const [namespace, entry] of Object.entries(table)) {
       mirrors.push({
         namespace,
-        endpoints: isTable(entry) ? entry.endpoint : entry,
+        endpoints: isRecord(entry) ? entry.endpoint : entry,
         path: `${path}[${JSON.stringify(namespace)}]`,
       });
     }

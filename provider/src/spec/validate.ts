@@ -4,7 +4,8 @@
  */
 import type { z } from "zod";
 import { Problem, SpecError, formatPath, showValue } from "../errors";
-import { extractLegacyMirrors, isTable } from "./legacy-mirrors";
+import { isRecord } from "../records";
+import { extractLegacyMirrors } from "./legacy-mirrors";
 import { CRI_IMAGES, CRI_V1X, SERVER_PLUGIN_PREFIX, V3_GRPC_CRI_KEYS, V4_MOVED, v3HomeOf } from "./plugins";
 import { nodeSpecSchema, registryUrl } from "./schema";
 import type { NodeSpec, RegistryAuthOf, RegistryHost, RuntimeSpec } from "./types";
@@ -133,8 +134,8 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...zodProblems(input, issue));
   }
-  const raw: Record<string, unknown> = isTable(input) ? input : {};
-  if (!isTable(input)) {
+  const raw: Record<string, unknown> = isRecord(input) ? input : {};
+  if (!isRecord(input)) {
     throw new SpecError(subject, [{ path: "", message: `${showValue(input)} is not an object` }]);
   }
 
@@ -196,7 +197,7 @@ export const CREDENTIAL_KEY = /(^|[_-])(auths?|password|passwd|token|secret|cred
 
 /** Paths of keys in settings whose name says credential (auth, password, token, secret, ...). */
 function credentialKeys(v: unknown, at: string[]): string[] {
-  if (!isTable(v)) return [];
+  if (!isRecord(v)) return [];
   const out: string[] = [];
   for (const [k, x] of Object.entries(v)) {
     const here = [...at, k];
@@ -258,9 +259,9 @@ function generationWarnings(v: ContainerdVersion, versionText: string, registrie
   // 2.1+ pulls CRI images through the transfer service unless one of these is set; then it falls
   // back to the older local pull path (internal/cri/config/config.go, CheckLocalImagePullConfigs).
   if (atLeast(v, 2, 1)) {
-    const plugins = isTable(settings.plugins) ? settings.plugins : {};
+    const plugins = isRecord(settings.plugins) ? settings.plugins : {};
     const images = plugins[CRI_IMAGES];
-    if (isTable(images)) {
+    if (isRecord(images)) {
       for (const t of LOCAL_PULL_TRIGGERS) {
         if (t.key in images && t.when(images[t.key])) {
           warnings.push(
@@ -311,9 +312,9 @@ function checkRuntimes(raw: Record<string, unknown>, ctx: Ctx): void {
       }
     });
   }
-  const runtimes = isTable(raw.runtimes) ? (raw.runtimes as Record<string, RuntimeSpec>) : {};
+  const runtimes = isRecord(raw.runtimes) ? (raw.runtimes as Record<string, RuntimeSpec>) : {};
   for (const [name, rt] of Object.entries(runtimes)) {
-    if (!isTable(rt) || !isTable(rt.options)) continue;
+    if (!isRecord(rt) || !isRecord(rt.options)) continue;
     for (const [k, v] of Object.entries(rt.options)) {
       if (BOOLEAN_RUNC_OPTIONS.has(k) && typeof v !== "boolean") {
         ctx.problems.push({ path: formatPath(["runtimes", name, "options", k]), message: `${showValue(v)} is not true or false` });
@@ -321,7 +322,7 @@ function checkRuntimes(raw: Record<string, unknown>, ctx: Ctx): void {
     }
   }
   for (const [name, rt] of Object.entries(runtimes)) {
-    if (isTable(rt) && rt.snapshotter !== undefined && ctx.version && !supportsRuntimeSnapshotter(ctx.version)) {
+    if (isRecord(rt) && rt.snapshotter !== undefined && ctx.version && !supportsRuntimeSnapshotter(ctx.version)) {
       needs(ctx, formatPath(["runtimes", name, "snapshotter"]), "a per-runtime snapshotter", "1.7+");
     }
   }
@@ -335,7 +336,7 @@ function checkRuntimes(raw: Record<string, unknown>, ctx: Ctx): void {
 
 function normalizeHost(entry: unknown, isMirror: boolean): NormalizedHost | undefined {
   if (typeof entry === "string") return { url: entry, capabilities: isMirror ? ["pull", "resolve"] : undefined, ca: [], client: [], headers: {} };
-  if (!isTable(entry) || typeof entry.url !== "string") return undefined;
+  if (!isRecord(entry) || typeof entry.url !== "string") return undefined;
   const h = entry as unknown as RegistryHost;
   const list = <T>(v: T | readonly T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? [...(v as T[])] : [v as T]);
   return {
@@ -344,7 +345,7 @@ function normalizeHost(entry: unknown, isMirror: boolean): NormalizedHost | unde
     skipVerify: h.skipVerify,
     ca: list(h.ca),
     client: list(h.client).map((c) => (typeof c === "string" ? { cert: c } : { cert: c.cert, key: c.key })),
-    headers: isTable(h.headers) ? { ...(h.headers as Record<string, string | string[]>) } : {},
+    headers: isRecord(h.headers) ? { ...(h.headers as Record<string, string | string[]>) } : {},
     overridePath: h.overridePath,
     dialTimeout: h.dialTimeout,
     auth: h.auth,
@@ -399,7 +400,7 @@ function checkHost(host: NormalizedHost, path: (string | number)[], ctx: Ctx): v
     needs(ctx, formatPath([...path, "dialTimeout"]), "dial_timeout", "2.0.7+ or 2.1+");
   }
   const auth = host.auth;
-  if (isTable(auth)) {
+  if (isRecord(auth)) {
     const hasUser = auth.username !== undefined || auth.password !== undefined;
     const complete = auth.token !== undefined ? !hasUser : auth.username !== undefined && auth.password !== undefined;
     if (!complete) {
@@ -413,9 +414,9 @@ function checkHost(host: NormalizedHost, path: (string | number)[], ctx: Ctx): v
 
 function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegistry[] {
   const out: NormalizedRegistry[] = [];
-  if (!isTable(raw.registries)) return out;
+  if (!isRecord(raw.registries)) return out;
   for (const [ns, reg] of Object.entries(raw.registries)) {
-    if (!isTable(reg)) continue;
+    if (!isRecord(reg)) continue;
     if (ns === "*" && ctx.version && !supportsDefaultHostsDir(ctx.version)) {
       needs(ctx, formatPath(["registries", ns]), 'the "*" registry (hosts directory _default)', "1.6.17+ or 1.7+");
     }
@@ -440,8 +441,8 @@ function checkRegistries(raw: Record<string, unknown>, ctx: Ctx): NormalizedRegi
     // k3s's registries.yaml rewrites repository paths; containerd's hosts.toml has no such key.
     const rewrites = [
       ...(reg.rewrite !== undefined ? [["registries", ns, "rewrite"]] : []),
-      ...(Array.isArray(reg.mirrors) ? reg.mirrors : []).flatMap((m, i) => (isTable(m) && m.rewrite !== undefined ? [["registries", ns, "mirrors", i, "rewrite"]] : [])),
-      ...(isTable(reg.server) && reg.server.rewrite !== undefined ? [["registries", ns, "server", "rewrite"]] : []),
+      ...(Array.isArray(reg.mirrors) ? reg.mirrors : []).flatMap((m, i) => (isRecord(m) && m.rewrite !== undefined ? [["registries", ns, "mirrors", i, "rewrite"]] : [])),
+      ...(isRecord(reg.server) && reg.server.rewrite !== undefined ? [["registries", ns, "server", "rewrite"]] : []),
     ];
     for (const at of rewrites) {
       ctx.problems.push({
@@ -483,7 +484,7 @@ function checkTomlValue(v: unknown, path: (string | number)[], ctx: Ctx): void {
 
 function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
   const empty = { settings: {}, legacy: [] as ReturnType<typeof extractLegacyMirrors>["mirrors"] };
-  if (!isTable(raw.settings)) return empty;
+  if (!isRecord(raw.settings)) return empty;
   const { settings, mirrors } = extractLegacyMirrors(raw.settings);
   checkTomlValue(settings, ["settings"], ctx);
   if ("imports" in settings) {
@@ -495,25 +496,25 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
   if ("version" in settings) {
     ctx.problems.push({ path: "settings.version", message: `${showValue(settings.version)} cannot be set; the config version follows containerdVersion (2 for 1.x, 3 for 2.0-2.2, 4 for 2.3+)` });
   }
-  const plugins = isTable(settings.plugins) ? settings.plugins : {};
+  const plugins = isRecord(settings.plugins) ? settings.plugins : {};
   for (const id of [CRI_V1X, CRI_IMAGES]) {
-    const registry = isTable(plugins[id]) ? (plugins[id] as Record<string, unknown>).registry : undefined;
-    if (!isTable(registry)) continue;
+    const registry = isRecord(plugins[id]) ? (plugins[id] as Record<string, unknown>).registry : undefined;
+    if (!isRecord(registry)) continue;
     if ("config_path" in registry) {
       ctx.problems.push({
         path: `settings.plugins["${id}"].registry.config_path`,
         message: `${showValue(registry.config_path)} cannot be set here; use registryConfigPath (one directory: the hosts.toml files are written there)`,
       });
     }
-    if (isTable(registry.configs)) {
+    if (isRecord(registry.configs)) {
       for (const [host, c] of Object.entries(registry.configs)) {
-        if (isTable(c) && "auth" in c) {
+        if (isRecord(c) && "auth" in c) {
           ctx.problems.push({
             path: `settings.plugins["${id}"].registry.configs[${JSON.stringify(host)}].auth`,
             message: `[secret] is refused: config.toml is world-readable and not secret; use auth on registries[...] (its hosts.toml is 0600 and a Pulumi secret)`,
           });
         }
-        if (isTable(c) && "tls" in c) {
+        if (isRecord(c) && "tls" in c) {
           ctx.problems.push({
             path: `settings.plugins["${id}"].registry.configs[${JSON.stringify(host)}].tls`,
             message: `is refused: configs.tls breaks the CRI plugin when config_path is set (and is gone in containerd 2.x); use ca, client and skipVerify on registries[...] instead`,
@@ -547,7 +548,7 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
       for (const [key, home] of Object.entries(V4_MOVED)) {
         const [top, sub] = key.split(".");
         const t = settings[top];
-        if (sub === undefined ? top in settings : isTable(t) && sub in t) {
+        if (sub === undefined ? top in settings : isRecord(t) && sub in t) {
           ctx.problems.push({
             path: `settings.${key}`,
             message: `is a server setting of config version 3 and earlier; containerd ${ctx.versionText} gets config version 4, where it lives at ${home}`,
@@ -568,7 +569,7 @@ function checkSettings(raw: Record<string, unknown>, ctx: Ctx) {
           message: `is a containerd 2.x plugin; containerd ${ctx.versionText} (config version 2) would ignore it silently. Use plugins."${CRI_V1X}"`,
         });
       }
-      if (v3 && id === CRI_V1X && isTable(table)) {
+      if (v3 && id === CRI_V1X && isRecord(table)) {
         for (const key of Object.keys(table)) {
           if (!V3_GRPC_CRI_KEYS.has(key)) {
             ctx.problems.push({
