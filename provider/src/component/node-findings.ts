@@ -241,6 +241,11 @@ export interface DesiredFile {
 }
 
 /** Reads the read: see the module comment. */
+/**
+ * What a read of the node means for this plan, concern by concern: the running version, drift of
+ * each managed file, config.toml's imports, the mirrors as the node reaches them, and the registry
+ * directories the spec does not manage. A node the read did not reach is judged by unreadNode only.
+ */
 export function findings(read: NodeRead, files: readonly DesiredFile[], probes: readonly ProbeTarget[], o: ReadOptions): Findings {
   const f: Findings = {
     reached: read.reached,
@@ -256,15 +261,29 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
     setAside: [],
     mirrors: [],
   };
-  const say = `${o.label}:`;
   if (!read.reached) {
-    const why = `${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off`;
-    if (o.unreadNode === "fail") f.errors.push(`${why}; refused (unreadNode: "fail")`);
-    else f.warnings.push(`${why}, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node`);
+    unreadFindings(read, o, f);
     return f;
   }
+  versionFindings(read, o, f);
+  driftFindings(read, files, o, f);
+  importFindings(read, o, f);
+  mirrorFindings(read, files, probes, o, f);
+  unmanagedFindings(read, o, f);
+  return f;
+}
 
-  // The running version, with the node guard's own words (node-script.ts check_version).
+/** A node the read did not reach: a warning that says what it loses, or (unreadNode "fail") an error. */
+function unreadFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
+  const why = `${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off`;
+  if (o.unreadNode === "fail") f.errors.push(`${why}; refused (unreadNode: "fail")`);
+  else f.warnings.push(`${why}, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node`);
+}
+
+/** The running version, with the node guard's own words (node-script.ts check_version). */
+function versionFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
   if (read.version) {
     const v = read.version;
     const wantMajor = o.configVersion >= 3 ? 2 : 1;
@@ -274,9 +293,12 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       f.errors.push(`${say} refusing a version ${o.configVersion} config.toml: the node runs containerd ${v}, older than containerdVersion ${o.minimumVersion} in the spec; set containerdVersion to ${v}`);
     }
   }
+}
 
-  // Drift: the node's file against what the component's last apply left there (its record). A
-  // file without a record was never applied by this script revision: nothing to compare with.
+/** Drift: each managed file against what the component's last apply left there (its record), and its drift token. */
+function driftFindings(read: NodeRead, files: readonly DesiredFile[], o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
+  // A file without a record was never applied by this script revision: nothing to compare with.
   for (const d of files) {
     const now = read.files.get(d.path);
     const rec = now?.record;
@@ -306,8 +328,11 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
     }
     f.fileWarnings.set(d.path, [...(f.fileWarnings.get(d.path) ?? []), msg]);
   }
+}
 
-  // Imports of the node's config.toml now, against the new one.
+/** Imports of the node's config.toml now, against the new one's: none may vanish unless dropImports says so. */
+function importFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
   const kept = new Set(o.imports);
   for (const imp of read.imports) {
     const defs = imp.files.map((x) => ({ path: x.path, ...definitions(x.content) }));
@@ -334,8 +359,11 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       }
     }
   }
+}
 
-  // Mirrors, as the node reaches them.
+/** The mirrors as the node reaches them: dead hosts, and registries none of whose hosts answers. */
+function mirrorFindings(read: NodeRead, files: readonly DesiredFile[], probes: readonly ProbeTarget[], o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
   const unmanagedProbes: ProbeTarget[] = read.unmanagedProbes.map((u) => ({ id: u.id, registry: u.directory, host: u.url, role: u.role, managed: false, args: [] }));
   for (const p of [...probes, ...unmanagedProbes]) {
     const r = read.probes.get(p.id);
@@ -392,8 +420,11 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       f.errors.push(`${say} no host of ${reg} answers as a registry from this node (${hosts.map((m) => `${m.host}: ${m.class}`).join(", ")}); pulls from ${pulls} would fail. Set mirrorProbe.allowDeadRegistries to go on anyway`);
     }
   }
+}
 
-  // Registry directories the spec does not manage.
+/** Registry directories the spec does not manage, and (unmanagedRegistries "remove") the set-aside list. */
+function unmanagedFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
   const managedDirs = new Set(o.managedDirs);
   const starManaged = managedDirs.has("_default");
   for (const [dir, d] of read.registryDirs) {
@@ -429,5 +460,4 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
       return generation === 0 ? n : `${n}@${generation}`;
     });
   }
-  return f;
 }
