@@ -46,11 +46,43 @@ export interface Fleet {
     url: string;
     mirrors: string[];
     images: string[];
+    /**
+     * Image references a pod uses: the pause image and a long-running container (both the fleet's sleeper,
+     * built from source), served by the mirror to a node whose registry.k8s.io and docker.io hosts.toml name it.
+     */
+    podImages: { sandbox: string; container: string };
     logs: string[];
     /** The same images behind htpasswd (Basic auth): pulls need these credentials. */
     authMirror: { url: string; username: string; password: string };
   };
   nodes: FleetNode[];
+}
+
+type Table = { [key: string]: unknown };
+const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
+function mergeTables(a: Table, b: Table): Table {
+  const out: Table = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isTable(out[k]) && isTable(v) ? mergeTables(out[k] as Table, v) : v;
+  return out;
+}
+
+/**
+ * The `settings` a spec needs for pods to start on this fleet node, merged with `more` (the spec's own
+ * settings, if any): CRI's `restrict_oom_score_adj = true`, at the node's generation's path
+ * (`plugins."io.containerd.grpc.v1.cri"` on 1.x, `plugins."io.containerd.cri.v1.runtime"` on 2.x).
+ *
+ * Why: this machine's kernel refuses a negative oom_score_adj, and CRI gives every pod sandbox -998, so
+ * without it RunPodSandbox fails (runc: "can't get final child's PID from pipe: EOF"); with it, containerd
+ * caps the value at its own. The fleet's starting config.toml sets it, but a spec's config.toml replaces that
+ * file: a spec without it leaves a node where no new pod can start.
+ *
+ * Specs for pods must also leave `systemdCgroup` off: the nodes have no systemd, so runc's systemd cgroup
+ * driver cannot work ("systemd not running on this host, cannot use systemd cgroups manager"; without a
+ * kubelet-style `*.slice` cgroup parent, "expected cgroupsPath to be of format \"slice:prefix:name\"").
+ */
+export function podSettings(node: FleetNode, more: Table = {}): Table {
+  const plugin = node.generation.startsWith("1.") ? "io.containerd.grpc.v1.cri" : "io.containerd.cri.v1.runtime";
+  return mergeTables(more, { plugins: { [plugin]: { restrict_oom_score_adj: true } } });
 }
 
 /** A registry log's request lines from one node, written after `offset` (the log's size before). */
@@ -128,7 +160,21 @@ export async function resetNodes(nodes: FleetNode[]): Promise<void> {
   await fleetSh(["reset", ...nodes.map((n) => n.name)]);
 }
 
-export async function fault(node: FleetNode, what: "sshd-stop" | "sshd-start" | "containerd-fail-start" | "containerd-fix" | "cut" | "reconnect" | "kill-sessions"): Promise<void> {
+export type FaultSwitch =
+  | "sshd-stop"
+  | "sshd-start"
+  | "containerd-fail-start"
+  | "containerd-fix"
+  | "cut"
+  | "reconnect"
+  | "kill-sessions"
+  | "killmode-process"
+  | "killmode-control-group"
+  | "killmode-mixed"
+  | "restart-kills-shims"
+  | "restart-keeps-shims";
+
+export async function fault(node: FleetNode, what: FaultSwitch): Promise<void> {
   await fleetSh(["fault", node.name, what], 60_000);
 }
 
