@@ -4,8 +4,10 @@
  * nothing here declares a resource.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { Problem, showValue } from "../errors";
+import { z } from "zod";
+import { Problem, formatPath, showValue } from "../errors";
 import { imageReferenceProblem } from "../spec/image-reference";
+import type { FieldsApart } from "../spec/schema";
 import type { NodeSpecOf, RenderedFile } from "../spec/types";
 import type { ConnectionArgs } from "./connection";
 import type { UnmanagedRegistry } from "./node-findings";
@@ -192,89 +194,85 @@ export interface Deprecation {
   message: string;
 }
 
-export const OPERATION_KEYS = [
-  "restartCommand", "healthTimeoutSeconds", "healthChecks", "onDelete", "sudo", "containerdPath", "ctrPath", "hostKeyPolicy",
-  "knownHostsFile", "forget", "probeImages", "readNode", "readTimeoutSeconds", "unreadNode", "unmanagedRegistries", "mirrorProbe", "dropImports",
-] as const;
+
+/** Each check's phrase follows the received value: `"yes" is not true or false`. */
+const says = (message: string) => ({ error: message });
+const bool = z.boolean(says("is not true or false"));
+const seconds = (max: number) => {
+  const m = says(`is not a whole number of seconds from 1 to ${max}`);
+  return z.number(m).int(m).min(1, m).max(max, m);
+};
+const oneOf = <T extends string>(...values: [T, ...T[]]) => z.enum(values, says(`is not one of ${values.map((v) => JSON.stringify(v)).join(", ")}`));
+const SHELL = "is not a non-empty shell command";
+const shellCommand = z.string(says(SHELL)).refine((v) => v.trim() !== "" && !v.includes("\u0000"), SHELL);
+const NAME = "is not a command name or path of letters, digits and . _ / + -";
+const commandName = z.string(says(NAME)).regex(/^[A-Za-z0-9._\/+-]+$/, NAME);
+// ctr must parse it (the reference grammar and its bounds), and it goes on a command line.
+const probeImage = z.string(says('is not an image reference such as "docker.io/library/busybox:1.36"')).superRefine((image, ctx) => {
+  const why = imageReferenceProblem(image);
+  if (why !== undefined || !/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/.test(image)) {
+    ctx.addIssue({ code: "custom", message: `is not an image reference such as "docker.io/library/busybox:1.36"${why ? `: ${why}` : ""}` });
+  }
+});
+const PROBE_FIELDS = ["enabled", "policy", "timeoutSeconds", "allowDeadRegistries"];
+
+/**
+ * The operation args, field by field (the spec's own fields are spec/schema.ts's). Not strict: the
+ * args also hold the spec, the connection and the fleet's fields.
+ */
+export const operationSchema = z.object({
+  restartCommand: shellCommand.optional(),
+  healthTimeoutSeconds: seconds(3600).optional(),
+  healthChecks: z.array(shellCommand, says("is not a list of shell commands")).optional(),
+  onDelete: oneOf("restore", "keep").optional(),
+  sudo: bool.optional(),
+  containerdPath: commandName.optional(),
+  ctrPath: commandName.optional(),
+  hostKeyPolicy: oneOf("known-hosts", "accept-any").optional(),
+  knownHostsFile: z.string(says("is not a file path")).min(1, "is not a file path").optional(),
+  forget: bool.optional(),
+  probeImages: z.record(z.string(), probeImage, says("is not a table of registry => image")).optional(),
+  readNode: bool.optional(),
+  readTimeoutSeconds: seconds(600).optional(),
+  unreadNode: oneOf("warn", "fail").optional(),
+  unmanagedRegistries: oneOf("warn", "remove").optional(),
+  mirrorProbe: z
+    .strictObject(
+      { enabled: bool.optional(), policy: oneOf("warn", "fail").optional(), timeoutSeconds: seconds(60).optional(), allowDeadRegistries: bool.optional() },
+      { error: (iss) => (iss.code === "unrecognized_keys" ? `is not a field; allowed: ${PROBE_FIELDS.join(", ")}` : `is not a table of ${PROBE_FIELDS.join(", ")}`) },
+    )
+    .optional(),
+  // The whole list is named: an empty pattern is a mistake in the list, not in one entry.
+  dropImports: z.custom<readonly string[]>((v) => Array.isArray(v) && v.every((x) => typeof x === "string" && x !== ""), "is not a list of import patterns").optional(),
+});
+
+// The interface above documents the fields; the schema checks them: the same fields, and a checked
+// value is a NodeOperationArgs.
+type OperationFields = z.infer<typeof operationSchema>;
+export const OPERATION_SCHEMA_MATCHES: [FieldsApart<OperationFields, NodeOperationArgs>] extends [never] ? true : { fieldsApart: FieldsApart<OperationFields, NodeOperationArgs> } = true;
+export const asOperationArgs = (v: OperationFields): NodeOperationArgs => v;
+
+export const OPERATION_KEYS = Object.keys(operationSchema.shape) as (keyof NodeOperationArgs)[];
 const COMPONENT_KEYS = new Set<string>(["connection", "restartAfter", "filesAfter", ...OPERATION_KEYS]);
 
 /** Checks the component's own options; returns problems in the renderer's format. */
 export function operationProblems(args: NodeOperationArgs, prefix = ""): Problem[] {
-  const problems: Problem[] = [];
-  const p = (k: string) => `${prefix}${k}`;
-  const commandText = (k: string, v: unknown) => {
-    if (typeof v !== "string" || v.trim() === "" || v.includes("\u0000")) {
-      problems.push({ path: p(k), message: `${showValue(v)} is not a non-empty shell command` });
-    }
-  };
-  if (args.restartCommand !== undefined) commandText("restartCommand", args.restartCommand);
-  if (args.healthChecks !== undefined) {
-    if (!Array.isArray(args.healthChecks)) problems.push({ path: p("healthChecks"), message: `${showValue(args.healthChecks)} is not a list of shell commands` });
-    else args.healthChecks.forEach((c, i) => commandText(`healthChecks[${i}]`, c));
+  const parsed = operationSchema.safeParse(args);
+  if (parsed.success) return [];
+  // A table's unknown fields first, then its fields' own problems (zod reports them the other way).
+  const issues = [...parsed.error.issues];
+  for (const u of issues.filter((i) => i.code === "unrecognized_keys")) {
+    const first = issues.findIndex((i) => u.path.every((k, n) => i.path[n] === k));
+    issues.splice(issues.indexOf(u), 1);
+    issues.splice(first, 0, u);
   }
-  const t = args.healthTimeoutSeconds;
-  if (t !== undefined && (typeof t !== "number" || !Number.isInteger(t) || t < 1 || t > 3600)) {
-    problems.push({ path: p("healthTimeoutSeconds"), message: `${showValue(t)} is not a whole number of seconds from 1 to 3600` });
-  }
-  if (args.onDelete !== undefined && args.onDelete !== "restore" && args.onDelete !== "keep") {
-    problems.push({ path: p("onDelete"), message: `${showValue(args.onDelete)} is not one of "restore", "keep"` });
-  }
-  if (args.sudo !== undefined && typeof args.sudo !== "boolean") problems.push({ path: p("sudo"), message: `${showValue(args.sudo)} is not true or false` });
-  if (args.forget !== undefined && typeof args.forget !== "boolean") problems.push({ path: p("forget"), message: `${showValue(args.forget)} is not true or false` });
-  if (args.hostKeyPolicy !== undefined && args.hostKeyPolicy !== "known-hosts" && args.hostKeyPolicy !== "accept-any") {
-    problems.push({ path: p("hostKeyPolicy"), message: `${showValue(args.hostKeyPolicy)} is not one of "known-hosts", "accept-any"` });
-  }
-  if (args.knownHostsFile !== undefined && (typeof args.knownHostsFile !== "string" || args.knownHostsFile === "")) {
-    problems.push({ path: p("knownHostsFile"), message: `${showValue(args.knownHostsFile)} is not a file path` });
-  }
-  if (args.probeImages !== undefined) {
-    if (typeof args.probeImages !== "object" || args.probeImages === null || Array.isArray(args.probeImages)) {
-      problems.push({ path: p("probeImages"), message: `${showValue(args.probeImages)} is not a table of registry => image` });
-    } else {
-      for (const [reg, image] of Object.entries(args.probeImages)) {
-        // ctr must parse it (the reference grammar and its bounds), and it goes on a command line.
-        const why = typeof image === "string" ? imageReferenceProblem(image) : undefined;
-        if (typeof image !== "string" || why !== undefined || !/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/.test(image)) {
-          problems.push({ path: p(`probeImages[${JSON.stringify(reg)}]`), message: `${showValue(image)} is not an image reference such as "docker.io/library/busybox:1.36"${why ? `: ${why}` : ""}` });
-        }
-      }
-    }
-  }
-  if (args.readNode !== undefined && typeof args.readNode !== "boolean") problems.push({ path: p("readNode"), message: `${showValue(args.readNode)} is not true or false` });
-  const seconds = (k: string, v: unknown, max: number) => {
-    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max)) problems.push({ path: p(k), message: `${showValue(v)} is not a whole number of seconds from 1 to ${max}` });
-  };
-  seconds("readTimeoutSeconds", args.readTimeoutSeconds, 600);
-  if (args.unreadNode !== undefined && args.unreadNode !== "warn" && args.unreadNode !== "fail") {
-    problems.push({ path: p("unreadNode"), message: `${showValue(args.unreadNode)} is not one of "warn", "fail"` });
-  }
-  if (args.unmanagedRegistries !== undefined && args.unmanagedRegistries !== "warn" && args.unmanagedRegistries !== "remove") {
-    problems.push({ path: p("unmanagedRegistries"), message: `${showValue(args.unmanagedRegistries)} is not one of "warn", "remove"` });
-  }
-  const mp = args.mirrorProbe as Record<string, unknown> | undefined;
-  if (mp !== undefined) {
-    if (typeof mp !== "object" || mp === null || Array.isArray(mp)) problems.push({ path: p("mirrorProbe"), message: `${showValue(mp)} is not a table of enabled, policy, timeoutSeconds, allowDeadRegistries` });
-    else {
-      for (const k of Object.keys(mp)) {
-        if (!["enabled", "policy", "timeoutSeconds", "allowDeadRegistries"].includes(k)) problems.push({ path: p(`mirrorProbe.${k}`), message: "is not a field; allowed: enabled, policy, timeoutSeconds, allowDeadRegistries" });
-      }
-      for (const k of ["enabled", "allowDeadRegistries"]) {
-        if (mp[k] !== undefined && typeof mp[k] !== "boolean") problems.push({ path: p(`mirrorProbe.${k}`), message: `${showValue(mp[k])} is not true or false` });
-      }
-      if (mp.policy !== undefined && mp.policy !== "warn" && mp.policy !== "fail") problems.push({ path: p("mirrorProbe.policy"), message: `${showValue(mp.policy)} is not one of "warn", "fail"` });
-      seconds("mirrorProbe.timeoutSeconds", mp.timeoutSeconds, 60);
-    }
-  }
-  if (args.dropImports !== undefined && (!Array.isArray(args.dropImports) || args.dropImports.some((x) => typeof x !== "string" || x === ""))) {
-    problems.push({ path: p("dropImports"), message: `${showValue(args.dropImports)} is not a list of import patterns` });
-  }
-  for (const k of ["containerdPath", "ctrPath"] as const) {
-    const v = args[k];
-    if (v !== undefined && (typeof v !== "string" || !/^[A-Za-z0-9._\/+-]+$/.test(v))) {
-      problems.push({ path: p(k), message: `${showValue(v)} is not a command name or path of letters, digits and . _ / + -` });
-    }
-  }
-  return problems;
+  return issues.flatMap((issue): Problem[] => {
+    const at = (path: readonly PropertyKey[]) => `${prefix}${formatPath(path as (string | number)[])}`;
+    if (issue.code === "unrecognized_keys") return issue.keys.map((k) => ({ path: at([...issue.path, k]), message: issue.message }));
+    let value: unknown = args;
+    for (const k of issue.path) value = value === null || typeof value !== "object" ? undefined : (value as Record<PropertyKey, unknown>)[k];
+    return [{ path: at(issue.path), message: `${showValue(value)} ${issue.message}` }];
+  });
 }
 
 /** The renderer's spec: the args without the component's own fields. */

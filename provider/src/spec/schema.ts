@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { imageReferenceProblem } from "./image-reference";
+import type { NodeSpec, RegistryAuthOf, RegistryHost, RegistrySpec, RuntimeSpec } from "./types";
 
 /** Every field message is a phrase that follows the received value: `"ftp://x" is not an http(s) URL`. */
 const strictObject = <T extends z.ZodRawShape>(shape: T) =>
@@ -180,3 +181,24 @@ export const nodeSpecSchema = strictObject({
   registries: z.record(registryNamespace, registry).optional(),
   settings: z.record(z.string(), z.unknown()).optional(),
 });
+
+/**
+ * The fields that one of two shapes has and the other lacks, `Extra` allowed on the first: never
+ * when they agree. The schema here and the documented types in types.ts describe the same spec; a
+ * field added to one and not the other is a compile error naming it (below), and a parsed spec is a
+ * NodeSpec without a cast (validate.ts).
+ */
+export type FieldsApart<Schema, Type, Extra extends PropertyKey = never> = Exclude<keyof Schema, keyof Type | Extra> | Exclude<keyof Type, keyof Schema>;
+type Agree<Schema, Type, Extra extends PropertyKey = never> = [FieldsApart<Schema, Type, Extra>] extends [never] ? true : { fieldsApart: FieldsApart<Schema, Type, Extra> };
+type Parsed = z.infer<typeof nodeSpecSchema>;
+type ParsedRegistry = NonNullable<Parsed["registries"]>[string];
+type ParsedHost = Exclude<NonNullable<ParsedRegistry["server"]>, string>;
+// `rewrite` (k3s's key) is in the schema only to be refused with a pointer to overridePath.
+export const SCHEMA_MATCHES_TYPES: [
+  Agree<Parsed, NodeSpec>,
+  Agree<ParsedRegistry, RegistrySpec, "rewrite">,
+  Agree<ParsedHost, RegistryHost, "rewrite">,
+  Agree<NonNullable<ParsedHost["auth"]>, RegistryAuthOf<string>>,
+  Agree<NonNullable<Parsed["runtimes"]>[string], RuntimeSpec>,
+  Agree<NonNullable<Parsed["cni"]>, NonNullable<NodeSpec["cni"]>>,
+] = [true, true, true, true, true, true];

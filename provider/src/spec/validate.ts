@@ -179,7 +179,7 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     if (problems.length === 0) problems.push({ path: "", message: "is not a valid node spec" });
     throw new SpecError(subject, dedupe(problems));
   }
-  const spec = parsed.data as NodeSpec;
+  const spec: NodeSpec = parsed.data;
   return {
     spec,
     version: ok,
