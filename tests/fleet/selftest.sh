@@ -1,8 +1,9 @@
 #!/bin/bash
 # Proves the test fleet does what tests rely on, end to end, from a fresh state:
 # up/status/down, SSH with pinned host keys, one containerd generation per node, the systemctl
-# stand-in and its restart log, pulls through the mirror (and no way around it), the fault
-# switches, reset, and that down leaves nothing behind. Exits non-zero on the first failure.
+# stand-in and its restart log, pulls through the mirror (and no way around it), pods through
+# crictl and what a restart does to them under each KillMode, the fault switches, reset, and that
+# down leaves nothing behind (processes, namespaces, links, cgroups). Exits non-zero on the first failure.
 #
 #   tests/fleet/selftest.sh [--big N]    (default: also brings up 20 nodes and times it; --big 0 skips)
 #
@@ -164,6 +165,9 @@ load_nodes "$work/up.json"
   fail "privateKey in JSON"
 ok "JSON has registry, mirrors and keys"
 
+# node-1's config.toml as up wrote it, for reset to be checked against.
+init_conf_1=$(sha256sum <"${CONF[node-1]}")
+
 begin "generations: node-1=1.6, node-2=1.7, node-3=2.1"
 want_versions=(1.6.20 1.7.24 2.1.9)
 for i in 0 1 2; do
@@ -199,8 +203,9 @@ for n in "${NODES[@]}"; do
         "'$fleet' exec '$n' -- ctr -a /run/containerd/containerd.sock plugins ls | grep -Eq 'io.containerd.cri.v1 +$p +.* ok'"
     done
   fi
-  check "$n: config.toml is that generation's config default" \
-    /bin/sh -c "'$fleet' exec '$n' -- containerd config default 2>/dev/null | cmp - '${CONF[$n]}'"
+  check "$n: config.toml is that generation's config default, with restrict_oom_score_adj = true" \
+    /bin/sh -c "'$fleet' exec '$n' -- containerd config default 2>/dev/null |
+      sed -e 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' | cmp - '${CONF[$n]}'"
   check "$n: socket answers from the machine" \
     ctr -a "${SOCK[$n]}" version
   check "$n: node tools present" node_ssh "$n" 'command -v flock mktemp cmp sync sha256sum'
@@ -274,9 +279,66 @@ check "sshd still listens" node_ssh node-3 true
   fail "containerd should survive kill-sessions"
 ok "containerd survived kill-sessions"
 
+begin "pods through crictl, and KillMode"
+# On the node: the mirror for docker.io and registry.k8s.io, config_path on, then a pod of the sleeper
+# on the node's network, with the generation's default sandbox image; prints "<container id> <pid>".
+# shellcheck disable=SC2089,SC2090 # a script for the node, expanded there
+pod_script='set -eu
+for r in docker.io registry.k8s.io; do
+  mkdir -p "/etc/containerd/certs.d/$r"
+  printf "[host.\"%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n" "$1" >"/etc/containerd/certs.d/$r/hosts.toml"
+done
+sed -i -e "s#config_path = \"\"#config_path = \"/etc/containerd/certs.d\"#" \
+  -e "s#config_path = '"''"'#config_path = '"'/etc/containerd/certs.d'"'#" /etc/containerd/config.toml
+systemctl restart containerd
+echo "{\"metadata\": {\"name\": \"selftest\", \"namespace\": \"default\", \"uid\": \"selftest-$2\"},
+  \"linux\": {\"security_context\": {\"namespace_options\": {\"network\": 2}}}}" >/tmp/pod.json
+echo "{\"metadata\": {\"name\": \"sleeper\"}, \"image\": {\"image\": \"docker.io/library/sleeper:1.0\"}}" >/tmp/ctr.json
+crictl pull docker.io/library/sleeper:1.0 >/dev/null
+p=$(crictl runp /tmp/pod.json)
+c=$(crictl create "$p" /tmp/ctr.json /tmp/pod.json)
+crictl start "$c" >/dev/null
+echo "$c $(crictl inspect -o go-template --template "{{.info.pid}}" "$c")"'
+container_state() { # node id: "<state> <pid>" as CRI reports it
+  node_ssh "$1" "crictl inspect -o go-template --template '{{.status.state}} {{.info.pid}}' '$2'" 2>/dev/null
+}
+for n in "${NODES[@]}"; do
+  check "$n: crictl on PATH, /etc/crictl.yaml" node_ssh "$n" 'command -v crictl && test -s /etc/crictl.yaml'
+  node_ssh "$n" "sh -s -- 'http://$reg:5000' '$n'" <<<"$pod_script" >"$work/pod" 2>"$work/pod.err" ||
+    { cat "$work/pod.err" >&2; fail "$n: a pod through crictl"; }
+  read -r cid cpid <"$work/pod"
+  [ "$(container_state "$n" "$cid")" = "CONTAINER_RUNNING $cpid" ] || fail "$n: the container does not run"
+  ok "$n: a pod with its sleeper runs (pid $cpid), from the mirror's images"
+  check "$n: crictl ps lists it" /bin/sh -c "'$fleet' exec '$n' -- crictl ps -q | grep -qx '$cid'"
+  [ "$(node_ssh "$n" 'systemctl show --property=KillMode containerd')" = KillMode=process ] || fail "$n: KillMode is not process"
+  check "$n: restart with KillMode=process" node_ssh "$n" 'systemctl restart containerd'
+  [ "$(container_state "$n" "$cid")" = "CONTAINER_RUNNING $cpid" ] || fail "$n: the container did not survive KillMode=process"
+  ok "$n: KillMode=process: the container runs on with pid $cpid"
+  check "fault killmode-control-group" "$fleet" fault "$n" killmode-control-group
+  [ "$(node_ssh "$n" 'systemctl show --property=KillMode --value containerd')" = control-group ] || fail "$n: KillMode is not control-group"
+  check "$n: restart with KillMode=control-group" node_ssh "$n" 'systemctl restart containerd'
+  i=0
+  while [ "$(container_state "$n" "$cid")" = "CONTAINER_RUNNING $cpid" ]; do
+    [ "$i" -lt 50 ] || fail "$n: the container survived KillMode=control-group"
+    sleep 0.2
+    i=$((i + 1))
+  done
+  check_fails "$n: no shim or sleeper left" "$fleet" exec "$n" -- pgrep -x 'containerd-shim|sleeper'
+done
+check "fault killmode-mixed" "$fleet" fault node-1 killmode-mixed
+check "KillMode=mixed" /bin/sh -c "[ \"\$('$fleet' exec node-1 -- systemctl show -p KillMode --value containerd)\" = mixed ]"
+node_ssh node-1 'mkdir -p /etc/systemd/system/containerd.service.d &&
+  printf "[Service]\nKillMode=process\n" >/etc/systemd/system/containerd.service.d/killmode.conf'
+[ "$(node_ssh node-1 'systemctl show -p KillMode --value containerd')" = mixed ] || fail "a drop-in acted before daemon-reload"
+node_ssh node-1 'systemctl daemon-reload'
+[ "$(node_ssh node-1 'systemctl show -p KillMode --value containerd')" = process ] || fail "the drop-in did not act after daemon-reload"
+ok "a drop-in with KillMode=process wins after daemon-reload"
+# A running pod on node-2 for reset to end.
+node_ssh node-2 "sh -s -- 'http://$reg:5000' node-2b" <<<"$pod_script" >/dev/null 2>&1 || fail "node-2: a second pod"
+
 begin "reset"
 n=node-1
-init_conf=$(sha256sum <"${CONF[$n]}")
+init_conf=$init_conf_1
 node_ssh "$n" "mkdir -p /etc/containerd/certs.d/docker.io &&
   printf '[host.\"http://$reg:5000\"]\n' >/etc/containerd/certs.d/docker.io/hosts.toml &&
   echo '# changed' >>/etc/containerd/config.toml && touch /etc/containerd/extra.toml && systemctl restart containerd"
@@ -296,7 +358,11 @@ check "reset --all" "$fleet" reset --all
 for n in "${NODES[@]}"; do
   [ "$(lines "${RLOG[$n]}")" -eq 0 ] || fail "$n: restart log not emptied"
   check "$n: active after reset --all" node_ssh "$n" 'systemctl is-active containerd'
+  check_fails "$n: no shim or sleeper after reset" "$fleet" exec "$n" -- pgrep -x 'containerd-shim|sleeper'
+  check "$n: no pod cgroups after reset" /bin/sh -c "[ -z \"\$('$fleet' exec '$n' -- find /sys/fs/cgroup/pids -mindepth 1 -type d)\" ]"
+  [ "$(node_ssh "$n" 'systemctl show -p KillMode --value containerd')" = process ] || fail "$n: KillMode not back to process"
 done
+check "reset removed the drop-in" node_ssh node-1 'test ! -e /etc/systemd/system/containerd.service.d'
 
 begin "up twice, status"
 pids_before=$(cat "$state"/nodes/*/init.pid)
@@ -308,6 +374,10 @@ check "up -n 2 on a 3-node fleet prints the 3 nodes" /bin/sh -c \
 check "status prints the same JSON" /bin/sh -c "'$fleet' status | cmp - '$work/up.json'"
 
 begin "down"
+# A pod left running on node-3: down ends it, and the node's cgroups (listed per node) go too.
+node_ssh node-3 "sh -s -- 'http://$reg:5000' node-3b" <<<"$pod_script" >/dev/null 2>&1 || fail "node-3: a pod before down"
+cat "$state"/nodes/*/fleet/cgroups >"$work/cgroups"
+[ -s "$work/cgroups" ] || fail "no node cgroups recorded"
 fleet_pids "$state" | sort -u >"$work/pids"
 [ "$(wc -l <"$work/pids")" -gt 10 ] || fail "too few recorded processes: $(wc -l <"$work/pids")"
 check "down" "$fleet" down
@@ -317,6 +387,8 @@ while read -r p; do
 done <"$work/pids"
 ok "none of the $(wc -l <"$work/pids") fleet processes is running"
 check "no namespaces of ours" /bin/sh -c "! ip netns list | grep -q '^$prefix-'"
+while read -r cg; do [ ! -e "$cg" ] || fail "cgroup $cg left behind"; done <"$work/cgroups"
+ok "none of the $(wc -l <"$work/cgroups") node cgroups is left"
 check "no links of ours" /bin/sh -c "! ip -o link show | grep -Eq ': (${prefix}br0|${prefix}v[0-9]+)[@:]'"
 check "state dir removed" test ! -e "$state"
 check "down again is harmless" "$fleet" down
