@@ -11,15 +11,11 @@ import { CliStack } from "../support/cli";
 import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { CONFIG, HUB, MIRROR, TINY, configNode, fleet } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
-const [MIRROR] = fleet.registry.mirrors;
-const TINY = "docker.io/library/tiny:1.0";
-
-const nodeConfig = (n: FleetNode) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion });
 
 /** The stack config each example's README sets, with the local fleet's values. */
 const cases: [string, Record<string, unknown>, Record<string, string>][] = [
@@ -49,18 +45,18 @@ describe.each(cases)("example %s, from its folder, on containerd 1.6.20, 1.7.24 
 
   beforeAll(async () => {
     await F.resetNodes(NODES);
-    for (const n of NODES) originals.set(n.name, await F.nodeFile(n, "/etc/containerd/config.toml"));
+    for (const n of NODES) originals.set(n.name, await F.nodeFile(n, CONFIG));
     s = new CliStack({ cwd: path.join(F.REPO, "examples", name), dir: F.E2E_DIR });
     await s.init();
     await s.set("privateKey", NODES[0].privateKey, { secret: true });
     for (const [k, v] of Object.entries(secrets)) await s.set(k, v, { secret: true });
-    await s.setAll(Object.fromEntries([...Object.entries(config), ["nodes", NODES.map(nodeConfig)]].map(([k, v]) => [`${name}:${k}`, v])));
+    await s.setAll(Object.fromEntries([...Object.entries(config), ["nodes", NODES.map((n) => configNode(n))]].map(([k, v]) => [`${name}:${k}`, v])));
   });
   afterAll(() => s?.dispose());
 
   it("previews every node's files, converges with one restart per node, and pulls go through the mirror", async () => {
     const preview = await s.ok(["preview", "--diff"]);
-    for (const n of NODES) expect(preview.stdout).toContain(`command:remote:Command::${n.name}:/etc/containerd/config.toml]`);
+    for (const n of NODES) expect(preview.stdout).toContain(`command:remote:Command::${n.name}:${CONFIG}]`);
     const before = NODES.map(F.restarts);
     const up = await s.ok(["up", "--yes", "--skip-preview"]);
     expect(up.stdout).toMatch(/\+ \d+ created/);
@@ -79,9 +75,9 @@ describe.each(cases)("example %s, from its folder, on containerd 1.6.20, 1.7.24 
   it("restores every node's original config.toml on destroy", async () => {
     await s.ok(["destroy", "--yes", "--skip-preview"]);
     for (const n of NODES) {
-      expect(await F.nodeFile(n, "/etc/containerd/config.toml")).toBe(originals.get(n.name));
+      expect(await F.nodeFile(n, CONFIG)).toBe(originals.get(n.name));
       expect((await F.criPlugins(n))["io.containerd.grpc.v1.cri"]).toBe("ok");
-      expect(await F.nodePathExists(n, "/etc/containerd/certs.d/docker.io/hosts.toml")).toBe(false);
+      expect(await F.nodePathExists(n, HUB)).toBe(false);
     }
   });
 });

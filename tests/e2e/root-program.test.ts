@@ -4,35 +4,19 @@
  * config set with `pulumi config set`, then `pulumi preview --diff`, `pulumi up`, `pulumi destroy`,
  * against three nodes of the local fleet.
  */
-import { CliStack } from "../support/cli";
 import { criPullImage, criRemoveImage } from "../support/cri";
 import * as F from "./fleet";
+import { MIRROR, fleet, rootStack } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
-const [MIRROR] = fleet.registry.mirrors;
 const MIRROR_HOST = new URL(MIRROR).host;
 const PASSWORD = "pw-root-program";
 
 /** A stack of the root program with the README's commands: nodes by path, the key as a secret. */
-async function stack(spec: Record<string, unknown>, opts: { plainKey?: boolean } = {}): Promise<CliStack> {
-  const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR });
-  await s.init();
-  if (opts.plainKey) await s.set("privateKey", NODES[0].privateKey);
-  else await s.set("privateKey", NODES[0].privateKey, { secret: true });
-  for (const [i, n] of NODES.entries()) {
-    await s.set(`nodes[${i}].name`, n.name, { path: true });
-    await s.set(`nodes[${i}].host`, n.host, { path: true });
-    await s.set(`nodes[${i}].hostKey`, n.hostKey, { path: true });
-    await s.set(`nodes[${i}].containerdVersion`, n.containerdVersion, { path: true });
-  }
-  await s.setAll({ "containerd-fleet:spec": spec, "containerd-fleet:rollout": { maxUnavailable: "67%" } });
-  await s.set(`credentials["${MIRROR_HOST}"].username`, "robot", { path: true, secret: true });
-  await s.set(`credentials["${MIRROR_HOST}"].password`, PASSWORD, { path: true, secret: true });
-  return s;
-}
+const stack = (spec: Record<string, unknown>, opts: { plainKey?: boolean } = {}) =>
+  rootStack({ nodes: NODES, spec, rollout: { maxUnavailable: "67%" }, byPath: true, plainKey: opts.plainKey, credentials: { [MIRROR_HOST]: { username: "robot", password: PASSWORD } } });
 
 describe("the root program, through the pulumi CLI from the repository's top folder", () => {
   beforeAll(() => F.resetNodes(NODES));
