@@ -20,22 +20,20 @@
  * records and the audit trail the node script keeps. `readNode: false` in the spec, so a run that
  * runs no command opens no SSH connection at all and the counts are those of the commands alone.
  */
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { CliRun, CliStack } from "../support/cli";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { AUDIT, CONFIG, DESTROY_LEAVES, HUB, MIRROR, PROJECT, REC, SCRIPT, backendOf, fleet, nodeUrn, rootCli, rootStack, sha256, summary, text } from "./fixture";
+import type { RootStackArgs } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [N1, N2, N3] = NODES;
-const [MIRROR] = fleet.registry.mirrors;
 const MIRROR_HOST = new URL(MIRROR).host;
 const PASSWORD = "pw-operating-state-7";
-const PROJECT = "containerd-fleet";
 const SPEC = {
   systemdCgroup: true,
   sandboxImage: "registry.k8s.io/pause:3.9",
@@ -43,45 +41,28 @@ const SPEC = {
   readNode: false,
   registries: { "docker.io": { mirrors: [MIRROR] } },
 };
-const CONFIG = "/etc/containerd/config.toml";
-const HOSTS = "/etc/containerd/certs.d/docker.io/hosts.toml";
-const REC = "/etc/containerd/.containerd-node";
-const AUDIT = `${REC}/audit.log`;
-const SCRIPT = `${REC}/containerd-node.sh`;
 /** What a destroy leaves by design (scenario 9): the node lock, an empty certs.d, the audit trail. */
-const TOLERATED_LEFTOVERS = [
-  "./.containerd-node.lock f",
-  "./certs.d d",
-  "./.containerd-node d",
-  "./.containerd-node/audit.log f",
-];
+const TOLERATED_LEFTOVERS = DESTROY_LEAVES.map((l) => `./${l}`);
 /** What the CLI counts: the stack, the fleet, and per node its component, `<node>:host`, config.toml, hosts.toml and the latter's redacted companion. */
 const RESOURCES = 17;
 
 // ---- stacks ------------------------------------------------------------------------------------
 
 /** The stack config of the root program for NODES, as root-program.test.ts sets it (key and credentials secret). */
-async function configure(s: CliStack): Promise<void> {
-  await s.set("privateKey", N1.privateKey, { secret: true });
-  for (const [i, n] of NODES.entries()) {
-    await s.set(`nodes[${i}].name`, n.name, { path: true });
-    await s.set(`nodes[${i}].host`, n.host, { path: true });
-    await s.set(`nodes[${i}].hostKey`, n.hostKey, { path: true });
-    await s.set(`nodes[${i}].containerdVersion`, n.containerdVersion, { path: true });
-  }
-  await s.setAll({ "containerd-fleet:spec": SPEC, "containerd-fleet:rollout": { maxUnavailable: "67%" } });
-  await s.set(`credentials["${MIRROR_HOST}"].username`, "robot", { path: true, secret: true });
-  await s.set(`credentials["${MIRROR_HOST}"].password`, PASSWORD, { path: true, secret: true });
-}
+const ROOT: RootStackArgs = {
+  nodes: NODES,
+  spec: SPEC,
+  rollout: { maxUnavailable: "67%" },
+  byPath: true,
+  credentials: { [MIRROR_HOST]: { username: "robot", password: PASSWORD } },
+};
 
 /** A new stack of the root program: its own file:// backend unless `backend` (a file:// URL) is given. */
 async function newStack(opts: { name?: string; backend?: string; configFrom?: string } = {}): Promise<CliStack> {
-  const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR, stack: opts.name, env: opts.backend ? { PULUMI_BACKEND_URL: opts.backend } : undefined });
-  if (opts.configFrom) await initWithConfig(s, opts.configFrom);
-  else {
-    await s.init();
-    await configure(s);
-  }
+  const cli = { stack: opts.name, env: opts.backend ? { PULUMI_BACKEND_URL: opts.backend } : undefined };
+  if (!opts.configFrom) return rootStack(ROOT, cli);
+  const s = rootCli(cli);
+  await initWithConfig(s, opts.configFrom);
   return s;
 }
 
@@ -96,13 +77,8 @@ async function initWithConfig(s: CliStack, file: string): Promise<void> {
   expect(fs.readFileSync(s.configFile, "utf8")).toBe(text);
 }
 
-const backendOf = (s: CliStack) => `file://${path.join(s.dir, "backend")}`;
-const nodeUrn = (stack: string, n: FleetNode) => `urn:pulumi:${stack}::${PROJECT}::containerd:index:ContainerdFleet$containerd:index:ContainerdNode::${n.name}`;
 /** The claim file the node script keeps for an owner on the installed script (INSTALL_SCRIPT in commands.ts). */
-const claimName = (owner: string) => createHash("sha256").update(owner).digest("hex").slice(0, 16);
-const text = (r: CliRun) => r.stdout + r.stderr;
-/** The CLI's "Resources:" block on one line, e.g. "+ 5 created 12 unchanged". */
-const summary = (r: CliRun) => (/Resources:\n((?:[ \t]+\S.*\n)+)/.exec(r.stdout)?.[1] ?? "").replace(/\s+/g, " ").trim();
+const claimName = (owner: string) => sha256(owner).slice(0, 16);
 
 async function up(s: CliStack, extra: string[] = []): Promise<CliRun> {
   return s.ok(["up", "--yes", "--skip-preview", ...extra]);
@@ -266,7 +242,7 @@ describe("pulumi stack rm --force: the state goes, the nodes stay as they are", 
     for (const n of NODES) {
       expect(await F.nodeFile(n, CONFIG)).toBe(original.get(n));
       expect(F.restarts(n)).toBe(before.get(n)!.restarts + 1);
-      expect(await F.nodePathExists(n, HOSTS)).toBe(false);
+      expect(await F.nodePathExists(n, HUB)).toBe(false);
       const left = listing(await tree(n)).filter((e) => !origListing.get(n)!.includes(e));
       expect(left.filter((e) => !TOLERATED_LEFTOVERS.includes(e))).toEqual([]);
       expect(((await F.nodeFile(n, AUDIT)) ?? "").trim().split("\n").pop()).toMatch(/ restore path=.* result=restored /);
@@ -297,7 +273,7 @@ describe("pulumi stack rm --force: the state goes, the nodes stay as they are", 
     for (const n of NODES) {
       expect(await F.nodeFile(n, CONFIG)).toBe(original.get(n));
       expect(F.restarts(n)).toBe(before.get(n)!.restarts + 1);
-      expect(await F.nodePathExists(n, HOSTS)).toBe(false);
+      expect(await F.nodePathExists(n, HUB)).toBe(false);
       // Restored, but the removed stack never released its claim: the script and that claim stay.
       const left = listing(await tree(n)).filter((e) => !origListing.get(n)!.includes(e) && !TOLERATED_LEFTOVERS.includes(e));
       expect(left.sort()).toEqual(["./.containerd-node/claims d", `./.containerd-node/claims/${claimName(nodeUrn(s.stack, n))} f`, "./.containerd-node/containerd-node.sh f"].sort());
@@ -405,7 +381,7 @@ describe("pulumi stack export, then pulumi stack import", () => {
     // The connection (private key) of every command and the stdin of the credentialed hosts.toml are secrets.
     const secret = (v: unknown) => typeof v === "object" && v !== null && "ciphertext" in v && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
     for (const n of NODES) {
-      const hosts = dep.deployment.resources.find((r) => r.urn.endsWith(`::${n.name}:${HOSTS}`))!;
+      const hosts = dep.deployment.resources.find((r) => r.urn.endsWith(`::${n.name}:${HUB}`))!;
       expect(secret(hosts.inputs!.connection)).toBe(true);
       expect(secret(hosts.inputs!.stdin)).toBe(true);
     }
@@ -463,7 +439,7 @@ describe("pulumi stack export, then pulumi stack import", () => {
       expect(added.map((l) => l.replace(/^\S+ /, "").replace(/ old=\S+ new=\S+/, ""))).toEqual(
         expect.arrayContaining([
           `restore path=${CONFIG} restarted=false result=left-to-new-owner owner=${nodeUrn(s.stack, n)} node=${n.name}`,
-          `restore path=${HOSTS} restarted=false result=left-to-new-owner owner=${nodeUrn(s.stack, n)} node=${n.name}`,
+          `restore path=${HUB} restarted=false result=left-to-new-owner owner=${nodeUrn(s.stack, n)} node=${n.name}`,
         ]),
       );
       expect(added.length).toBe(2);
@@ -488,7 +464,7 @@ describe("pulumi stack export, then pulumi stack import", () => {
     expect(summary(d1)).toBe(`- ${RESOURCES} deleted`);
     for (const n of NODES) {
       expect(F.restarts(n)).toBe(mid.get(n)!.restarts + 1);
-      expect(await F.nodePathExists(n, HOSTS)).toBe(false);
+      expect(await F.nodePathExists(n, HUB)).toBe(false);
       expect(await F.nodePathExists(n, SCRIPT)).toBe(false);
       expect(((await F.nodeFile(n, AUDIT)) ?? "").trim().split("\n").pop()).toMatch(/ restore path=.* result=restored /);
     }

@@ -14,58 +14,44 @@
  * accepted. Tests whose SSH counts must be exact set `readNode: false` (the program's read opens one
  * session per node per program run); the drift gate keeps the read on (the default).
  */
-import { createHash, createPrivateKey, generateKeyPairSync } from "crypto";
+import { createPrivateKey, generateKeyPairSync } from "crypto";
 import { utils } from "ssh2";
 import * as fs from "fs";
 import * as path from "path";
 import { CliRun, CliStack } from "../support/cli";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import {
+  AUDIT,
+  CONFIG,
+  HUB,
+  MIRROR,
+  MIRROR_B,
+  PROJECT,
+  ROOT_SPEC as BASE,
+  argv,
+  configNode,
+  fileUrn,
+  fleet,
+  lockFiles,
+  locksDir,
+  nodeUrn,
+  rootStack,
+  setSpec,
+  sha256,
+  text,
+  updateLine,
+  updated,
+} from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [N1, N2, N3] = NODES;
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
-const AUDIT = "/etc/containerd/.containerd-node/audit.log";
-const PROJECT = "containerd-fleet";
 
 /** A stack of the root program: the three nodes in rollout order, the key as a secret, spec and rollout. */
-async function stack(
-  spec: Record<string, unknown>,
-  rollout: Record<string, unknown>,
-  opts: { privateKey?: string; nodes?: FleetNode[]; perNode?: (n: FleetNode) => Record<string, unknown> } = {},
-): Promise<CliStack> {
-  const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR });
-  await s.init();
-  await s.set("privateKey", opts.privateKey ?? N1.privateKey, { secret: true });
-  await s.setAll({
-    [`${PROJECT}:nodes`]: (opts.nodes ?? NODES).map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion, ...opts.perNode?.(n) })),
-    [`${PROJECT}:spec`]: spec,
-    [`${PROJECT}:rollout`]: rollout,
-  });
-  return s;
-}
-
-/** A new spec for the whole fleet (`pulumi config set-all`, as a user would with --path per key). */
-const setSpec = (s: CliStack, spec: Record<string, unknown>) => s.setAll({ [`${PROJECT}:spec`]: spec });
-
-/** The arguments CliStack adds to up/preview/refresh (its `flags`), for runs started without waiting. */
-const argv = (s: CliStack, args: string[]) => [...args, "--stack", s.stack, "--config-file", s.configFile, "--non-interactive"];
-
-const text = (r: CliRun) => r.stdout + r.stderr;
-const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-const nodeUrn = (s: CliStack, n: FleetNode) => `urn:pulumi:${s.stack}::${PROJECT}::containerd:index:ContainerdFleet$containerd:index:ContainerdNode::${n.name}`;
-const fileUrn = (s: CliStack, n: FleetNode, p: string) =>
-  `urn:pulumi:${s.stack}::${PROJECT}::containerd:index:ContainerdFleet$containerd:index:ContainerdNode$command:remote:Command::${n.name}:${p}`;
-/** A resource's line in the CLI's progress/summary output, e.g. ` ~  command:remote:Command node-1:/etc/containerd/config.toml update`. */
-const updateLine = (n: FleetNode, p: string) => new RegExp(`~\\s+command:remote:Command ${n.name}:${p.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} update`);
-/** The resources a preview or up lists as updated, "node:path", sorted. */
-const updated = (r: CliRun) =>
-  [...new Set([...r.stdout.matchAll(/~\s+command:remote:Command (\S+) update/g)].map((m) => m[1]))].sort();
+const stack = (spec: Record<string, unknown>, rollout: Record<string, unknown>, opts: { privateKey?: string; nodes?: FleetNode[] } = {}) =>
+  rootStack({ nodes: opts.nodes ?? NODES, spec, rollout, privateKey: opts.privateKey });
 
 /** What a node shows: its managed files, restarts, audit lines and the SSH connections its sshd accepted. */
 interface NodeView {
@@ -88,12 +74,6 @@ async function view(n: FleetNode): Promise<NodeView> {
 }
 const viewAll = () => Promise.all(NODES.map(view));
 
-/** The lock files in a stack's file:// backend (`.pulumi/locks/...`). */
-function lockFiles(s: CliStack): string[] {
-  const root = path.join(s.dir, "backend", ".pulumi", "locks");
-  if (!fs.existsSync(root)) return [];
-  return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".json"));
-}
 /** The stack's checkpoint in the file:// backend. */
 const checkpoint = (s: CliStack) => fs.readFileSync(path.join(s.dir, "backend", ".pulumi", "stacks", PROJECT, `${s.stack}.json`), "utf8");
 /** Each resource's URN and the outputs that say what was applied (the secret connection is re-encrypted by any write). */
@@ -115,7 +95,24 @@ function startUp(s: CliStack): { done: Promise<CliRun>; running: () => boolean }
   return { done, running: () => !exited };
 }
 
-const BASE = { systemdCgroup: true, healthTimeoutSeconds: 30, registries: { "docker.io": { mirrors: [MIRROR] } } };
+/**
+ * The hooks of a describe whose tests share one stack, in order: before them NODES reset and `spec`
+ * deployed one node per wave (`set` receives the stack); after them `after`, if given, then the
+ * stack removed.
+ */
+function sharedStack(spec: Record<string, unknown>, set: (s: CliStack) => void, after?: () => Promise<void>): void {
+  let s: CliStack | undefined;
+  beforeAll(async () => {
+    await F.resetNodes(NODES);
+    s = await stack(spec, { maxUnavailable: 1 });
+    set(s);
+    await s.ok(["up", "--yes", "--skip-preview"]);
+  });
+  afterAll(async () => {
+    await after?.();
+    s?.dispose();
+  });
+}
 
 describe("two `pulumi up` at once on one stack (file:// backend)", () => {
   let s: CliStack;
@@ -123,12 +120,7 @@ describe("two `pulumi up` at once on one stack (file:// backend)", () => {
   // node per wave: an `up` that is still running, with long quiet moments (no new SSH connection).
   const SLOW = { ...BASE, readNode: false, healthChecks: ["sleep 12"] };
 
-  beforeAll(async () => {
-    await F.resetNodes(NODES);
-    s = await stack({ ...BASE, readNode: false }, { maxUnavailable: 1 });
-    await s.ok(["up", "--yes", "--skip-preview"]);
-  });
-  afterAll(() => s?.dispose());
+  sharedStack({ ...BASE, readNode: false }, (x) => (s = x));
 
   it("refuses the second `up` with the backend's lock: it runs no program and writes nothing to any node or to the state", async () => {
     await setSpec(s, { ...SLOW, systemdCgroup: false });
@@ -150,7 +142,7 @@ describe("two `pulumi up` at once on one stack (file:// backend)", () => {
 
     expect(b.status).toBe(1);
     expect(b.seconds).toBeLessThan(10);
-    const lockUrl = `file://${path.join(s.dir, "backend", ".pulumi", "locks", locks[0])}?no_tmp_dir=true`;
+    const lockUrl = `file://${path.join(locksDir(s), locks[0])}?no_tmp_dir=true`;
     expect(b.stderr).toContain(
       "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.\n" +
         `  ${lockUrl}: created by `,
@@ -206,7 +198,7 @@ describe("two `pulumi up` at once on one stack (file:// backend)", () => {
     // checkpoint (node-1's config.toml update still pending in it).
     expect(c.status).toBe(0);
     expect(c.stdout).toContain("Attempting to deploy or update resources with 1 pending operations from previous deployment.");
-    expect(c.stdout).toContain(`* ${fileUrn(s, N1, CONFIG)}, interrupted while updating`);
+    expect(c.stdout).toContain(`* ${fileUrn(s.stack, N1, CONFIG)}, interrupted while updating`);
     // The first finds its lock gone when it ends, says so, and still exits 0.
     expect(first.status).toBe(0);
     expect(text(first)).toContain("error: there was a problem deleting the lock at ");
@@ -232,18 +224,13 @@ describe("`pulumi up --target` one node after a change for the whole fleet", () 
   const isNew = (v: NodeView) => v.config!.includes("SystemdCgroup = false") && v.hub!.includes(new URL(MIRROR_B).host);
   const isOld = (v: NodeView) => v.config!.includes("SystemdCgroup = true") && v.hub!.includes(new URL(MIRROR).host) && !v.hub!.includes(new URL(MIRROR_B).host);
 
-  beforeAll(async () => {
-    await F.resetNodes(NODES);
-    // One node per wave: node-1, then node-2, then node-3.
-    s = await stack({ ...BASE, readNode: false }, { maxUnavailable: 1 });
-    await s.ok(["up", "--yes", "--skip-preview"]);
-    await setSpec(s, NEW);
-  });
-  afterAll(() => s?.dispose());
+  // One node per wave: node-1, then node-2, then node-3.
+  sharedStack({ ...BASE, readNode: false }, (x) => (s = x));
+  beforeAll(() => setSpec(s, NEW));
 
   it("--target of a node without --target-dependents changes nothing (its files are its children, not the node), yet the stack outputs take the new hashes", async () => {
     const before = await viewAll();
-    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s, N1)]);
+    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s.stack, N1)]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/Resources:\n\s+14 unchanged/);
     expect(updated(r)).toEqual([]);
@@ -256,7 +243,7 @@ describe("`pulumi up --target` one node after a change for the whole fleet", () 
 
   it("--target-dependents follows the waves: the first wave's node takes every later wave with it", async () => {
     const before = await viewAll();
-    const r = await s.cmd(["preview", "--target", nodeUrn(s, N1), "--target-dependents"]);
+    const r = await s.cmd(["preview", "--target", nodeUrn(s.stack, N1), "--target-dependents"]);
     expect(r.status).toBe(0);
     expect(updated(r)).toEqual(NODES.flatMap((n) => [`${n.name}:${HUB}`, `${n.name}:${CONFIG}`]).sort());
     expect(r.stdout).toMatch(/~ 6 to update/);
@@ -265,7 +252,7 @@ describe("`pulumi up --target` one node after a change for the whole fleet", () 
 
   it("--target the last wave's node --target-dependents: only that node changes (its files, one restart); the others are not contacted", async () => {
     const before = await viewAll();
-    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s, N3), "--target-dependents"]);
+    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s.stack, N3), "--target-dependents"]);
     expect(r.status).toBe(0);
     expect(updated(r)).toEqual([`${N3.name}:${CONFIG}`, `${N3.name}:${HUB}`].sort());
     expect(r.stdout).toMatch(/~ 2 updated/);
@@ -306,7 +293,7 @@ describe("`pulumi up --target` one node after a change for the whole fleet", () 
     const { readNode: _off, ...withRead } = NEW;
     await setSpec(s, withRead);
     const before = await viewAll();
-    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s, N3), "--target-dependents"]);
+    const r = await s.cmd(["up", "--yes", "--skip-preview", "--target", nodeUrn(s.stack, N3), "--target-dependents"]);
     expect(r.status).toBe(0);
     expect(updated(r)).toEqual([]);
     const after = await viewAll();
@@ -317,15 +304,7 @@ describe("`pulumi up --target` one node after a change for the whole fleet", () 
 describe("a drift gate for a scheduled job: `pulumi preview --expect-no-changes` (node read on)", () => {
   let s: CliStack;
 
-  beforeAll(async () => {
-    await F.resetNodes(NODES);
-    s = await stack(BASE, { maxUnavailable: 1 });
-    await s.ok(["up", "--yes", "--skip-preview"]);
-  });
-  afterAll(async () => {
-    await F.fault(N2, "sshd-start");
-    s?.dispose();
-  });
+  sharedStack(BASE, (x) => (s = x), () => F.fault(N2, "sshd-start"));
 
   it("exits 0 on a clean fleet, reading each node once and changing nothing", async () => {
     const before = await viewAll();
@@ -501,19 +480,11 @@ describe("the drift gate on nodes reached with a PKCS#8 private key (ed25519, rs
  */
 describe("a node not read while its program ran still gets the spec's new checks", () => {
   let s: CliStack;
-  beforeAll(async () => {
-    await F.resetNodes(NODES);
-    s = await stack(BASE, { maxUnavailable: 1 });
-    await s.ok(["up", "--yes", "--skip-preview"]);
-  });
-  afterAll(async () => {
-    await F.fault(N2, "sshd-start");
-    s?.dispose();
-  });
+  sharedStack(BASE, (x) => (s = x), () => F.fault(N2, "sshd-start"));
 
   it("a config change with a failing health check on the unread node fails there, rolls it back, and stops the rollout", async () => {
     await s.setAll({
-      [`${PROJECT}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion, ...(n === N2 ? { healthChecks: ["false"] } : {}) })),
+      [`${PROJECT}:nodes`]: NODES.map((n) => configNode(n, n === N2 ? { healthChecks: ["false"] } : {})),
     });
     await setSpec(s, { ...BASE, systemdCgroup: false });
     const before = await viewAll();
