@@ -142,7 +142,8 @@ export interface MirrorProbeArgs {
 export interface ContainerdNodeArgs extends NodeSpecOf<pulumi.Input<string>>, NodeOperationArgs {
   /**
    * How to reach the node, exactly as `remote.Command` takes it. Set `hostKey` (e.g. from
-   * `ssh-keyscan -t ed25519 HOST`): without it any host key is accepted.
+   * `ssh-keyscan -t ed25519 HOST`): without it (or given as null) the key known_hosts holds for the
+   * host is pinned, or the node is refused (see hostKeyPolicy).
    */
   readonly connection: pulumi.Input<ConnectionArgs>;
   /**
