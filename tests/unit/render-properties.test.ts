@@ -122,3 +122,13 @@ test("hostile mirror URLs, sandbox images and paths are refused", () => {
     { numRuns: 300 },
   );
 });
+
+test("warnings about several registries come in the same order whatever the spec's key order (1.x, credentials on two registries)", () => {
+  const auth = { username: "robot", password: "pw" };
+  const a = { "b.example.test": { mirrors: [{ url: "https://b.test", auth }] }, "a.example.test": { mirrors: [{ url: "https://a.test", auth }] } };
+  const b = { "a.example.test": a["a.example.test"], "b.example.test": a["b.example.test"] };
+  const warnings = (registries: object) => renderNode({ containerdVersion: "1.7.24", registries } as never).warnings;
+  expect(warnings(a).length).toBe(2);
+  expect(warnings(a)).toEqual(warnings(b));
+  expect(warnings(a)[0]).toMatch(/^registries\["a\.example\.test"\]/);
+});

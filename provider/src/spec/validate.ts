@@ -172,6 +172,9 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     }
   }
 
+  // By directory, before anything is said about them: the same spec in any key order gives the
+  // same warnings in the same order, as it gives the same files.
+  registries.sort((a, b) => (a.directory < b.directory ? -1 : a.directory > b.directory ? 1 : 0));
   warnings.push(...noOpRegistryWarnings(registries));
   if (ok) warnings.push(...generationWarnings(ok, String(versionText), registries, settings));
 
@@ -187,7 +190,7 @@ export function normalizeSpec(input: unknown, subject = "Invalid containerd node
     configFile: spec.configFile ?? DEFAULT_CONFIG_FILE,
     registryConfigPath: spec.registryConfigPath ?? DEFAULT_REGISTRY_CONFIG_PATH,
     grpcAddress: spec.grpcAddress ?? DEFAULT_GRPC_ADDRESS,
-    registries: registries.sort((a, b) => (a.directory < b.directory ? -1 : a.directory > b.directory ? 1 : 0)),
+    registries,
     settings,
     warnings,
   };
