@@ -16,44 +16,43 @@
  * on the new file and the node script is waiting for it to be healthy.
  */
 import { ChildProcess, spawn } from "child_process";
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { CliStack } from "../support/cli";
+import { PASSPHRASE } from "../support/engine";
 import { pulumiEnv, pulumiPath } from "../support/pulumi-env";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { CONFIG, HUB, MIRROR_B, PROJECT, ROOT_SPEC, argv, auditLines, backendOf, configNode, fleet, lockFiles, locksDir, rootStack, setSpec, sha256 } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [FIRST, ...LATER] = NODES;
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
-const AUDIT = "/etc/containerd/.containerd-node/audit.log";
-const PASSPHRASE = "e2e-test-passphrase";
 
 /** The shared spec of the first, uninterrupted rollout. */
-const BASE = { systemdCgroup: true, healthTimeoutSeconds: 30, readNode: false, registries: { "docker.io": { mirrors: [MIRROR] } } };
+const BASE = { ...ROOT_SPEC, readNode: false };
 
 // ---- the stack and the CLI ----------------------------------------------------------------------
 
 /** The root program's `nodes`: the three nodes, with spec overrides per node (by index). */
-const nodesConfig = (overrides: Record<number, Record<string, unknown>> = {}) =>
-  NODES.map((n, i) => ({ name: n.name, host: n.host, hostKey: n.hostKey, containerdVersion: n.containerdVersion, ...(overrides[i] ?? {}) }));
+const nodesConfig = (overrides: Record<number, Record<string, unknown>> = {}) => NODES.map((n, i) => configNode(n, overrides[i] ?? {}));
 
 /** A stack of the root program: the three nodes, the key as a secret, `spec`, one node per wave. */
-async function stack(spec: Record<string, unknown>): Promise<CliStack> {
-  const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR, passphrase: PASSPHRASE });
-  await s.init();
-  await s.set("privateKey", NODES[0].privateKey, { secret: true });
-  await s.setAll({ "containerd-fleet:nodes": nodesConfig(), "containerd-fleet:spec": spec, "containerd-fleet:rollout": { maxUnavailable: 1 } });
+const stack = (spec: Record<string, unknown>) => rootStack({ nodes: NODES, spec, rollout: { maxUnavailable: 1 } }, { passphrase: PASSPHRASE });
+
+/** Where each interrupt starts: NODES reset and BASE rolled out by a new stack (removed again if that fails). */
+async function deployed(): Promise<CliStack> {
+  await F.resetNodes(NODES);
+  const s = await stack(BASE);
+  try {
+    await s.ok(["up", "--yes", "--skip-preview"]);
+  } catch (e) {
+    s.dispose();
+    throw e;
+  }
   return s;
 }
-
-const setSpec = (s: CliStack, spec: Record<string, unknown>) => s.setAll({ "containerd-fleet:spec": spec });
 
 interface Exit {
   status: number | null;
@@ -71,10 +70,9 @@ interface LiveUp {
 
 function startUp(s: CliStack): LiveUp {
   // What CliStack gives each run (tests/support/cli.ts): our toolchain, this stack's backend and passphrase.
-  const env = pulumiEnv({ PULUMI_BACKEND_URL: `file://${path.join(s.dir, "backend")}`, PULUMI_CONFIG_PASSPHRASE: PASSPHRASE });
+  const env = pulumiEnv({ PULUMI_BACKEND_URL: backendOf(s), PULUMI_CONFIG_PASSPHRASE: PASSPHRASE });
   delete env.PULUMI_STACK;
-  const args = ["up", "--yes", "--skip-preview", "--stack", s.stack, "--config-file", s.configFile, "--non-interactive"];
-  const child: ChildProcess = spawn(pulumiPath(), args, { cwd: F.REPO, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child: ChildProcess = spawn(pulumiPath(), argv(s, ["up", "--yes", "--skip-preview"]), { cwd: F.REPO, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -158,24 +156,8 @@ async function stateResource(s: CliStack, name: string): Promise<{ inputs?: Reco
   return d.resources.find((r) => r.urn.endsWith(`::${name}`));
 }
 
-/** The file backend's lock files of this stack (`.pulumi/locks/...`), without their .attrs companions. */
-function lockFiles(s: CliStack): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    if (!fs.existsSync(d)) return;
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (p.endsWith(".json")) out.push(p);
-    }
-  };
-  walk(path.join(s.dir, "backend", ".pulumi", "locks"));
-  return out;
-}
-
 // ---- what the nodes show ------------------------------------------------------------------------
 
-const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 const configOf = (n: FleetNode) => fs.readFileSync(n.configToml, "utf8");
 
 interface Files {
@@ -183,10 +165,6 @@ interface Files {
   hosts: string | undefined;
 }
 const filesOf = async (n: FleetNode): Promise<Files> => ({ config: configOf(n), hosts: await F.nodeFile(n, HUB) });
-
-async function auditLines(n: FleetNode): Promise<string[]> {
-  return ((await F.nodeFile(n, AUDIT)) ?? "").split("\n").filter((l) => l.trim() !== "");
-}
 
 /** A node's counters: restart log and audit trail lengths, SSH connections its sshd accepted. */
 interface Mark {
@@ -239,16 +217,26 @@ async function expectHealthy(n: FleetNode): Promise<void> {
 const inHealthWait = (n: FleetNode, old: string, restarts: number) =>
   F.waitFor(`${n.name} to restart on its new config.toml`, () => F.restarts(n) > restarts && configOf(n) !== old, 120_000, 20);
 
+/**
+ * `pulumi up` started, then kill -9 (SIGKILL to the `pulumi` process alone) once the first node has
+ * restarted on a config.toml other than `old`: the CLI, and its plugins and program as they were.
+ */
+async function killInHealthWait(s: CliStack, old: string, restarts: number): Promise<{ up: LiveUp; plugins: Proc[] }> {
+  const up = startUp(s);
+  await inHealthWait(FIRST, old, restarts);
+  const plugins = descendants(up.pid);
+  process.kill(up.pid, "SIGKILL");
+  return { up, plugins };
+}
+
 /** The one-line JSON report of a step, as the CLI prints it for `<node>:<file>` when it finished. */
 const stepReport = (stdout: string, n: FleetNode, file: string, verb: string) =>
   stdout.split("\n").find((l) => l.includes(`command:remote:Command ${n.name}:${file} ${verb} (`));
 
 describe("operating a fleet: interrupting `pulumi up` (the real CLI)", () => {
   it("Ctrl-C once in the middle of a wave: the running apply finishes, no later wave starts, the next up completes the rollout", async () => {
-    await F.resetNodes(NODES);
-    const s = await stack(BASE);
+    const s = await deployed();
     try {
-      await s.ok(["up", "--yes", "--skip-preview"]);
       // The change: a mirror (hosts.toml) and config.toml, whose apply waits 3 s after the restart.
       const next = { ...BASE, maxConcurrentDownloads: 5, healthChecks: ["sleep 3"], registries: { "docker.io": { mirrors: [MIRROR_B] } } };
       await setSpec(s, next);
@@ -323,11 +311,9 @@ describe("operating a fleet: interrupting `pulumi up` (the real CLI)", () => {
   });
 
   it("Ctrl-C twice during a config.toml apply: the CLI exits at once, the node finishes the apply without it; the next up goes past the pending update and runs nothing twice", async () => {
-    await F.resetNodes(NODES);
-    const s = await stack(BASE);
+    const s = await deployed();
     let plugins: Proc[] = [];
     try {
-      await s.ok(["up", "--yes", "--skip-preview"]);
       await setSpec(s, { ...BASE, maxConcurrentDownloads: 5, healthChecks: ["sleep 5"] });
       const old = await Promise.all(NODES.map(filesOf));
       const before = await mark(NODES);
@@ -394,21 +380,17 @@ describe("operating a fleet: interrupting `pulumi up` (the real CLI)", () => {
   });
 
   it("kill -9 of pulumi during a config.toml apply: the stale lock refuses the next up until `pulumi cancel`; cancel and up at once converge with one restart", async () => {
-    await F.resetNodes(NODES);
-    const s = await stack(BASE);
+    const s = await deployed();
     let plugins: Proc[] = [];
     try {
-      await s.ok(["up", "--yes", "--skip-preview"]);
       // The change; the first node's apply waits 25 s after its restart, long enough for the whole
       // recovery below (about 13 s here) to reach that node while it is still inside the interrupted apply.
-      await s.setAll({ "containerd-fleet:spec": { ...BASE, maxConcurrentDownloads: 5 }, "containerd-fleet:nodes": nodesConfig({ 0: { healthChecks: ["sleep 25"] } }) });
+      await s.setAll({ [`${PROJECT}:spec`]: { ...BASE, maxConcurrentDownloads: 5 }, [`${PROJECT}:nodes`]: nodesConfig({ 0: { healthChecks: ["sleep 25"] } }) });
       const old = await Promise.all(NODES.map(filesOf));
       const before = await mark(NODES);
 
-      const up = startUp(s);
-      await inHealthWait(FIRST, old[0].config, before[0].restarts);
-      plugins = descendants(up.pid);
-      process.kill(up.pid, "SIGKILL");
+      const { up, plugins: left } = await killInHealthWait(s, old[0].config, before[0].restarts);
+      plugins = left;
       const r = await up.exit;
       expect(r.signal).toBe("SIGKILL");
 
@@ -420,7 +402,7 @@ describe("operating a fleet: interrupting `pulumi up` (the real CLI)", () => {
       expect(await pendingOperations(s)).toEqual([["updating", `${FIRST.name}:${CONFIG}`]]);
       const locks = lockFiles(s);
       expect(locks).toHaveLength(1);
-      expect(JSON.parse(fs.readFileSync(locks[0], "utf8")).pid).toBe(up.pid);
+      expect(JSON.parse(fs.readFileSync(path.join(locksDir(s), locks[0]), "utf8")).pid).toBe(up.pid);
       const refused = await s.cmd(["up", "--yes", "--skip-preview"]);
       expect(refused.status).toBe(1);
       expect(refused.stderr).toContain("error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.");
@@ -481,10 +463,8 @@ describe("operating a fleet: interrupting `pulumi up` (the real CLI)", () => {
     try {
       const old = await Promise.all(NODES.map(filesOf));
       const before = await mark(NODES);
-      const up = startUp(s);
-      await inHealthWait(FIRST, old[0].config, before[0].restarts);
-      plugins = descendants(up.pid);
-      process.kill(up.pid, "SIGKILL");
+      const { up, plugins: left } = await killInHealthWait(s, old[0].config, before[0].restarts);
+      plugins = left;
       expect((await up.exit).signal).toBe("SIGKILL");
       await F.waitFor(`${FIRST.name} to confirm the apply on its own`, () => look(FIRST).confirmed === 1, 60_000, 100);
       const provider = plugins.find((p) => p.exe === "pulumi-resource-command")!;

@@ -20,33 +20,20 @@ import { COMMAND_TYPE, EngineStack, PASSPHRASE } from "../support/engine";
 import { pulumiEnv, pulumiPath } from "../support/pulumi-env";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { AUDIT, CONFIG, HUB, MIRROR, MIRROR_B, connection, engineStack, fleet, nodeSpec, unpinnedConnection } from "./fixture";
 
 jest.setTimeout(240_000);
 
-const fleet = F.loadFleet();
 const [N16, N23] = F.nodesByGeneration(fleet, ["1.6", "2.3"]);
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
-const AUDIT = "/etc/containerd/.containerd-node/audit.log";
 const PASSWORD = "pw-audit-7f3";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "security-"));
 beforeAll(() => F.resetNodes([N16, N23]), 180_000);
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** No hostKey: the node's key must come from known_hosts (or hostKeyPolicy). */
-function spec(n: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): ContainerdNodeArgs {
-  return {
-    containerdVersion: n.containerdVersion,
-    systemdCgroup: true,
-    healthTimeoutSeconds: 30,
-    registries: { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: PASSWORD } }] } },
-    connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, dialErrorLimit: 1 },
-    readNode: false,
-    ...extra,
-  };
-}
+/** No hostKey: the node's key must come from known_hosts (or hostKeyPolicy). docker.io's mirror takes credentials. */
+const spec = (n: FleetNode, extra: Partial<ContainerdNodeArgs> = {}) =>
+  nodeSpec(n, { registries: { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: PASSWORD } }] } }, connection: unpinnedConnection(n), ...extra });
 
 function program(specs: [FleetNode, ContainerdNodeArgs][]): PulumiFn {
   return async () => {
@@ -61,7 +48,7 @@ function keyscan(n: FleetNode): string {
   return r.stdout;
 }
 
-const engine = () => new EngineStack({ dir: F.E2E_DIR, project: "security" });
+const engine = () => engineStack("security");
 /** The Authorization header hosts.toml carries for robot:PASSWORD. */
 const BASIC = `Basic ${Buffer.from(`robot:${PASSWORD}`).toString("base64")}`;
 
@@ -300,7 +287,7 @@ test('removing a registry under onDelete "keep" still removes the hosts.toml tha
   const QUAY = "/etc/containerd/certs.d/quay.io/hosts.toml";
   const h = engine();
   const pinned = (regs: ContainerdNodeArgs["registries"]) =>
-    spec(N16, { onDelete: "keep", registries: regs, connection: { host: N16.host, port: N16.port, user: N16.user, privateKey: N16.privateKey, hostKey: N16.hostKey, dialErrorLimit: 1 } });
+    spec(N16, { onDelete: "keep", registries: regs, connection: connection(N16) });
   try {
     const withBoth = { "docker.io": { mirrors: [{ url: MIRROR, auth: { username: "robot", password: "pw-keep-1" } }] }, "quay.io": { mirrors: [MIRROR] } };
     expect((await h.up(program([[N16, pinned(withBoth)]]))).error?.message).toBeUndefined();
@@ -318,7 +305,7 @@ test('removing a registry under onDelete "keep" still removes the hosts.toml tha
 test("moving a standalone node into a fleet never wipes it: the new resources take the files over, the old deletes leave them", async () => {
   const n = N23;
   const h = engine();
-  const pinned = { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 };
+  const pinned = connection(n);
   const registries = { "docker.io": { mirrors: [MIRROR] } };
   try {
     const first = await h.up(async () => void new ContainerdNode(n.name, { containerdVersion: n.containerdVersion, systemdCgroup: true, registries, connection: pinned, readNode: false }));
@@ -356,7 +343,7 @@ describe("registry credentials against a mirror that checks them (docker-registr
   const pinned = (n: FleetNode, auth?: { username: string; password: string }) =>
     spec(n, {
       registries: { "docker.io": { mirrors: [{ url: AUTH.url, ...(auth ? { auth } : {}) }] } },
-      connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 },
+      connection: connection(n),
     });
   const pull = async (n: FleetNode) => {
     await criRemoveImage(n.containerdSocket, TINY).catch(() => undefined);
