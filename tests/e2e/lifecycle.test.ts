@@ -16,41 +16,20 @@ import * as net from "net";
 import * as path from "path";
 import { ContainerdFleet, ContainerdNode, ContainerdNodeArgs } from "../../provider/src";
 import type { NodeStateReport } from "../../provider/src/component/containerd-node";
-import { CliStack } from "../support/cli";
 import { criPullImage, criRemoveImage } from "../support/cri";
 import { COMMAND_TYPE, EngineStack, RunResult } from "../support/engine";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { AUDIT, CONFIG, HUB, MIRROR, MIRROR_B, SCRIPT, TINY, argv, changed, configureRoot, connection, engineStack, fleet, nodeSpec, rootCli } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const [N16, N17] = F.nodesByGeneration(fleet, ["1.6", "1.7"]);
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
-const SCRIPT = "/etc/containerd/.containerd-node/containerd-node.sh";
-const AUDIT = "/etc/containerd/.containerd-node/audit.log";
-const TINY = "docker.io/library/tiny:1.0";
 
-const connection = (n: FleetNode) => ({ host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 });
+// 1.6 renders a version 2 config.toml that 1.6 and 1.7 both take.
+const spec = (on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}) => nodeSpec(on, { containerdVersion: "1.6", ...extra });
 
-function spec(on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): ContainerdNodeArgs {
-  return {
-    // 1.6 renders a version 2 config.toml that 1.6 and 1.7 both take.
-    containerdVersion: "1.6",
-    systemdCgroup: true,
-    healthTimeoutSeconds: 30,
-    registries: { "docker.io": { mirrors: [MIRROR] } },
-    connection: connection(on),
-    readNode: false,
-    ...extra,
-  };
-}
-
-const newStack = () => new EngineStack({ dir: F.E2E_DIR, project: "lifecycle" });
-/** The steps that changed something, "name op", sorted. */
-const changed = (r: RunResult) => r.steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`).sort();
+const newStack = () => engineStack("lifecycle");
 /** The Automation API stack behind an EngineStack (for `stack export`/`stack import` of a state edited by hand). */
 /** The node's own directory on this machine, as the fleet JSON's config.toml path gives it. */
 const etcOf = (n: FleetNode) => path.dirname(n.configToml);
@@ -394,15 +373,15 @@ describe("the program's own read of the nodes ends cleanly", () => {
   it("in a `pulumi` process of its own (the root program): the program exits, with a reachable node and an unreachable one", async () => {
     // A handle the read left open (a socket, a timer) would keep the program's Node.js process, and
     // so `pulumi preview`, from ever ending; here nothing but the process's own exit ends it.
-    const s = new CliStack({ cwd: F.REPO, dir: F.E2E_DIR });
-    const preview = () =>
-      s.run(["preview", "--diff", "--stack", s.stack, "--config-file", s.configFile, "--non-interactive"], { timeoutMs: 120_000 });
+    const s = rootCli();
+    const preview = () => s.run(argv(s, ["preview", "--diff"]), { timeoutMs: 120_000 });
     try {
       await s.init();
-      await s.set("privateKey", N16.privateKey, { secret: true });
-      await s.setAll({
-        "containerd-fleet:nodes": nodes.map((n) => ({ name: n.name, host: n.host, hostKey: n.hostKey })),
-        "containerd-fleet:spec": { containerdVersion: "1.6", systemdCgroup: true, readTimeoutSeconds: READ_TIMEOUT, registries: { "docker.io": { mirrors: [MIRROR] } } },
+      await configureRoot(s, {
+        nodes,
+        privateKey: N16.privateKey,
+        node: (n) => ({ name: n.name, host: n.host, hostKey: n.hostKey }),
+        spec: { containerdVersion: "1.6", systemdCgroup: true, readTimeoutSeconds: READ_TIMEOUT, registries: { "docker.io": { mirrors: [MIRROR] } } },
       });
       const sessions = await F.sshAcceptedAll(nodes);
       const reachable = await preview();

@@ -22,33 +22,19 @@ import { TEST_CLIENT_CERT_PEM, TEST_CLIENT_KEY_PEM } from "../fixtures/pem";
 import { privateCa } from "../support/private-ca";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { CONFIG, HUB, MIRROR, changed, engineStack, fleet, nodeSpec } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const [N16, N17, N21, N23] = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1", "2.3"]);
-const [MIRROR] = fleet.registry.mirrors;
 const BRIDGE = fleet.registry.host;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
 const STAR = "/etc/containerd/certs.d/_default/hosts.toml";
 
-const connection = (n: FleetNode) => ({ host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 });
 const versionOf = (n: FleetNode) => (n.generation.startsWith("1.") ? "1.6" : n.generation);
+/** The node's spec, with the program's read of the node on. */
+const spec = (on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}) => nodeSpec(on, { containerdVersion: versionOf(on), readNode: true, ...extra });
 
-function spec(on: FleetNode, extra: Partial<ContainerdNodeArgs> = {}): ContainerdNodeArgs {
-  return {
-    containerdVersion: versionOf(on),
-    systemdCgroup: true,
-    healthTimeoutSeconds: 30,
-    registries: { "docker.io": { mirrors: [MIRROR] } },
-    connection: connection(on),
-    readNode: true,
-    ...extra,
-  };
-}
-
-const newStack = () => new EngineStack({ dir: F.E2E_DIR, project: "node-read" });
+const newStack = () => engineStack("node-read");
 /** A stack of a describe's own: its nodes reset before it, the stack destroyed and removed after. */
 function stackFor(nodes: FleetNode[]): () => EngineStack {
   let h: EngineStack | undefined;
@@ -62,7 +48,6 @@ function stackFor(nodes: FleetNode[]): () => EngineStack {
   });
   return () => h!;
 }
-const changed = (r: RunResult) => r.steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`).sort();
 /** The engine's diagnostics as the program logged them (RunResult.warnings puts the resource's name in front). */
 const warnings = (r: RunResult) => r.diagnostics.filter((d) => d.severity === "warning").map((d) => d.message);
 const errors = (r: RunResult) => r.diagnostics.filter((d) => d.severity === "error").map((d) => d.message);
