@@ -130,6 +130,17 @@ export interface NodeSettings {
    */
   healthChecks?: string[];
   /**
+   * Restart containerd for a config.toml change even when that ends every container on the node.
+   * Without it, a node whose containerd unit (of a `systemctl restart UNIT` restartCommand) has a
+   * KillMode other than `process` (systemd's default `control-group`, or `mixed`: stopping the daemon
+   * then kills every shim) is refused before anything changes, and an apply after which a container
+   * that ran before no longer runs (or runs with a new pid) fails and stops the later waves. With it,
+   * every pod on such a node dies on the restart (kubelet starts them again, elsewhere or here), and
+   * the apply only reports how many were lost.
+   * Default: false.
+   */
+  allowContainerLoss?: boolean;
+  /**
    * What deleting the resource does on the node: "restore" puts back each file as it was before it
    * was first managed (or removes it), restarting containerd for config.toml; "keep" leaves the files.
    * One of "restore", "keep".
@@ -409,6 +420,8 @@ export interface FileApplyReport {
   restarted: boolean;
   /** config.toml only: what containerd reported deprecated after the apply (1.7+; empty on 1.6). */
   deprecations?: Deprecation[];
+  /** config.toml only, when it restarted: what the restart guards found (docs/on-the-node.md). */
+  guards?: RestartGuards;
 }
 
 /** One entry of containerd's `ctr deprecations list`: a feature this node uses that a later release removes. */
@@ -504,6 +517,20 @@ export interface ProxyConnection {
   privateKeyPassword?: pulumi.Input<string>;
   /** The user that we should use for the connection to the bastion host. */
   user?: pulumi.Input<string>;
+}
+
+/** What config.toml's apply checked around its restart. */
+export interface RestartGuards {
+  /** The systemd unit of a `systemctl restart UNIT` restartCommand; "" for another restart command. */
+  unit: string;
+  /** The unit's KillMode; "unchecked" without a unit, "unknown" when systemctl did not say. */
+  killMode: string;
+  /** Whether the running containers were listed before and after the restart (false: ctr did not answer). */
+  containersChecked: boolean;
+  /** Containers running before the restart, in every containerd namespace. */
+  running: number;
+  /** Of those, how many did not run after it with the same pid (the apply fails unless allowContainerLoss). */
+  lost: number;
 }
 
 export interface Drift {

@@ -126,6 +126,7 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
     healthChecks: args.healthChecks ?? [],
     sudo: args.sudo ?? false,
     script: scriptPathFor(configFile.path),
+    allowContainerLoss: args.allowContainerLoss ?? false,
   };
 
   const sorted = writeOrder(result.files);

@@ -59,6 +59,11 @@ export interface NodeCommandOptions {
   sudo: boolean;
   /** The installed node script (scriptPathFor the node's config.toml). */
   script: string;
+  /**
+   * config.toml's apply restarts even when that ends the node's containers (a KillMode other than
+   * `process`), and containers lost in the restart do not fail it (node-script.ts, allowContainerLoss).
+   */
+  allowContainerLoss?: boolean;
 }
 
 export interface ManagedFileRef {
@@ -97,13 +102,20 @@ function shCommand(o: Pick<NodeCommandOptions, "sudo">, code: string, args: stri
  */
 export const REPAIR_RUN_SCRIPT = `CONTAINERD_NODE_REPAIR=$1; export CONTAINERD_NODE_REPAIR; shift; ${RUN_SCRIPT}`;
 
+/**
+ * What config.toml's apply runs first under allowContainerLoss: constant text (the node script reads
+ * CONTAINERD_NODE_ALLOW_CONTAINER_LOSS=1). An environment variable, not an argument: the script's
+ * arguments only grow, and the checks follow the fourteenth.
+ */
+export const ALLOW_CONTAINER_LOSS = "CONTAINERD_NODE_ALLOW_CONTAINER_LOSS=1; export CONTAINERD_NODE_ALLOW_CONTAINER_LOSS; ";
+
 /** The installed script with its arguments (and a drift token, for the apply that repairs drift). */
-function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[], repair?: string): string {
+function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[], repair?: string, prefix = ""): string {
   if (repair) {
     if (!/^[0-9a-f]{8,64}$/.test(repair)) throw new Error(`a drift token is a hex digest, not ${JSON.stringify(repair)}`);
-    return shCommand(o, REPAIR_RUN_SCRIPT, [o.script, repair, ...args]);
+    return shCommand(o, prefix + REPAIR_RUN_SCRIPT, [o.script, repair, ...args]);
   }
-  return shCommand(o, RUN_SCRIPT, [o.script, ...args]);
+  return shCommand(o, prefix + RUN_SCRIPT, [o.script, ...args]);
 }
 
 /** The node script's fourteen positional arguments (node-script.ts), before its checks or file list. */
@@ -121,7 +133,9 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
   const restart = isConfig ? o.restartCommand : "";
   const timeout = isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "";
   const args = positional(action, isConfig ? "config" : "file", file.path, "0" + file.mode.toString(8), restart, timeout, o);
-  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)], repair);
+  // Only config.toml's apply restarts: the other commands stay the same whatever the option says.
+  const prefix = isConfig && action === "apply" && o.allowContainerLoss === true ? ALLOW_CONTAINER_LOSS : "";
+  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)], repair, prefix);
 }
 
 /**
