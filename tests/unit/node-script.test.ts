@@ -870,11 +870,138 @@ describe("the installed node script: install, release, and the short file comman
   });
 });
 
+/**
+ * The restart guards on a scratch node (containerd 1.6): a `systemctl restart containerd` restart command
+ * through a stand-in systemctl (its KillMode from a file; restart runs the scratch node's restart), and
+ * the running tasks from a ctr stand-in (namespaces, tasks and container info from files; every other
+ * call to the real ctr), so a restart that ends a task is one that rewrites the task list.
+ */
+describe("the restart guards: KillMode and the running containers (containerd 1.6)", () => {
+  let node: ScratchNode;
+  let opts: NodeCommandOptions;
+  let fake: string;
+  let n = 0;
+  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
+  // Every apply is a change: a new maxConcurrentDownloads.
+  const next = () => renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 10 + ++n }).files.find((f) => f.kind === "config")!.content;
+  const put = (name: string, text: string) => fs.writeFileSync(path.join(fake, name), text);
+  const TASKS = "TASK                                                                PID     STATUS\n";
+  const A = "a".repeat(64);
+  const B = "b".repeat(64);
+  const C = "c".repeat(64);
+  const info = (pod: string, container: string) =>
+    `{\n    "ID": "x",\n    "Labels": {\n        "io.kubernetes.container.name": "${container}",\n        "io.kubernetes.pod.name": "${pod}",\n        "io.kubernetes.pod.namespace": "default"\n    }\n}\n`;
+
+  beforeAll(() => {
+    node = scratchNode("1.6");
+    fake = path.join(node.dir, "fake");
+    fs.mkdirSync(fake);
+    put("systemctl", `#!/bin/sh\ncase "$1" in\nshow) cat ${shellQuote(fake)}/killmode ;;\nrestart) exec sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)} ;;\nesac\n`);
+    put("ctr", `#!/bin/sh\nfor a in "$@"; do\n  case "$a" in\n    namespaces) exec cat ${shellQuote(fake)}/namespaces ;;\n    tasks) exec cat ${shellQuote(fake)}/tasks ;;\n    containers) exec cat ${shellQuote(fake)}/info ;;\n  esac\ndone\nexec ${shellQuote(node.bin.ctr)} "$@"\n`);
+    fs.chmodSync(path.join(fake, "systemctl"), 0o755);
+    fs.chmodSync(path.join(fake, "ctr"), 0o755);
+    put("killmode", "process\n");
+    put("namespaces", "k8s.io\n");
+    put("tasks", TASKS);
+    put("info", "");
+    opts = { ...scratchOptions(node, "scratch-guards", "test/scratch/guards", 15, 2), ctr: path.join(fake, "ctr"), restartCommand: `${fake}/systemctl restart containerd` };
+    installScript(opts);
+    fs.writeFileSync(node.configFile, next());
+    expect(run(`sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`).status).toBe(0);
+  });
+  afterAll(() => node?.remove());
+
+  it("refuses to restart a unit whose KillMode is not process, changing nothing, naming the node, the unit, its KillMode and the fix", () => {
+    put("killmode", "control-group\n");
+    const before = read(node.configFile);
+    const restarts = node.restarts();
+    const r = run(applyCommand(configRef(), opts), next());
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("containerd-node: scratch-guards: refusing to restart containerd: its systemd unit containerd has KillMode=control-group");
+    expect(r.stderr).toContain("/etc/systemd/system/containerd.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload");
+    expect(r.stderr).toContain("allowContainerLoss");
+    expect(read(node.configFile)).toBe(before);
+    expect(node.restarts()).toBe(restarts);
+  });
+
+  it("with allowContainerLoss restarts anyway, and reports the KillMode", () => {
+    put("killmode", "mixed\n");
+    const content = next();
+    const r = run(applyCommand(configRef(), { ...opts, allowContainerLoss: true }), content);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { unit: "containerd", killMode: "mixed", containersChecked: true, running: 0, lost: 0 } });
+    expect(read(node.configFile)).toBe(content);
+    put("killmode", "process\n");
+  });
+
+  it("passes when every running task runs on with its pid; stopped tasks do not count", () => {
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n${B} 4343 RUNNING\n${C} 0 STOPPED\n`);
+    const restarts = node.restarts();
+    const r = run(applyCommand(configRef(), opts), next());
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { unit: "containerd", killMode: "process", containersChecked: true, running: 2, lost: 0 } });
+    expect(node.restarts()).toBe(restarts + 1);
+  });
+
+  it("fails an apply whose restart ended a container or gave it a new pid, naming them, and leaves the node on the new config.toml", () => {
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n${B} 4343 RUNNING\n${C} 4444 RUNNING\n`);
+    put("info", info("web-1", "app"));
+    put("after", `${TASKS}${A} 4242 RUNNING\n${B} 5555 RUNNING\n${C} 4444 STOPPED\n`);
+    const restarts = node.restarts();
+    const content = next();
+    const r = run(applyCommand(configRef(), { ...opts, restartCommand: `${opts.restartCommand} && cp ${fake}/after ${fake}/tasks` }), content);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("containerd-node: scratch-guards: the restart ended 2 of the 3 containers that ran before it");
+    expect(r.stderr).toContain(`pod web-1 container app (${B.slice(0, 12)})`);
+    expect(r.stderr).toContain(`pod web-1 container app (${C.slice(0, 12)})`);
+    expect(r.stderr).not.toContain(A.slice(0, 12));
+    expect(r.stderr).toContain("Rolling config.toml back cannot bring them back");
+    expect(r.stderr).toContain("the node is on the new config.toml and containerd is healthy");
+    // Not rolled back: one restart, the new file, recorded as applied (the next apply of it is a no-op).
+    expect(node.restarts()).toBe(restarts + 1);
+    expect(read(node.configFile)).toBe(content);
+    expect(read(path.join(path.dirname(node.configFile), ".containerd-node", "config.toml.applied"))).toBe(content);
+    const again = run(applyCommand(configRef(), opts), content);
+    expect(again.status).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ written: false, restarted: false });
+    expect(fs.readdirSync(path.join(path.dirname(node.configFile), ".containerd-node")).filter((f) => f.includes(".tasks"))).toEqual([]);
+  });
+
+  it("names a lost container without CRI labels by its id and namespace; allowContainerLoss only reports it", () => {
+    put("namespaces", "moby\n");
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n`);
+    put("info", "");
+    put("after", TASKS);
+    const restart = `${opts.restartCommand} && cp ${fake}/after ${fake}/tasks`;
+    const lost = run(applyCommand(configRef(), { ...opts, restartCommand: restart }), next());
+    expect(lost.status).toBe(1);
+    expect(lost.stderr).toContain(`the restart ended 1 of the 1 containers that ran before it (not running after it, or running with a new pid): ${A} in namespace moby.`);
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n`);
+    const allowed = run(applyCommand(configRef(), { ...opts, restartCommand: restart, allowContainerLoss: true }), next());
+    expect(allowed.stderr).toBe("");
+    expect(allowed.status).toBe(0);
+    expect(JSON.parse(allowed.stdout.split("\n").filter(Boolean).pop()!)).toMatchObject({ guards: { running: 1, lost: 1 } });
+    put("namespaces", "k8s.io\n");
+  });
+
+  it("skips the KillMode check where the restart command is not systemctl restart UNIT, and says so in the report", () => {
+    put("killmode", "control-group\n");
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n`);
+    const r = run(applyCommand(configRef(), { ...opts, restartCommand: `sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}` }), next());
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { unit: "", killMode: "unchecked", containersChecked: true, running: 1, lost: 0 } });
+    put("killmode", "process\n");
+  });
+});
+
 describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "148925378ea174f6bd583489963b91ad9e670beaacb677caf9f6239859f6ec1c" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "c1b2caeadd1974358e28958c7beaedc9df0268383c8a5d140af9fc36e2cf4143" });
   });
 
   it.each([

@@ -138,6 +138,7 @@ prev="$state/$base.previous"
 pending="$state/$base.pending"
 ownerf="$state/$base.owner"
 before="$state/$base.before"
+tasks="$state/$base.tasks"
 tmp=''
 scratch=''
 written=false
@@ -158,7 +159,7 @@ fail() {
 cleanup() {
   if [ -n "$tmp" ]; then rm -f "$tmp" "$tmp.err"; fi
   if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
-  rm -f "$state/$base.out"
+  rm -f "$state/$base.out" "$tasks.before" "$tasks.after" "$tasks.ns" "$tasks.t"
 }
 trap cleanup EXIT
 deprecations='[]'
@@ -187,7 +188,9 @@ audit() { # event result
   { (umask 022 && mkdir -p "\${auditf%/*}") && { printf '%s %s' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$_line"; echo; } >>"$auditf"; } 2>/dev/null || :
   return 0
 }
-report() { printf '{"path":"%s","written":%s,"restarted":%s,"deprecations":%s}' "$path" "$written" "$restarted" "$deprecations" 2>/dev/null || :; echo 2>/dev/null || :; }
+# What the restart guards found (config.toml, when it restarted): a JSON fragment, or nothing.
+guards=''
+report() { printf '{"path":"%s","written":%s,"restarted":%s,"deprecations":%s%s}' "$path" "$written" "$restarted" "$deprecations" "$guards" 2>/dev/null || :; echo 2>/dev/null || :; }
 
 # --- one apply at a time per node --------------------------------------------------------------
 # flock -n (take it or fail at once) is the one form util-linux and busybox's applet both have, so
@@ -372,6 +375,92 @@ read_deprecations() {
     case "$_d" in '['*']') deprecations=$_d ;; esac
   fi
   return 0
+}
+
+# --- what a restart does to the containers running on the node ------------------------------------
+# Each container runs under its own shim, which outlives the daemon only when systemd stops the daemon
+# alone: KillMode=process, as containerd's own unit file says. systemd's default, control-group, and
+# mixed end every shim and so every container with it. allowContainerLoss (the environment below,
+# set by the command line) accepts that knowingly.
+allow_loss=false
+[ "\${CONTAINERD_NODE_ALLOW_CONTAINER_LOSS:-}" = 1 ] && allow_loss=true
+unit='' killmode=unchecked running=0 lost=0 checked=false
+# The unit of a restart command "systemctl restart UNIT ..." (or a path to systemctl), asked through
+# that same systemctl; another restart command leaves the KillMode unchecked.
+killmode_guard() {
+  _w=$(printf '%s\n' "$restart" | awk 'NR == 1 && $1 ~ /(^|[/])systemctl$/ && $2 == "restart" {
+    for (i = 3; i <= NF; i++) if (substr($i, 1, 1) != "-") { u = $i; sub(/[;&|)]+$/, "", u); print $1, u; exit } }')
+  _sc=\${_w%% *}
+  _u=\${_w#* }
+  case "$_w" in *' '*) ;; *) return 0 ;; esac
+  case "$_u" in '' | *[!A-Za-z0-9:_.@-]*) return 0 ;; esac
+  unit=$_u
+  _k=$(bounded_for 10 "$_sc" show --property=KillMode --value "$unit" 9>&- </dev/null 2>/dev/null) || _k=''
+  _k=$(printf '%s' "$_k" | tr -d '[:space:]')
+  _k=\${_k#KillMode=}
+  case "$_k" in '') killmode=unknown; return 0 ;; *[!a-z-]*) killmode=unknown; return 0 ;; esac
+  killmode=$_k
+  [ "$killmode" = process ] && return 0
+  [ "$allow_loss" = true ] && return 0
+  fail "refusing to restart containerd: its systemd unit $unit has KillMode=$killmode, which ends every container on the node with the daemon (only KillMode=process leaves them running); nothing restarted and the old config.toml stays. Fix: a drop-in /etc/systemd/system/\${unit%.service}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload; or set allowContainerLoss to restart anyway and lose them"
+}
+
+# The running tasks, one "namespace id pid" line each, of every namespace that holds tasks.
+running_tasks() { # socket file
+  : >"$2"
+  bounded_for 10 "$ctr" --address "$1" namespaces ls -q 9>&- </dev/null >"$tasks.ns" 2>/dev/null || return 1
+  while IFS= read -r _ns; do
+    [ -n "$_ns" ] || continue
+    bounded_for 10 "$ctr" --address "$1" -n "$_ns" tasks ls 9>&- </dev/null >"$tasks.t" 2>/dev/null || return 1
+    awk -v ns="$_ns" 'NR > 1 && $3 == "RUNNING" { print ns, $1, $2 }' "$tasks.t" >>"$2"
+  done <"$tasks.ns"
+  return 0
+}
+# A lost container's name: pod and container from the CRI labels where it has them (a pod's sandbox
+# has no container name), else its id.
+name_of() { # namespace id
+  _i=$(bounded_for 10 "$ctr" --address "$hsock" -n "$1" containers info "$2" 9>&- </dev/null 2>/dev/null) || _i=''
+  printf '%s\n' "$_i" | awk -v id="$2" -v ns="$1" 'BEGIN { q = sprintf("%c", 34) }
+    function val(l) { sub(/^[^:]*:[ ]*/, "", l); gsub(q, "", l); sub(/,[ ]*$/, "", l); return l }
+    index($0, q "io.kubernetes.pod.name" q) > 0 && p == "" { p = val($0) }
+    index($0, q "io.kubernetes.container.name" q) > 0 && c == "" { c = val($0) }
+    END {
+      if (p != "") n = "pod " p " " (c != "" ? "container " c : "sandbox") " (" substr(id, 1, 12) ")"; else n = id
+      if (ns != "k8s.io") n = n " in namespace " ns
+      print n
+    }'
+}
+# Before the restart: what runs now, on the socket of the daemon running now.
+record_tasks() {
+  checked=false
+  if [ -n "$ctr" ] && running_tasks "$vsock" "$tasks.before"; then
+    checked=true
+    running=$(wc -l <"$tasks.before" | tr -d ' ')
+  fi
+}
+# After the health gate: every container that ran before runs now, with the same pid. One that does
+# not is gone for good: its process ended, and rolling config.toml back (one more restart) cannot
+# bring it back and could only end more. The node stays on the new config.toml, healthy and recorded
+# as applied, and the apply fails so no later wave starts.
+containers_guard() {
+  if [ "$checked" = true ] && running_tasks "$hsock" "$tasks.after"; then
+    awk 'FILENAME == ARGV[1] { now[$0] = 1; next } !($0 in now) { print $1, $2 }' "$tasks.after" "$tasks.before" >"$tasks.t"
+    lost=$(wc -l <"$tasks.t" | tr -d ' ')
+  else
+    checked=false
+  fi
+  guards=$(printf ',"guards":{"unit":"%s","killMode":"%s","containersChecked":%s,"running":%s,"lost":%s}' "$unit" "$killmode" "$checked" "$running" "$lost")
+  [ "$lost" -gt 0 ] || return 0
+  _names=''
+  while IFS=' ' read -r _ns _id; do
+    _names="\${_names:+$_names, }$(name_of "$_ns" "$_id")"
+  done <"$tasks.t"
+  if [ "$allow_loss" = true ]; then
+    say "the restart ended $lost of the $running running containers (allowContainerLoss): $_names"
+    return 0
+  fi
+  audit apply containers-lost
+  fail "the restart ended $lost of the $running containers that ran before it (not running after it, or running with a new pid): $_names. Rolling config.toml back cannot bring them back, so it was not rolled back (another restart would only risk more): the node is on the new config.toml and containerd is healthy. Find what ended them (the unit's KillMode, a stop that also ends the shims) before the next node restarts"
 }
 
 set_owner() {
@@ -684,6 +773,8 @@ fi
 new_sock=$(address_in_dump <"$tmp.dump")
 new_sock=\${new_sock:-/run/containerd/containerd.sock}
 rm -f "$tmp.err" "$tmp.dump"
+# A restart that would end every container is refused before anything changes.
+killmode_guard
 
 # What to roll back to: the last config containerd was confirmed healthy with (an earlier apply may
 # have been interrupted after its rename: that file was never confirmed, and is no target); before
@@ -706,6 +797,7 @@ if [ "$same" != true ]; then
   written=true
 fi
 
+record_tasks
 hmode=cri
 hsock=$new_sock
 if ! restart_healthy "$@"; then
@@ -729,6 +821,7 @@ rm -f "$prev"
 set_owner
 sync_path "$state"
 read_deprecations
+containers_guard
 audit apply healthy
 report
 `;
