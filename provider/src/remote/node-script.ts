@@ -398,10 +398,11 @@ killmode_guard() {
   _k=$(bounded_for 10 "$_sc" show --property=KillMode --value "$unit" 9>&- </dev/null 2>/dev/null) || _k=''
   _k=$(printf '%s' "$_k" | tr -d '[:space:]')
   _k=\${_k#KillMode=}
-  case "$_k" in '') killmode=unknown; return 0 ;; *[!a-z-]*) killmode=unknown; return 0 ;; esac
-  killmode=$_k
+  # A KillMode that cannot be read is not taken for process: the check fails closed.
+  case "$_k" in '' | *[!a-z-]*) killmode=unknown ;; *) killmode=$_k ;; esac
   [ "$killmode" = process ] && return 0
   [ "$allow_loss" = true ] && return 0
+  [ "$killmode" = unknown ] && fail "refusing to restart containerd: the KillMode of its systemd unit $unit cannot be read ($_sc show --property=KillMode --value $unit gave no answer), and only KillMode=process leaves the containers running; nothing restarted and the old config.toml stays. Check the unit, or set allowContainerLoss to restart anyway"
   fail "refusing to restart containerd: its systemd unit $unit has KillMode=$killmode, which ends every container on the node with the daemon (only KillMode=process leaves them running); nothing restarted and the old config.toml stays. Fix: a drop-in /etc/systemd/system/\${unit%.service}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload; or set allowContainerLoss to restart anyway and lose them"
 }
 
