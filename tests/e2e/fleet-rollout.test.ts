@@ -15,24 +15,19 @@ import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs } from "../../provi
 import { EngineStack, RunResult, StepRecord } from "../support/engine";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { CONFIG, HUB, MIRROR, MIRROR_B, REC, TINY, auditLines, connection, engineStack, fleet } from "./fixture";
 
 jest.setTimeout(300_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors;
-const CONFIG = "/etc/containerd/config.toml";
-const HUB = "/etc/containerd/certs.d/docker.io/hosts.toml";
 /** The script's record of each file's last confirmed apply (node-script.ts set_owner). */
-const CONFIG_SUM = "/etc/containerd/.containerd-node/config.toml.sum";
+const CONFIG_SUM = `${REC}/config.toml.sum`;
 const HUB_SUM = "/etc/containerd/certs.d/docker.io/.containerd-node/hosts.toml.sum";
-const AUDIT = "/etc/containerd/.containerd-node/audit.log";
-const TINY = "docker.io/library/tiny:1.0";
 
 const node = (n: FleetNode, extra: Partial<FleetNodeArgs> = {}): FleetNodeArgs => ({
   name: n.name,
   containerdVersion: n.containerdVersion,
-  connection: { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1 },
+  connection: connection(n),
   ...extra,
 });
 
@@ -62,10 +57,6 @@ interface Mark {
   restarts: number;
   audit: number;
   ssh: number;
-}
-
-async function auditLines(n: FleetNode): Promise<string[]> {
-  return ((await F.nodeFile(n, AUDIT)) ?? "").split("\n").filter((l) => l.trim() !== "");
 }
 
 async function mark(nodes: FleetNode[]): Promise<Mark[]> {
@@ -118,7 +109,7 @@ describe("ContainerdFleet rollout", () => {
   let h: EngineStack;
   beforeAll(async () => {
     await F.resetNodes(NODES);
-    h = new EngineStack({ dir: F.E2E_DIR, project: "fleet-rollout" });
+    h = engineStack("fleet-rollout");
   });
   afterAll(() => h?.dispose());
 

@@ -23,18 +23,12 @@ import { CriError, criImageStatus, criPullImage, criRegistryConfigPath, criRemov
 import { valueAtPath } from "../support/config-dump";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { CERTS, CONFIG, DESTROY_LEAVES, HUB, MIRROR, MIRROR_B, PAUSE, TINY, connection, fleet } from "./fixture";
 
 jest.setTimeout(240_000);
 
-const fleet = F.loadFleet();
 const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1", "2.2", "2.3"]);
 const [N16, N17, N21] = NODES;
-const [MIRROR, MIRROR_B] = fleet.registry.mirrors; // http://198.18.0.1:5000, :5001
-const TINY = "docker.io/library/tiny:1.0";
-const PAUSE = "registry.k8s.io/pause:3.9";
-const CONFIG = "/etc/containerd/config.toml";
-const CERTS = "/etc/containerd/certs.d";
-const HUB_HOSTS = `${CERTS}/docker.io/hosts.toml`;
 const K8S_HOSTS = `${CERTS}/registry.k8s.io/hosts.toml`;
 
 const title = (n: FleetNode) => `containerd ${n.containerdVersion} (${n.name})`;
@@ -62,16 +56,15 @@ function seed(n: FleetNode, extra: Partial<Spec> = {}): Spec {
   };
 }
 
-function connection(n: FleetNode) {
-  return { host: n.host, port: n.port, user: n.user, privateKey: n.privateKey, hostKey: n.hostKey, dialErrorLimit: 1, perDialTimeout: 5 };
-}
+/** connection(), each dial given up after 5 s. */
+const pinned = (n: FleetNode) => connection(n, { perDialTimeout: 5 });
 
 /** One ContainerdNode per node, named after the node; outputs: what each node's commands reported. */
 function program(specs: Specs): PulumiFn {
   return async () => {
     const out: Record<string, unknown> = {};
     for (const [n, spec] of specs) {
-      const node = new ContainerdNode(n.name, { ...spec, connection: connection(n) });
+      const node = new ContainerdNode(n.name, { ...spec, connection: pinned(n) });
       out[n.name] = { restarted: node.restarted, lastApply: node.lastApply };
     }
     return out;
@@ -216,12 +209,7 @@ async function etcListing(n: FleetNode): Promise<string[]> {
  * it was not there). The record directory is gone.
  */
 // The lock, the certs.d it created (empty), and the node's audit trail, which outlives a destroy.
-const TOLERATED_LEFTOVERS = [
-  "/etc/containerd/.containerd-node.lock f",
-  "/etc/containerd/certs.d d",
-  "/etc/containerd/.containerd-node d",
-  "/etc/containerd/.containerd-node/audit.log f",
-];
+const TOLERATED_LEFTOVERS = DESTROY_LEAVES.map((l) => `/etc/containerd/${l}`);
 
 /** restart log lines per node, taken before a step, to count what the step added. */
 const restartCounts = () => new Map(NODES.map((n) => [n, F.restarts(n)]));
@@ -268,7 +256,7 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
     expect(lines[0]).toMatch(/start ok/);
     const spec = specs.get(n)!;
     expect(configBytes(n)).toBe(configOf(spec));
-    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(fileOf(spec, HUB_HOSTS));
+    expect(await F.nodeFile(n, HUB)).toBe(fileOf(spec, HUB));
     expect(await F.nodeFile(n, K8S_HOSTS)).toBe(fileOf(spec, K8S_HOSTS));
     await expectCriHealthy(n);
 
@@ -309,16 +297,16 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
     for (const [n, s] of specs) specs.set(n, { ...s, registries: { ...s.registries, "docker.io": { mirrors: [MIRROR_B] } } });
     const res = await h.up(program(specs));
     expectOk(res);
-    expect(changes(res)).toEqual(NODES.map((n) => `update ${n.name}:${HUB_HOSTS}`).sort());
+    expect(changes(res)).toEqual(NODES.map((n) => `update ${n.name}:${HUB}`).sort());
     for (const n of NODES) {
-      expect(stepOf(res, n, HUB_HOSTS).diffKeys).toEqual(["stdin"]);
+      expect(stepOf(res, n, HUB).diffKeys).toEqual(["stdin"]);
       expect(F.restarts(n)).toBe(before.get(n));
     }
   });
 
   test.each(NODES)("3. $containerdVersion ($name): hosts.toml names :5001 and a new CRI pull goes there", async (n) => {
-    const hosts = (await F.nodeFile(n, HUB_HOSTS))!;
-    expect(hosts).toBe(fileOf(specs.get(n)!, HUB_HOSTS));
+    const hosts = (await F.nodeFile(n, HUB))!;
+    expect(hosts).toBe(fileOf(specs.get(n)!, HUB));
     expect(hosts).toContain(`[host."${MIRROR_B}"]`);
     expect(hosts).not.toContain(MIRROR);
     await removeImages(n, TINY);
@@ -360,7 +348,7 @@ describe("a deployment's life on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenario
       expect(commandSteps(res, n).map((s) => s.op)).toEqual(["delete", "delete", "delete", "delete"]);
       expect(configBytes(n)).toBe(original.get(n));
       expect(F.restarts(n)).toBe(before.get(n)! + 1);
-      for (const p of [HUB_HOSTS, K8S_HOSTS, path.dirname(HUB_HOSTS), path.dirname(K8S_HOSTS)]) {
+      for (const p of [HUB, K8S_HOSTS, path.dirname(HUB), path.dirname(K8S_HOSTS)]) {
         expect(`${p} exists: ${await F.nodePathExists(n, p)}`).toBe(`${p} exists: false`);
       }
       // Nothing else is left in /etc/containerd but what the component cannot know it may remove
@@ -507,7 +495,7 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     // The constructor's own error, outside any deployment: a SpecError, thrown before anything registers.
     let thrown: unknown;
     try {
-      new ContainerdNode(N16.name, { ...hostile.get(N16)!, connection: connection(N16) });
+      new ContainerdNode(N16.name, { ...hostile.get(N16)!, connection: pinned(N16) });
     } catch (e) {
       thrown = e;
     }
@@ -544,14 +532,14 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     expectOk(res);
     // (Each node's host resource may update too: its release still carries the health timeout of
     // test 6, whose config.toml update failed; it installs nothing new.)
-    expect(changes(res).filter((c) => !c.endsWith(":host"))).toEqual(NODES.map((n) => `update ${n.name}:${HUB_HOSTS}`).sort());
+    expect(changes(res).filter((c) => !c.endsWith(":host"))).toEqual(NODES.map((n) => `update ${n.name}:${HUB}`).sort());
     for (const n of NODES) expect(F.restarts(n)).toBe(before.get(n));
   });
 
   test.each(NODES)("10. $containerdVersion ($name): nothing ran, hosts.toml holds the exact values, and containerd reads it (a CRI pull works)", async (n) => {
     expect(await F.nodePathExists(n, marker)).toBe(false);
-    const text = (await F.nodeFile(n, HUB_HOSTS))!;
-    expect(text).toBe(fileOf(withHeaders(n), HUB_HOSTS));
+    const text = (await F.nodeFile(n, HUB))!;
+    expect(text).toBe(fileOf(withHeaders(n), HUB));
     const parsed = parse(text) as { host: Record<string, { header: Record<string, unknown> }> };
     expect(parsed.host[MIRROR].header).toEqual(hostileHeaders);
     // containerd ignores a hosts.toml it cannot parse and goes upstream, which fails here: a pull
@@ -577,16 +565,16 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     };
     const others = all(withHeaders);
     const bytes = configBytes(n);
-    const hostsBefore = await F.nodeFile(n, HUB_HOSTS);
+    const hostsBefore = await F.nodeFile(n, HUB);
     const res = await h.up(program(new Map([...others, [n, wrong]])));
     expect(res.ok).toBe(false);
     // The hosts.toml with a capability 1.6 cannot decode would make it skip the file and pull
     // upstream: the version guard refuses it before it is installed.
-    expect(stepOf(res, n, HUB_HOSTS)).toMatchObject({ ok: false });
-    expect(stepOf(res, n, HUB_HOSTS).error).toContain(
-      `refusing ${HUB_HOSTS}: the node runs containerd ${n.containerdVersion}, but the spec renders for containerd 2.2.0`,
+    expect(stepOf(res, n, HUB)).toMatchObject({ ok: false });
+    expect(stepOf(res, n, HUB).error).toContain(
+      `refusing ${HUB}: the node runs containerd ${n.containerdVersion}, but the spec renders for containerd 2.2.0`,
     );
-    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(hostsBefore);
+    expect(await F.nodeFile(n, HUB)).toBe(hostsBefore);
     expect(configBytes(n)).toBe(bytes);
     await removeImages(n, TINY);
     await pull(n, TINY);
@@ -594,7 +582,7 @@ describe("refusals and rollback on containerd 1.6, 1.7, 2.1, 2.2 and 2.3 (scenar
     // The right spec converges the node.
     const back = await h.up(program(others));
     expectOk(back);
-    expect(await F.nodeFile(n, HUB_HOSTS)).toBe(fileOf(good, HUB_HOSTS));
+    expect(await F.nodeFile(n, HUB)).toBe(fileOf(good, HUB));
     await pull(n, TINY);
   });
 });
@@ -626,7 +614,7 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
     // ...and its files, which depend on it, are skipped: under --continue-on-error the engine skips
     // the dependents of a failed resource without a step event or an error of their own (their
     // outputs are unknown to the program), and nothing of them is in the state.
-    const files = [HUB_HOSTS, K8S_HOSTS, CONFIG].map((f) => `::${N17.name}:${f}`);
+    const files = [HUB, K8S_HOSTS, CONFIG].map((f) => `::${N17.name}:${f}`);
     expect(res.diagnostics.filter((d) => files.some((f) => d.urn?.endsWith(f)))).toEqual([]);
     expect((await h.state()).filter((r) => r.urn.includes(`::${N17.name}:`)).map((r) => r.urn)).toEqual([]);
     expect(configBytes(N17)).toBe(originalBytes);
@@ -644,7 +632,7 @@ describe("faults: unreachable node, cut connection, concurrent applies (scenario
     await F.fault(N17, "sshd-start");
     const { result: res, sessions } = await sessionsDuring(NODES, () => h.up(program(specs)));
     expectOk(res);
-    expect(changes(res)).toEqual([`create ${N17.name}:${CONFIG}`, `create ${N17.name}:${HUB_HOSTS}`, `create ${N17.name}:${K8S_HOSTS}`, `create ${N17.name}:host`].sort());
+    expect(changes(res)).toEqual([`create ${N17.name}:${CONFIG}`, `create ${N17.name}:${HUB}`, `create ${N17.name}:${K8S_HOSTS}`, `create ${N17.name}:host`].sort());
     // One connection per command it ran; none to the nodes that had nothing to do.
     expect(sessionsOf(sessions)).toEqual({ ...noSessions(NODES), [N17.name]: 4 });
     expect(configBytes(N17)).toBe(configOf(specs.get(N17)!));
