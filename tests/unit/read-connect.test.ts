@@ -90,3 +90,39 @@ test("without a temporary directory (mktemp fails) the read writes no file and s
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a K group asks the unit's KillMode of the systemctl given, bounded like the ctr calls; a systemctl that says nothing is unknown", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "killmode-"));
+  try {
+    const log = path.join(dir, "calls");
+    const stand = (name: string, body: string) => {
+      const p = path.join(dir, name);
+      fs.writeFileSync(p, `#!/bin/sh\necho "$*" >>${log}\n${body}\n`, { mode: 0o755 });
+      return p;
+    };
+    const run = (systemctl: string, unit = "containerd.service") =>
+      spawnSync("dash", ["-s", "/bin/false", path.join(dir, "sock"), "-", path.join(dir, "config.toml"), "1", "0", "M", "docker.io", "K", unit, systemctl], { input: READ_SCRIPT, encoding: "utf8", timeout: 30_000 });
+    const controlGroup = stand("systemctl", "echo control-group");
+    const r = run(controlGroup);
+    expect(r.stdout).toContain("\nkillmode containerd.service control-group\n");
+    expect(parseRead(Buffer.from(r.stdout))).toMatchObject({ reached: true, killMode: { unit: "containerd.service", value: "control-group" } });
+    expect(fs.readFileSync(log, "utf8")).toBe("show --property=KillMode --value containerd.service\n");
+    // A systemctl that also prints the property's name, or that fails, or answers nonsense.
+    expect(parseRead(Buffer.from(run(stand("named", "echo KillMode=process")).stdout)).killMode).toEqual({ unit: "containerd.service", value: "process" });
+    expect(parseRead(Buffer.from(run(stand("failing", "exit 1")).stdout)).killMode).toEqual({ unit: "containerd.service", value: "unknown" });
+    expect(parseRead(Buffer.from(run(stand("odd", "echo 'a b; rm'")).stdout)).killMode).toEqual({ unit: "containerd.service", value: "unknown" });
+    // A wedged systemd costs at most READ_CTR_SECONDS.
+    const t0 = Date.now();
+    const wedged = parseRead(Buffer.from(run(stand("wedged", "exec sleep 60")).stdout));
+    expect((Date.now() - t0) / 1000).toBeLessThan(2 * READ_CTR_SECONDS + READ_CTR_SECONDS + 2);
+    expect(wedged).toMatchObject({ reached: true, killMode: { unit: "containerd.service", value: "unknown" } });
+    // Without a K group nothing is asked.
+    fs.rmSync(log);
+    const none = spawnSync("dash", ["-s", "/bin/false", path.join(dir, "sock"), "-", path.join(dir, "config.toml"), "1", "0"], { input: READ_SCRIPT, encoding: "utf8", timeout: 30_000 });
+    expect(parseRead(Buffer.from(none.stdout)).killMode).toBeUndefined();
+    expect(fs.existsSync(log)).toBe(false);
+    expect(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false, systemd: true })).toBe(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false }) + READ_CTR_SECONDS);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);

@@ -2,7 +2,8 @@
  * The read-only POSIX sh program the component runs on every node while the program runs (preview
  * and up), in one SSH session per node: what the node has now, so a preview can show drift, a
  * running containerd of another version, unmanaged registry directories, imports a new config.toml
- * would drop, and mirrors that do not answer from the node.
+ * would drop, mirrors that do not answer from the node, and a containerd unit whose KillMode would
+ * end every container on a restart.
  *
  * It is constant text sent on stdin (`sh -s`); everything it needs is a positional argument, quoted
  * by `commands.ts`, so no user string is ever code. It changes nothing on the node: the only files
@@ -24,6 +25,8 @@
  *                            a mirror probe: GET <url> (the /v2/ endpoint) from the node; ca, cert,
  *                            key are paths or '-'; with hostsfile and section not '-', the
  *                            Authorization header of that TOML section of that file is tried on a 401
+ *     K unit systemctl       the systemd unit of a `systemctl restart UNIT` restartCommand, and that
+ *                            systemctl: the unit's KillMode is asked for (at most once, the last K)
  *
  * Output, one record per line (fields separated by one space; the last field may hold spaces):
  *   version V | version-unknown REASON        the running daemon's version ("ctr version", Server)
@@ -40,18 +43,23 @@
  *                                              and how many later copies of it were set aside since
  *   import PATTERN, importfile PATH, then a content record for it
  *   probe ID CLASS HTTP SECONDS CREDS TOOL     CREDS: pass | fail | none | -
+ *   killmode UNIT VALUE                        the K unit's KillMode (systemctl show), or unknown
  *   end
  */
-/** How long each of the read's two ctr calls (version, plugins) may take on a wedged containerd. */
+/**
+ * How long each of the read's two ctr calls (version, plugins) may take on a wedged containerd, and
+ * its systemctl call (a K group's KillMode).
+ */
 export const READ_CTR_SECONDS = 5;
 
 /**
- * The read's whole time budget: connecting (twice through a jump host), the two ctr calls, and the
- * probes (a token registry's check of credentials takes up to three requests), plus a second of
- * slack. Within it a wedged containerd or a slow jump host costs its parts, not the whole read.
+ * The read's whole time budget: connecting (twice through a jump host), the two ctr calls, a K
+ * group's systemctl call (systemd), and the probes (a token registry's check of credentials takes
+ * up to three requests), plus a second of slack. Within it a wedged containerd, a slow systemd or a
+ * slow jump host costs its parts, not the whole read.
  */
-export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean }): number {
-  return o.connectSeconds * (o.viaProxy ? 2 : 1) + 2 * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
+export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean; systemd?: boolean }): number {
+  return o.connectSeconds * (o.viaProxy ? 2 : 1) + (o.systemd ? 3 : 2) * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
 }
 
 // One brace group: sh parses all of it before it runs any of it, so nothing run here can eat the
@@ -308,6 +316,16 @@ if [ "$certs" != - ] && [ -d "$certs" ]; then
   done
 fi
 
+# The KillMode of containerd's systemd unit, as node-script.ts killmode_guard reads it before a
+# restart: anything but process ends every container with the daemon; no answer is unknown.
+killmode_of() { # unit systemctl
+  _km=$(bounded ${READ_CTR_SECONDS} "$2" show --property=KillMode --value "$1" 2>/dev/null) || _km=''
+  _km=$(printf '%s' "$_km" | tr -d '[:space:]')
+  _km=\${_km#KillMode=}
+  case "$_km" in '' | *[!a-z-]*) _km=unknown ;; esac
+  printf 'killmode %s %s\\n' "$1" "$_km"
+}
+kunit='' ksystemctl=''
 while [ "$#" -gt 0 ]; do
   case "$1" in
     F) file_of "$2" 0; shift 2 ;;
@@ -319,9 +337,12 @@ while [ "$#" -gt 0 ]; do
         ids="$ids $2"
       fi
       shift 9 ;;
+    K) kunit=$2 ksystemctl=$3; shift 3 ;;
     *) shift ;;
   esac
 done
+# While the probes run.
+if [ -n "$kunit" ]; then killmode_of "$kunit" "$ksystemctl"; fi
 wait
 for i in $ids; do cat "$work/$i" 2>/dev/null || echo "probe $i error - 0 - $tool"; done
 echo end

@@ -21,6 +21,11 @@ export interface ReadRequest {
   files: readonly { path: string; secret: boolean }[];
   /** Each mirror probe's arguments (a "P" group, node-findings.ts probeTargets). */
   probes: readonly { args: readonly string[] }[];
+  /**
+   * The systemd unit of a `systemctl restart UNIT` restartCommand and that systemctl (a "K" group):
+   * the read answers the unit's KillMode. Absent for another restart command.
+   */
+  killMode?: { unit: string; systemctl: string };
 }
 
 /** The read script's positional arguments for a request. */
@@ -30,6 +35,7 @@ export function readArguments(r: ReadRequest): string[] {
     ...r.managedDirs.flatMap((d) => ["M", d]),
     ...r.files.flatMap((f) => [f.secret ? "S" : "F", f.path]),
     ...r.probes.flatMap((t) => [...t.args]),
+    ...(r.killMode ? ["K", r.killMode.unit, r.killMode.systemctl] : []),
   ];
 }
 
@@ -80,6 +86,8 @@ export interface NodeRead {
   probes: Map<string, ReadProbe>;
   /** The hosts of unmanaged registry directories the read probed. */
   unmanagedProbes: { id: string; directory: string; role: "mirror" | "server"; url: string }[];
+  /** The KillMode of the unit the request named ("unknown" when systemctl did not say). */
+  killMode?: { unit: string; value: string };
 }
 
 export function emptyRead(): NodeRead {
@@ -182,6 +190,9 @@ export function parseRead(out: Buffer): NodeRead {
         r.probes.set(id, { class: cls, http: http === "-" ? undefined : Number(http), seconds: Number(secs) || 0, credentials: creds as ReadProbe["credentials"], tool });
         break;
       }
+      case "killmode":
+        r.killMode = { unit: words[0], value: words[1] || "unknown" };
+        break;
       case "end":
         ended = true;
         break;
