@@ -79,7 +79,7 @@ describe("private keys the command provider takes are read too (ssh2 takes no PK
 });
 
 describe("a node the read does not reach", () => {
-  const opts = { label: "n1", configVersion: 2, minimumVersion: "1.7.0", certsDir: "/etc/containerd/certs.d", managedDirs: [], configFile: "/etc/containerd/config.toml", imports: [], dropImports: [], unmanagedRegistries: "warn" as const, probePolicy: "warn" as const, allowDeadRegistries: false };
+  const opts = { label: "n1", configVersion: 2, minimumVersion: "1.7.0", certsDir: "/etc/containerd/certs.d", managedDirs: [], configFile: "/etc/containerd/config.toml", imports: [], dropImports: [], unmanagedRegistries: "warn" as const, probePolicy: "warn" as const, allowDeadRegistries: false, restartUnit: "containerd", allowContainerLoss: false };
   const unreached = { ...emptyRead(), error: "connect ECONNREFUSED 10.0.0.1:22" };
 
   it('warns by default, saying what the node loses and how to refuse it; unreadNode "fail" makes it an error', () => {

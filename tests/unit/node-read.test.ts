@@ -7,7 +7,8 @@ import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import { applyCommand, readCommand, REPAIR_RUN_SCRIPT } from "../../provider/src/remote/commands";
 import { READ_SCRIPT } from "../../provider/src/remote/read-script";
-import { NodeRead, emptyRead, parseRead } from "../../provider/src/remote/read";
+import { NodeRead, emptyRead, parseRead, readArguments } from "../../provider/src/remote/read";
+import { planOrThrow, systemdUnitOf } from "../../provider/src/component/plan";
 import { DesiredFile, ReadOptions, findings, lineDiff, pingUrl, probeTargets } from "../../provider/src/component/node-findings";
 import { mirrorProbeSettings, operationProblems } from "../../provider/src/component/containerd-node";
 import { renderNode } from "../../provider/src";
@@ -28,6 +29,8 @@ const opts = (o: Partial<ReadOptions> = {}): ReadOptions => ({
   unreadNode: "warn",
   probePolicy: "warn",
   allowDeadRegistries: false,
+  restartUnit: "containerd",
+  allowContainerLoss: false,
   ...o,
 });
 
@@ -382,5 +385,78 @@ describe("lineDiff", () => {
     const a = ["1", "2", "3", "4", "5", "6", "7", "8"].join("\n");
     const b = ["1", "2", "3", "4", "5", "six", "7", "8"].join("\n");
     expect(lineDiff(a, b)).toBe(["  ...", "  4", "  5", "- 6", "+ six", "  7", "  8"].join("\n"));
+  });
+});
+
+describe("the KillMode of containerd's systemd unit", () => {
+  const unitFix = "Fix: a drop-in /etc/systemd/system/containerd.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload";
+
+  it("is asked for the unit of a systemctl restart command (found as the apply's guard finds it), as a K group last", () => {
+    const request = (restartCommand?: string) => planOrThrow("n1", { containerdVersion: "1.7", connection: { host: "10.0.0.1", user: "root", privateKey: "k" }, ...(restartCommand ? { restartCommand } : {}) }).read.request;
+    expect(request().killMode).toEqual({ unit: "containerd", systemctl: "systemctl" });
+    expect(request("/usr/bin/systemctl restart --no-block containerd.service; sleep 1").killMode).toEqual({ unit: "containerd.service", systemctl: "/usr/bin/systemctl" });
+    expect(request("systemctl restart containerd&&true").killMode).toBeUndefined();
+    expect(request("systemctl restart 'containerd'").killMode).toBeUndefined();
+    expect(request("systemctl stop containerd").killMode).toBeUndefined();
+    expect(request("rc-service containerd restart").killMode).toBeUndefined();
+    expect(request("mysystemctl restart containerd").killMode).toBeUndefined();
+    expect(systemdUnitOf("systemctl restart containerd)")).toEqual({ unit: "containerd", systemctl: "systemctl" });
+    expect(systemdUnitOf("systemctl restart -- ;")).toBeUndefined();
+    const args = readArguments(request());
+    expect(args.slice(-3)).toEqual(["K", "containerd", "systemctl"]);
+    expect(readArguments(request("rc-service containerd restart"))).not.toContain("K");
+    // The findings are judged against the same unit, and against allowContainerLoss.
+    const plan = planOrThrow("n1", { containerdVersion: "1.7", connection: { host: "10.0.0.1", user: "root", privateKey: "k" }, restartCommand: "service containerd restart", allowContainerLoss: true });
+    expect([plan.read.findings.restartUnit, plan.read.findings.allowContainerLoss]).toEqual(["", true]);
+    expect(planOrThrow("n1", { containerdVersion: "1.7", connection: { host: "10.0.0.1", user: "root", privateKey: "k" } }).read.findings).toMatchObject({ restartUnit: "containerd", allowContainerLoss: false });
+  });
+
+  it("is parsed from its record", () => {
+    expect(parseRead(Buffer.from("version 1.7.24\nkillmode containerd.service control-group\nend\n")).killMode).toEqual({ unit: "containerd.service", value: "control-group" });
+    expect(parseRead(Buffer.from("killmode containerd\nend\n")).killMode).toEqual({ unit: "containerd", value: "unknown" });
+    expect(parseRead(Buffer.from("end\n")).killMode).toBeUndefined();
+  });
+
+  it("says nothing when it is process", () => {
+    const f = findings(read({ killMode: { unit: "containerd", value: "process" } }), files, [], opts());
+    expect([f.warnings, f.errors]).toEqual([[], []]);
+  });
+
+  it("is a warning on the node otherwise, in the words of up's refusal, and not an error (hosts.toml changes need no restart)", () => {
+    const f = findings(read({ killMode: { unit: "containerd", value: "control-group" } }), files, [], opts());
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual([
+      `n1: containerd's systemd unit containerd has KillMode=control-group, which ends every container on the node with the daemon (only KillMode=process leaves them running): up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays) unless allowContainerLoss is set. ${unitFix}; or set allowContainerLoss to restart anyway and lose them`,
+    ]);
+    const mixed = findings(read({ killMode: { unit: "containerd.service", value: "mixed" } }), files, [], opts({ restartUnit: "containerd.service" }));
+    expect(mixed.warnings[0]).toContain("containerd's systemd unit containerd.service has KillMode=mixed");
+    expect(mixed.warnings[0]).toContain(unitFix);
+  });
+
+  it("that cannot be read is not taken for process", () => {
+    const f = findings(read({ killMode: { unit: "containerd", value: "unknown" } }), files, [], opts());
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual([
+      "n1: the KillMode of containerd's systemd unit containerd cannot be read (systemctl show --property=KillMode --value containerd gave no answer), and only KillMode=process leaves the containers running: up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays) unless allowContainerLoss is set. Check the unit; or set allowContainerLoss to restart anyway and lose them",
+    ]);
+  });
+
+  it("with allowContainerLoss is a plain warning that each restart ends the node's pods", () => {
+    const f = findings(read({ killMode: { unit: "containerd", value: "control-group" } }), files, [], opts({ allowContainerLoss: true }));
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual([
+      "n1: containerd's systemd unit containerd has KillMode=control-group, which ends every container on the node with the daemon (only KillMode=process leaves them running): allowContainerLoss is set, so each restart of containerd (a config.toml change) ends every pod on the node",
+    ]);
+  });
+
+  it("is not checked where systemd does not run the restart, and preview says so", () => {
+    const f = findings(read(), files, [], opts({ restartUnit: "" }));
+    expect(f.errors).toEqual([]);
+    expect(f.warnings).toEqual([
+      `n1: the restart command (restartCommand) is not "systemctl restart UNIT": systemd does not manage the restart here, so the KillMode of containerd's unit is not checked; the running-containers check still guards a config.toml restart (an apply after which a container that ran before no longer runs fails and stops the later waves)`,
+    ]);
+    expect(findings(read(), files, [], opts({ restartUnit: "", allowContainerLoss: true })).warnings[0]).toMatch(/no longer runs fails; with allowContainerLoss it only reports them\)$/);
+    // A node the read does not reach is judged by unreadNode only.
+    expect(findings({ ...emptyRead(), error: "x" }, files, [], opts({ restartUnit: "" })).warnings).toHaveLength(1);
   });
 });

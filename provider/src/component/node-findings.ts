@@ -31,6 +31,10 @@ export interface ReadOptions {
   unreadNode: "warn" | "fail";
   probePolicy: "warn" | "fail";
   allowDeadRegistries: boolean;
+  /** The systemd unit of a `systemctl restart UNIT` restartCommand; "" for another restart command. */
+  restartUnit: string;
+  /** A restart may end the node's containers (allowContainerLoss). */
+  allowContainerLoss: boolean;
 }
 
 /** One host of one hosts.toml as the node sees it. */
@@ -270,6 +274,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   importFindings(read, o, f);
   mirrorFindings(read, files, probes, o, f);
   unmanagedFindings(read, o, f);
+  killModeFindings(read, o, f);
   return f;
 }
 
@@ -293,6 +298,38 @@ function versionFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
       f.errors.push(`${say} refusing a version ${o.configVersion} config.toml: the node runs containerd ${v}, older than containerdVersion ${o.minimumVersion} in the spec; set containerdVersion to ${v}`);
     }
   }
+}
+
+/**
+ * The KillMode of containerd's systemd unit, as the apply's restart guard (node-script.ts
+ * killmode_guard) will find it: anything but process ends every container with the daemon, and up
+ * refuses that restart unless allowContainerLoss. A warning, not an error: an error here stops all
+ * of the node's commands, but a hosts.toml change needs no restart and is safe on such a node, and
+ * whether this run changes config.toml is the engine's diff, not known here. The apply still refuses
+ * the restart on the node itself, before anything changes. A restart command systemd does not run
+ * is said too: its KillMode is not checked, and only the running-containers check guards it.
+ */
+function killModeFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
+  const say = `${o.label}:`;
+  if (o.restartUnit === "") {
+    f.warnings.push(
+      `${say} the restart command (restartCommand) is not "systemctl restart UNIT": systemd does not manage the restart here, so the KillMode of containerd's unit is not checked; the running-containers check still guards a config.toml restart (an apply after which a container that ran before no longer runs fails${o.allowContainerLoss ? "; with allowContainerLoss it only reports them" : " and stops the later waves"})`,
+    );
+    return;
+  }
+  const k = read.killMode;
+  if (k === undefined || k.value === "process") return;
+  const unit = k.unit;
+  const what =
+    k.value === "unknown"
+      ? `the KillMode of containerd's systemd unit ${unit} cannot be read (systemctl show --property=KillMode --value ${unit} gave no answer), and only KillMode=process leaves the containers running`
+      : `containerd's systemd unit ${unit} has KillMode=${k.value}, which ends every container on the node with the daemon (only KillMode=process leaves them running)`;
+  if (o.allowContainerLoss) {
+    f.warnings.push(`${say} ${what}: allowContainerLoss is set, so each restart of containerd (a config.toml change) ends every pod on the node`);
+    return;
+  }
+  const fix = k.value === "unknown" ? "Check the unit" : `Fix: a drop-in /etc/systemd/system/${unit.replace(/\.service$/, "")}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload`;
+  f.warnings.push(`${say} ${what}: up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays) unless allowContainerLoss is set. ${fix}; or set allowContainerLoss to restart anyway and lose them`);
 }
 
 /** Drift: each managed file against what the component's last apply left there (its record), and its drift token. */

@@ -143,6 +143,7 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
 
   const probe = mirrorProbeSettings(args.mirrorProbe);
   const targets = probe.enabled ? probeTargets(result.files) : [];
+  const unit = systemdUnitOf(command.restartCommand);
   const managedDirs = [...new Set(result.files.filter((f) => f.kind === "hosts").map((f) => f.path.slice(certsDir.length + 1).split("/")[0]))];
   return {
     plan: {
@@ -168,6 +169,7 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
           managedDirs,
           files: sorted.map((f) => ({ path: f.path, secret: f.secret })),
           probes: targets,
+          ...(unit ? { killMode: unit } : {}),
         },
         timeoutSeconds: args.readTimeoutSeconds ?? 10,
         probeSeconds: probe.timeoutSeconds,
@@ -186,6 +188,8 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
           unreadNode: args.unreadNode ?? "warn",
           probePolicy: probe.policy,
           allowDeadRegistries: probe.allowDeadRegistries,
+          restartUnit: unit?.unit ?? "",
+          allowContainerLoss: command.allowContainerLoss === true,
         },
       },
     },
@@ -197,6 +201,22 @@ export function planOrThrow(name: string, args: ContainerdNodeArgs): NodePlan {
   const r = planNode(name, args);
   if (r.problems) throw new SpecError(`Invalid ContainerdNode args for "${name}"`, r.problems);
   return r.plan;
+}
+
+/**
+ * The systemd unit a restart command restarts, and the systemctl it runs, as node-script.ts
+ * killmode_guard works it out on the node: its first line's first word is systemctl (or a path
+ * ending in /systemctl), the second `restart`, and the unit is the first word after that is not an
+ * option, trimmed of a trailing ; & | or ). A unit name of other characters, or another command, is
+ * no unit: systemd does not manage that restart, as far as the guard can tell.
+ */
+export function systemdUnitOf(restartCommand: string): { unit: string; systemctl: string } | undefined {
+  const words = (restartCommand.split("\n")[0] ?? "").split(/[ \t]+/).filter((w) => w !== "");
+  if (words.length < 3 || !/(^|\/)systemctl$/.test(words[0]) || words[1] !== "restart") return undefined;
+  const first = words.slice(2).find((w) => !w.startsWith("-"));
+  if (first === undefined) return undefined;
+  const unit = first.replace(/[;&|)]+$/, "");
+  return /^[A-Za-z0-9:_.@-]+$/.test(unit) ? { unit, systemctl: words[0] } : undefined;
 }
 
 /** Outputs and Promises in settings cannot be rendered now; say where they are. */
