@@ -1,8 +1,8 @@
 /**
  * What a config.toml change does to the pods running on a node, through the real engine on the local
  * fleet (containerd 1.6, 1.7 and 2.x) with real pods (tests/support/cri.ts, as kubelet starts them):
- * they run on with their pid; a node whose containerd unit has KillMode=control-group is refused
- * before anything changes, unless allowContainerLoss; a node whose restart ends its containers anyway
+ * they run on with their pid; a node whose containerd unit has KillMode=control-group is named in
+ * preview and refused before anything changes, unless allowContainerLoss; a node whose restart ends its containers anyway
  * fails its apply, naming them, and the later waves do not start.
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -80,6 +80,38 @@ describe("restart guards: running pods survive a config.toml change, or the appl
     // Each node checked them: its unit's KillMode, and every running container before and after.
     expect(res.outputs.guards).toEqual(NODES.map(() => ({ unit: "containerd", killMode: "process", containersChecked: true, running: 2, lost: 0 })));
     // (2: the pod's sandbox is a task too.)
+  });
+
+  it("names a node whose containerd unit has KillMode=control-group in preview, before anything is written, and a node systemd does not restart", async () => {
+    const bad = NODES[1];
+    const custom = NODES[0];
+    await F.fault(bad, "killmode-control-group");
+    try {
+      const files = await Promise.all(NODES.map(config));
+      const restarts = NODES.map(F.restarts);
+      const read = (over: (n: FleetNode) => Partial<FleetNodeArgs>) =>
+        h.preview(program({ ...spec((n) => ({ ...(n === custom ? { restartCommand: "/bin/sh -c 'systemctl restart containerd'" } : {}), ...over(n) })), readNode: true }));
+      const res = await read(() => ({}));
+      expect(res.error?.message).toBeUndefined();
+      const killMode = res.warnings.filter((w) => w.includes("KillMode"));
+      expect(killMode.filter((w) => w.includes(`${bad.name}: containerd's systemd unit`))).toEqual([
+        expect.stringContaining(
+          `${bad.name}: containerd's systemd unit containerd has KillMode=control-group, which ends every container on the node with the daemon (only KillMode=process leaves them running): up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays) unless allowContainerLoss is set. Fix: a drop-in /etc/systemd/system/containerd.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload`,
+        ),
+      ]);
+      expect(killMode.filter((w) => w.includes(`${custom.name}: the restart command (restartCommand) is not "systemctl restart UNIT": systemd does not manage the restart here, so the KillMode of containerd's unit is not checked; the running-containers check still guards`))).toHaveLength(1);
+      // The nodes whose unit says process are not named.
+      for (const n of NODES.filter((n) => n !== bad && n !== custom)) expect(killMode.filter((w) => w.includes(`${n.name}:`))).toEqual([]);
+      const allowed = await read((n) => (n === bad ? { allowContainerLoss: true } : {}));
+      expect(allowed.warnings.filter((w) => w.includes(`${bad.name}: containerd's systemd unit containerd has KillMode=control-group`))).toEqual([
+        expect.stringContaining("allowContainerLoss is set, so each restart of containerd (a config.toml change) ends every pod on the node"),
+      ]);
+      // A preview: nothing written, nothing restarted.
+      expect(await Promise.all(NODES.map(config))).toEqual(files);
+      expect(NODES.map(F.restarts)).toEqual(restarts);
+    } finally {
+      await F.fault(bad, "killmode-process");
+    }
   });
 
   it("refuses a node whose containerd unit has KillMode=control-group, pods alive and config.toml unchanged, naming the fix; allowContainerLoss restarts it and loses them", async () => {
