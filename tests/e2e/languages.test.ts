@@ -21,19 +21,17 @@ import { validateFleet } from "../../provider/src/component/containerd-fleet";
 import type { ContainerdFleetArgs } from "../../provider/src/component/containerd-fleet";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
+import { HUB, MIRROR, MIRROR_B, PAUSE, configNode, fleet } from "./fixture";
 
 // Go compiles the program (and, the first time, the Pulumi Go SDK) before each run.
 jest.setTimeout(900_000);
 
-const fleet = F.loadFleet();
 /** One node of each containerd major version the fleet has: config version 2 and 3 (or 4). */
 const NODES = ["1.", "2."].map((major) => {
   const n = fleet.nodes.find((x) => x.containerdVersion.startsWith(major));
   if (!n) throw new Error(`the fleet has no containerd ${major}x node (it has ${fleet.nodes.map((x) => x.containerdVersion).join(", ")})`);
   return n;
 });
-const [MIRROR, MIRROR2] = fleet.registry.mirrors;
-const SANDBOX = "registry.k8s.io/pause:3.9";
 const FLEET = "k8s-nodes";
 const CACHE = path.join(F.REPO, ".cache");
 const PY_VENV = path.join(CACHE, "python");
@@ -64,7 +62,7 @@ function tsArgs(dockerHubMirrors: string[]): ContainerdFleetArgs {
   return {
     containerdVersion: "1.7.22",
     systemdCgroup: true,
-    sandboxImage: SANDBOX,
+    sandboxImage: PAUSE,
     registries: {
       "docker.io": { mirrors: dockerHubMirrors.map((url) => ({ url })) },
       "registry.k8s.io": { mirrors: [{ url: MIRROR }] },
@@ -87,8 +85,8 @@ async function configure(lang: string, s: CliStack, dockerHubMirrors: string[]):
     await s.setAll({
       [`${project}:dockerHubMirror`]: dockerHubMirrors[0],
       [`${project}:k8sMirror`]: MIRROR,
-      [`${project}:sandboxImage`]: SANDBOX,
-      [`${project}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion })),
+      [`${project}:sandboxImage`]: PAUSE,
+      [`${project}:nodes`]: NODES.map((n) => configNode(n)),
     });
     return;
   }
@@ -96,12 +94,12 @@ async function configure(lang: string, s: CliStack, dockerHubMirrors: string[]):
     [`${project}:containerdVersion`]: "1.7.22",
     [`${project}:dockerHubMirrors`]: dockerHubMirrors,
     [`${project}:k8sMirrors`]: [MIRROR],
-    [`${project}:sandboxImage`]: SANDBOX,
-    [`${project}:nodes`]: NODES.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey, containerdVersion: n.containerdVersion })),
+    [`${project}:sandboxImage`]: PAUSE,
+    [`${project}:nodes`]: NODES.map((n) => configNode(n)),
   });
 }
 
-const hostsToml = (n: FleetNode) => F.nodeFile(n, "/etc/containerd/certs.d/docker.io/hosts.toml");
+const hostsToml = (n: FleetNode) => F.nodeFile(n, HUB);
 
 describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the component package", (lang) => {
   const cwd = path.join(F.REPO, "examples", `china-mirrors-${lang}`);
@@ -184,10 +182,10 @@ describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the c
   });
 
   it("previews a mirror change as the hosts.toml line diff, and applies it with no restart", async () => {
-    await configure(lang, s, [MIRROR2]);
+    await configure(lang, s, [MIRROR_B]);
     const preview = await s.ok(["preview", "--diff"]);
     expect(preview.stdout).toContain(`- [host."${MIRROR}"]`);
-    expect(preview.stdout).toContain(`+ [host."${MIRROR2}"]`);
+    expect(preview.stdout).toContain(`+ [host."${MIRROR_B}"]`);
     // Exactly the two docker.io hosts.toml files, nothing else (config.toml would restart containerd).
     expect(preview.stdout).toMatch(/~ 2 to update/);
     const updated = [...preview.stdout.matchAll(/~ command:remote:Command: \(update\)\s+(?:\[id=[^\]]*\]\s+)?\[urn=[^\]]*::([^\]]+)\]/g)].map((m) => m[1]).sort();
@@ -196,7 +194,7 @@ describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the c
     await s.ok(["up", "--yes", "--skip-preview"]);
     expect(NODES.map(F.restarts)).toEqual(before);
     for (const n of NODES) {
-      const want = rendered(n, [MIRROR2]).files.find((f) => f.path.endsWith("docker.io/hosts.toml"))!;
+      const want = rendered(n, [MIRROR_B]).files.find((f) => f.path.endsWith("docker.io/hosts.toml"))!;
       expect(await hostsToml(n)).toBe(want.content);
     }
   });
@@ -219,7 +217,7 @@ describe.each(["python", "go", "yaml"])("examples/china-mirrors-%s through the c
     for (const line of expected.split("\n")) expect(r.stdout + r.stderr).toContain(line.trim());
     expect(NODES.map(F.restarts)).toEqual(before);
     expect(await Promise.all(NODES.map(hostsToml))).toEqual(hosts);
-    await configure(lang, s, [MIRROR2]);
+    await configure(lang, s, [MIRROR_B]);
   });
 
   it("destroy puts every node's original config.toml back and removes the hosts.toml files", async () => {
