@@ -49,6 +49,15 @@ export async function auditLines(n: FleetNode): Promise<string[]> {
   return ((await F.nodeFile(n, AUDIT)) ?? "").split("\n").filter((l) => l.trim() !== "");
 }
 
+/** A node's counters before a run: restart log and audit trail lengths, SSH connections its sshd accepted. */
+export interface Mark {
+  restarts: number;
+  audit: number;
+  ssh: number;
+}
+export const mark = (nodes: FleetNode[]): Promise<Mark[]> =>
+  Promise.all(nodes.map(async (n) => ({ restarts: F.restarts(n), audit: (await auditLines(n)).length, ssh: await F.sshAccepted(n) })));
+
 export const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 // ---- a node in an inline program -----------------------------------------------------------------
@@ -123,6 +132,8 @@ export interface RootStackArgs {
   node?: (n: FleetNode) => Record<string, unknown>;
   /** Registry credentials by registry host (`credentials["host"].username` and `.password`), set by path as secrets. */
   credentials?: Record<string, { username: string; password: string }>;
+  /** rootStack() only: then deploy it (`pulumi up`). */
+  up?: boolean;
 }
 
 /** A CliStack of the root program: the CLI in the repository's top folder, its backend in the e2e run's private directory. */
@@ -146,12 +157,13 @@ export async function configureRoot(s: CliStack, a: RootStackArgs): Promise<void
   }
 }
 
-/** A new stack of the root program (`pulumi stack init`), configured; removed again if that fails. */
+/** A new stack of the root program (`pulumi stack init`), configured and, with `up`, deployed; removed again if any of that fails. */
 export async function rootStack(a: RootStackArgs, cli: Partial<CliOptions> = {}): Promise<CliStack> {
   const s = rootCli(cli);
   try {
     await s.init();
     await configureRoot(s, a);
+    if (a.up) await s.ok(["up", "--yes", "--skip-preview"]);
   } catch (e) {
     s.dispose();
     throw e;

@@ -15,7 +15,8 @@ import { ContainerdFleet, ContainerdFleetArgs, FleetNodeArgs } from "../../provi
 import { EngineStack, RunResult, StepRecord } from "../support/engine";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
-import { CONFIG, HUB, MIRROR, MIRROR_B, REC, TINY, auditLines, connection, engineStack, fleet } from "./fixture";
+import { CONFIG, HUB, MIRROR, MIRROR_B, REC, TINY, auditLines, connection, engineStack, fleet, mark } from "./fixture";
+import type { Mark } from "./fixture";
 
 jest.setTimeout(300_000);
 
@@ -51,17 +52,6 @@ const configStep = (steps: StepRecord[], n: FleetNode) => steps.find((s) => s.na
 const stepsOf = (r: RunResult, n: FleetNode) => r.steps.filter((s) => s.name.startsWith(`${n.name}:`));
 
 // ---- what the nodes recorded ---------------------------------------------------------------------
-
-/** A node's counters before a run: restart log and audit trail lengths, SSH connections its sshd accepted. */
-interface Mark {
-  restarts: number;
-  audit: number;
-  ssh: number;
-}
-
-async function mark(nodes: FleetNode[]): Promise<Mark[]> {
-  return Promise.all(nodes.map(async (n) => ({ restarts: F.restarts(n), audit: (await auditLines(n)).length, ssh: await F.sshAccepted(n) })));
-}
 
 /** What each node recorded since `before`: its new restart log lines, audit lines and SSH connections. */
 interface Since {

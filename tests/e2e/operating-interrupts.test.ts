@@ -23,7 +23,8 @@ import { PASSPHRASE } from "../support/engine";
 import { pulumiEnv, pulumiPath } from "../support/pulumi-env";
 import * as F from "./fleet";
 import type { FleetNode } from "./fleet";
-import { CONFIG, HUB, MIRROR_B, PROJECT, ROOT_SPEC, argv, auditLines, backendOf, configNode, fleet, lockFiles, locksDir, rootStack, setSpec, sha256 } from "./fixture";
+import { CONFIG, HUB, MIRROR_B, PROJECT, ROOT_SPEC, argv, auditLines, backendOf, configNode, fleet, lockFiles, locksDir, mark, rootStack, setSpec, sha256 } from "./fixture";
+import type { Mark } from "./fixture";
 
 jest.setTimeout(300_000);
 
@@ -39,19 +40,12 @@ const BASE = { ...ROOT_SPEC, readNode: false };
 const nodesConfig = (overrides: Record<number, Record<string, unknown>> = {}) => NODES.map((n, i) => configNode(n, overrides[i] ?? {}));
 
 /** A stack of the root program: the three nodes, the key as a secret, `spec`, one node per wave. */
-const stack = (spec: Record<string, unknown>) => rootStack({ nodes: NODES, spec, rollout: { maxUnavailable: 1 } }, { passphrase: PASSPHRASE });
+const stack = (spec: Record<string, unknown>, up = false) => rootStack({ nodes: NODES, spec, rollout: { maxUnavailable: 1 }, up }, { passphrase: PASSPHRASE });
 
 /** Where each interrupt starts: NODES reset and BASE rolled out by a new stack (removed again if that fails). */
 async function deployed(): Promise<CliStack> {
   await F.resetNodes(NODES);
-  const s = await stack(BASE);
-  try {
-    await s.ok(["up", "--yes", "--skip-preview"]);
-  } catch (e) {
-    s.dispose();
-    throw e;
-  }
-  return s;
+  return stack(BASE, true);
 }
 
 interface Exit {
@@ -165,15 +159,6 @@ interface Files {
   hosts: string | undefined;
 }
 const filesOf = async (n: FleetNode): Promise<Files> => ({ config: configOf(n), hosts: await F.nodeFile(n, HUB) });
-
-/** A node's counters: restart log and audit trail lengths, SSH connections its sshd accepted. */
-interface Mark {
-  restarts: number;
-  audit: number;
-  ssh: number;
-}
-const mark = (nodes: FleetNode[]): Promise<Mark[]> =>
-  Promise.all(nodes.map(async (n) => ({ restarts: F.restarts(n), audit: (await auditLines(n)).length, ssh: await F.sshAccepted(n) })));
 
 interface Since {
   restarts: number;

@@ -50,8 +50,8 @@ const NODES = F.nodesByGeneration(fleet, ["1.6", "1.7", "2.1"]);
 const [N1, N2, N3] = NODES;
 
 /** A stack of the root program: the three nodes in rollout order, the key as a secret, spec and rollout. */
-const stack = (spec: Record<string, unknown>, rollout: Record<string, unknown>, opts: { privateKey?: string; nodes?: FleetNode[] } = {}) =>
-  rootStack({ nodes: opts.nodes ?? NODES, spec, rollout, privateKey: opts.privateKey });
+const stack = (spec: Record<string, unknown>, rollout: Record<string, unknown>, opts: { privateKey?: string; nodes?: FleetNode[]; up?: boolean } = {}) =>
+  rootStack({ nodes: opts.nodes ?? NODES, spec, rollout, privateKey: opts.privateKey, up: opts.up });
 
 /** What a node shows: its managed files, restarts, audit lines and the SSH connections its sshd accepted. */
 interface NodeView {
@@ -104,9 +104,8 @@ function sharedStack(spec: Record<string, unknown>, set: (s: CliStack) => void, 
   let s: CliStack | undefined;
   beforeAll(async () => {
     await F.resetNodes(NODES);
-    s = await stack(spec, { maxUnavailable: 1 });
+    s = await stack(spec, { maxUnavailable: 1 }, { up: true });
     set(s);
-    await s.ok(["up", "--yes", "--skip-preview"]);
   });
   afterAll(async () => {
     await after?.();
