@@ -17,6 +17,10 @@
 # shellcheck disable=SC2016
 set -eu
 set -o pipefail
+# A command that fails under set -e says which (also inside functions and the background jobs that
+# bring nodes up), so a node that does not come up is never a silent "some nodes failed".
+set -E
+trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
