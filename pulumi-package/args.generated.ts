@@ -141,6 +141,27 @@ export interface NodeSettings {
    */
   allowContainerLoss?: boolean;
   /**
+   * Shell command run by `sh -c` where `pulumi up` runs (not on the node) before this node's
+   * config.toml is applied with a restart of containerd, e.g. `kubectl drain "$CONTAINERD_NODE_NAME"
+   * --ignore-daemonsets --timeout=5m`. Its environment is that of `pulumi up`, plus
+   * `CONTAINERD_NODE_NAME` (the node's name in the program) and `CONTAINERD_NODE_HOST`
+   * (`connection.host`). It runs when config.toml's hash changes, when the node moves to another
+   * host or port, and when the node's read found config.toml drifted (its repair restarts
+   * containerd). If it fails, config.toml is not applied (nothing restarts on this node), and in a
+   * fleet no later wave starts. A change of the command alone runs nothing: it is used at the next
+   * restart. Not run for a forgotten node, nor for the restart of a delete's restore.
+   * Default: nothing runs.
+   */
+  beforeRestart?: string;
+  /**
+   * Shell command run by `sh -c` where `pulumi up` runs after this node's config.toml was applied
+   * and containerd came back healthy, e.g. `kubectl uncordon "$CONTAINERD_NODE_NAME"`. Same
+   * environment and same runs as beforeRestart. In a fleet the next wave starts only after it
+   * succeeded; when the apply fails it does not run (the node stays as beforeRestart left it).
+   * Default: nothing runs.
+   */
+  afterRestart?: string;
+  /**
    * What deleting the resource does on the node: "restore" puts back each file as it was before it
    * was first managed (or removes it), restarting containerd for config.toml; "keep" leaves the files.
    * One of "restore", "keep".

@@ -53,6 +53,6 @@ type Expect<T extends never> = T;
 export type Checked = [
   Expect<Mismatches<pkg.ContainerdNodeArgs, Omit<lib.ContainerdNodeArgs, "restartAfter" | "filesAfter">, "ContainerdNodeArgs">>,
   Expect<Mismatches<pkg.ContainerdFleetArgs, lib.ContainerdFleetArgs, "ContainerdFleetArgs">>,
-  Expect<Mismatches<Outputs<pkg.ContainerdNode>, Omit<Outputs<lib.ContainerdNode>, "configCommand" | "hostCommand" | "commands" | "setAsideCommand">, "ContainerdNode">>,
+  Expect<Mismatches<Outputs<pkg.ContainerdNode>, Omit<Outputs<lib.ContainerdNode>, "configCommand" | "hostCommand" | "commands" | "setAsideCommand" | "beforeRestartCommand" | "afterRestartCommand">, "ContainerdNode">>,
   Expect<Mismatches<Outputs<pkg.ContainerdFleet>, Omit<Outputs<lib.ContainerdFleet>, "nodes">, "ContainerdFleet">>,
 ];

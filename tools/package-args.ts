@@ -24,7 +24,7 @@ const ENTRY = path.join(ROOT, "provider", "src", "index.ts");
 /** Library fields the package does not have: resources (README, "What differs from TypeScript"). */
 export const NOT_CROSSING = {
   args: ["restartAfter", "filesAfter"],
-  nodeOutputs: ["configCommand", "hostCommand", "commands", "setAsideCommand"],
+  nodeOutputs: ["configCommand", "hostCommand", "commands", "setAsideCommand", "beforeRestartCommand", "afterRestartCommand"],
   fleetOutputs: ["nodes"],
 } as const;
 

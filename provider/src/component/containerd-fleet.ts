@@ -123,8 +123,10 @@ export class ContainerdFleet extends pulumi.ComponentResource {
           const nodeSpec = { ...(nodeArgs as unknown as ContainerdNodeArgs), restartAfter: previous, filesAfter: registryWaves ? previous : [] };
           const node = new ContainerdNode(nodeName, withPlan(nodeSpec, plan), { parent: this });
           made[nodeName] = node;
-          // The next wave waits for this one's config.toml, and in registry waves for all its files.
+          // The next wave waits for this one's config.toml, and in registry waves for all its files;
+          // and for its afterRestart (an uncordon): a node is back only when that succeeded.
           current.push(...(registryWaves ? node.commands : [node.configCommand]));
+          if (node.afterRestartCommand) current.push(node.afterRestartCommand);
         }
         previous = current;
       }

@@ -11,12 +11,13 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { applyCommand, installCommand, INSTALLED_SCRIPT, putBackCommand, releaseCommand, restoreCommand, setAsideCommand } from "../remote/commands";
 import type { ConfigVersion } from "../spec/version";
-import { addressOf, pinnedConnection } from "./connection";
+import { addressOf, pinnedConnection, withConnection } from "./connection";
 import type { ContainerdNodeArgs, Deprecation, FileApplyReport, ManagedFile, NodeStateReport } from "./node-args";
 import type { MirrorHealth } from "./node-findings";
 import { readNodeState, stateReport } from "./node-state";
 import { NodePlan, planOrThrow } from "./plan";
 import { redactHostsToml } from "./redact";
+import { RestartHookContext, restartHook } from "./restart-hooks";
 import { ranThisDeployment, whatRan } from "./what-ran";
 
 export type { ConnectionArgs } from "./connection";
@@ -77,6 +78,10 @@ export class ContainerdNode extends pulumi.ComponentResource {
   public readonly mirrorHealth: pulumi.Output<MirrorHealth[]>;
   /** unmanagedRegistries "remove": the resource that holds the set-aside registry directories. */
   public readonly setAsideCommand?: command.remote.Command;
+  /** beforeRestart: runs where `pulumi up` runs before config.toml's apply restarts containerd. */
+  public readonly beforeRestartCommand?: command.local.Command;
+  /** afterRestart: runs after that apply succeeded; a fleet's next wave waits for it. */
+  public readonly afterRestartCommand?: command.local.Command;
 
   constructor(name: string, args: ContainerdNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     // Planned and pinned before anything is registered: a bad spec, or a host key that cannot be
@@ -170,11 +175,27 @@ export class ContainerdNode extends pulumi.ComponentResource {
     // repaired once before shows one update (nothing to do on the node, which then forgets that
     // repair) the first time its node is not read.
     const commands: command.remote.Command[] = [];
+    // beforeRestart and afterRestart (restart-hooks.ts); a forgotten node runs none.
+    const hookContext: RestartHookContext = {
+      name,
+      host: withConnection(connection, (_c, host) => host),
+      address: addressOf(connection),
+      configHash: plan.configHash,
+      repairToken: tokenOf(plan.configFile),
+      repairing: reading ? checked.then((fd) => fd?.drift.some((d) => d.path === plan.configFile) ?? false, () => false) : undefined,
+      parent: this,
+    };
+    let beforeRestart: command.local.Command | undefined;
     for (const pf of plan.files) {
       const f = pf.file;
       // (restartAfter and filesAfter are the same resources in a fleet's registry waves: once each.)
       const waits = [hostCommand, ...(args.filesAfter ?? []), ...(setAside ? [setAside] : []), ...pf.after.map((j) => commands[j])];
-      if (f.kind === "config") waits.push(...(args.restartAfter ?? []).filter((r) => !waits.includes(r)));
+      if (f.kind === "config") {
+        waits.push(...(args.restartAfter ?? []).filter((r) => !waits.includes(r)));
+        // As late as it can run: after the previous wave and this node's other files.
+        beforeRestart = plan.forget ? undefined : restartHook("beforeRestart", args.beforeRestart, hookContext, [...waits]);
+        if (beforeRestart) waits.push(beforeRestart);
+      }
       const cmd = new command.remote.Command(
         `${name}:${f.path}`,
         {
@@ -215,6 +236,8 @@ export class ContainerdNode extends pulumi.ComponentResource {
     this.commands = commands;
     this.configCommand = commands[plan.files.findIndex((pf) => pf.file.kind === "config")];
     this.setAsideCommand = setAside;
+    this.beforeRestartCommand = beforeRestart;
+    this.afterRestartCommand = plan.forget ? undefined : restartHook("afterRestart", args.afterRestart, hookContext, [this.configCommand]);
     this.files = pulumi.all(plan.files.map((pf) => pulumi.output(pf.content).apply((content): ManagedFile => ({ path: pf.file.path, mode: pf.file.mode, kind: pf.file.kind, secret: pf.file.secret, content }))));
     this.configHash = pulumi.output(plan.configHash);
     // A command's stdout is its last run's; only those that ran in this deployment count.

@@ -43,6 +43,28 @@ export interface NodeOperationArgs {
    */
   readonly allowContainerLoss?: boolean;
   /**
+   * Shell command run by `sh -c` where `pulumi up` runs (not on the node) before this node's
+   * config.toml is applied with a restart of containerd, e.g. `kubectl drain "$CONTAINERD_NODE_NAME"
+   * --ignore-daemonsets --timeout=5m`. Its environment is that of `pulumi up`, plus
+   * `CONTAINERD_NODE_NAME` (the node's name in the program) and `CONTAINERD_NODE_HOST`
+   * (`connection.host`). It runs when config.toml's hash changes, when the node moves to another
+   * host or port, and when the node's read found config.toml drifted (its repair restarts
+   * containerd). If it fails, config.toml is not applied (nothing restarts on this node), and in a
+   * fleet no later wave starts. A change of the command alone runs nothing: it is used at the next
+   * restart. Not run for a forgotten node, nor for the restart of a delete's restore.
+   * @default - nothing runs
+   * @see docs/on-the-node.md, "What a restart does to running pods"
+   */
+  readonly beforeRestart?: string;
+  /**
+   * Shell command run by `sh -c` where `pulumi up` runs after this node's config.toml was applied
+   * and containerd came back healthy, e.g. `kubectl uncordon "$CONTAINERD_NODE_NAME"`. Same
+   * environment and same runs as beforeRestart. In a fleet the next wave starts only after it
+   * succeeded; when the apply fails it does not run (the node stays as beforeRestart left it).
+   * @default - nothing runs
+   */
+  readonly afterRestart?: string;
+  /**
    * What deleting the resource does on the node: "restore" puts back each file as it was before it
    * was first managed (or removes it), restarting containerd for config.toml; "keep" leaves the files.
    * @default "restore"
@@ -253,6 +275,8 @@ export const operationSchema = z.object({
   healthTimeoutSeconds: seconds(3600).optional(),
   healthChecks: z.array(shellCommand, says("is not a list of shell commands")).optional(),
   allowContainerLoss: bool.optional(),
+  beforeRestart: shellCommand.optional(),
+  afterRestart: shellCommand.optional(),
   onDelete: oneOf("restore", "keep").optional(),
   sudo: bool.optional(),
   containerdPath: commandName.optional(),
