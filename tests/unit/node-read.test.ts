@@ -414,6 +414,7 @@ describe("the KillMode of containerd's systemd unit", () => {
   it("is parsed from its record", () => {
     expect(parseRead(Buffer.from("version 1.7.24\nkillmode containerd.service control-group\nend\n")).killMode).toEqual({ unit: "containerd.service", value: "control-group" });
     expect(parseRead(Buffer.from("killmode containerd\nend\n")).killMode).toEqual({ unit: "containerd", value: "unknown" });
+    expect(parseRead(Buffer.from("killmode containred control-group not-found\nend\n")).killMode).toEqual({ unit: "containred", value: "control-group", loadState: "not-found" });
     expect(parseRead(Buffer.from("end\n")).killMode).toBeUndefined();
   });
 
@@ -431,6 +432,15 @@ describe("the KillMode of containerd's systemd unit", () => {
     const mixed = findings(read({ killMode: { unit: "containerd.service", value: "mixed" } }), files, [], opts({ restartUnit: "containerd.service" }));
     expect(mixed.warnings[0]).toContain("containerd's systemd unit containerd.service has KillMode=mixed");
     expect(mixed.warnings[0]).toContain(unitFix);
+  });
+
+  it("of a unit systemd does not have (it shows its default, control-group) says the unit is not loaded and how to name it, allowContainerLoss or not", () => {
+    const said =
+      "n1: containerd's systemd unit containred is not loaded (LoadState=not-found): systemd has no usable unit by that name, so the KillMode it shows (control-group) is only its default and the restart command cannot restart containerd. up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays). Fix: name containerd's unit in restartCommand (systemctl list-units 'containerd*' lists it)";
+    for (const allowContainerLoss of [false, true]) {
+      const f = findings(read({ killMode: { unit: "containred", value: "control-group", loadState: "not-found" } }), files, [], opts({ restartUnit: "containred", allowContainerLoss }));
+      expect([f.warnings, f.errors]).toEqual([[said], []]);
+    }
   });
 
   it("that cannot be read is not taken for process", () => {

@@ -106,7 +106,16 @@ test("a K group asks the unit's KillMode of the systemctl given, bounded like th
     const r = run(controlGroup);
     expect(r.stdout).toContain("\nkillmode containerd.service control-group\n");
     expect(parseRead(Buffer.from(r.stdout))).toMatchObject({ reached: true, killMode: { unit: "containerd.service", value: "control-group" } });
-    expect(fs.readFileSync(log, "utf8")).toBe("show --property=KillMode --value containerd.service\n");
+    // Not process: its LoadState is asked too (systemd shows control-group for a unit it does not have).
+    expect(fs.readFileSync(log, "utf8")).toBe("show --property=KillMode --value containerd.service\nshow --property=LoadState --value containerd.service\n");
+    const missing = run(stand("missing", 'case "$2" in --property=LoadState) echo not-found ;; *) echo control-group ;; esac'), "containred.service");
+    expect(missing.stdout).toContain("\nkillmode containred.service control-group not-found\n");
+    expect(parseRead(Buffer.from(missing.stdout)).killMode).toEqual({ unit: "containred.service", value: "control-group", loadState: "not-found" });
+    // process, and no answer, ask nothing more.
+    fs.rmSync(log);
+    run(stand("named", "echo KillMode=process"));
+    run(stand("failing", "exit 1"));
+    expect(fs.readFileSync(log, "utf8")).toBe("show --property=KillMode --value containerd.service\nshow --property=KillMode --value containerd.service\n");
     // A systemctl that also prints the property's name, or that fails, or answers nonsense.
     expect(parseRead(Buffer.from(run(stand("named", "echo KillMode=process")).stdout)).killMode).toEqual({ unit: "containerd.service", value: "process" });
     expect(parseRead(Buffer.from(run(stand("failing", "exit 1")).stdout)).killMode).toEqual({ unit: "containerd.service", value: "unknown" });
@@ -121,7 +130,7 @@ test("a K group asks the unit's KillMode of the systemctl given, bounded like th
     const none = spawnSync("dash", ["-s", "/bin/false", path.join(dir, "sock"), "-", path.join(dir, "config.toml"), "1", "0"], { input: READ_SCRIPT, encoding: "utf8", timeout: 30_000 });
     expect(parseRead(Buffer.from(none.stdout)).killMode).toBeUndefined();
     expect(fs.existsSync(log)).toBe(false);
-    expect(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false, systemd: true })).toBe(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false }) + READ_CTR_SECONDS);
+    expect(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false, systemd: true })).toBe(readBudgetSeconds({ connectSeconds: 10, viaProxy: false, probeSeconds: 5, probing: false }) + 2 * READ_CTR_SECONDS);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -307,7 +307,8 @@ function versionFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
  * of the node's commands, but a hosts.toml change needs no restart and is safe on such a node, and
  * whether this run changes config.toml is the engine's diff, not known here. The apply still refuses
  * the restart on the node itself, before anything changes. A restart command systemd does not run
- * is said too: its KillMode is not checked, and only the running-containers check guards it.
+ * is said too: its KillMode is not checked, and only the running-containers check guards it. So is a
+ * unit systemd does not have (a typo in restartCommand): systemd shows control-group for it.
  */
 function killModeFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
   const say = `${o.label}:`;
@@ -320,6 +321,14 @@ function killModeFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
   const k = read.killMode;
   if (k === undefined || k.value === "process") return;
   const unit = k.unit;
+  if (k.loadState !== undefined) {
+    // systemd shows its default KillMode for a unit it does not have; no drop-in changes that, and
+    // the restart could not work: the apply refuses it, allowContainerLoss or not.
+    f.warnings.push(
+      `${say} containerd's systemd unit ${unit} is not loaded (LoadState=${k.loadState}): systemd has no usable unit by that name, so the KillMode it shows (${k.value}) is only its default and the restart command cannot restart containerd. up will refuse to restart containerd for a config.toml change (nothing restarted, the old config.toml stays). Fix: name containerd's unit in restartCommand (systemctl list-units 'containerd*' lists it)`,
+    );
+    return;
+  }
   const what =
     k.value === "unknown"
       ? `the KillMode of containerd's systemd unit ${unit} cannot be read (systemctl show --property=KillMode --value ${unit} gave no answer), and only KillMode=process leaves the containers running`

@@ -43,23 +43,25 @@
  *                                              and how many later copies of it were set aside since
  *   import PATTERN, importfile PATH, then a content record for it
  *   probe ID CLASS HTTP SECONDS CREDS TOOL     CREDS: pass | fail | none | -
- *   killmode UNIT VALUE                        the K unit's KillMode (systemctl show), or unknown
+ *   killmode UNIT VALUE [LOADSTATE]            the K unit's KillMode (systemctl show), or unknown; then
+ *                                              its LoadState when systemd has no usable unit by that
+ *                                              name (not-found, masked, bad-setting, error)
  *   end
  */
 /**
  * How long each of the read's two ctr calls (version, plugins) may take on a wedged containerd, and
- * its systemctl call (a K group's KillMode).
+ * each of its systemctl calls (a K group's KillMode, and its LoadState when the KillMode is not process).
  */
 export const READ_CTR_SECONDS = 5;
 
 /**
  * The read's whole time budget: connecting (twice through a jump host), the two ctr calls, a K
- * group's systemctl call (systemd), and the probes (a token registry's check of credentials takes
+ * group's two systemctl calls (systemd), and the probes (a token registry's check of credentials takes
  * up to three requests), plus a second of slack. Within it a wedged containerd, a slow systemd or a
  * slow jump host costs its parts, not the whole read.
  */
 export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean; systemd?: boolean }): number {
-  return o.connectSeconds * (o.viaProxy ? 2 : 1) + (o.systemd ? 3 : 2) * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
+  return o.connectSeconds * (o.viaProxy ? 2 : 1) + (o.systemd ? 4 : 2) * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
 }
 
 // One brace group: sh parses all of it before it runs any of it, so nothing run here can eat the
@@ -318,11 +320,18 @@ fi
 
 # The KillMode of containerd's systemd unit, as node-script.ts killmode_guard reads it before a
 # restart: anything but process ends every container with the daemon; no answer is unknown.
+# systemd answers its default, control-group, for a unit it does not have (or a masked one): then
+# its LoadState follows the value, as the guard asks it.
 killmode_of() { # unit systemctl
   _km=$(bounded ${READ_CTR_SECONDS} "$2" show --property=KillMode --value "$1" 2>/dev/null) || _km=''
   _km=$(printf '%s' "$_km" | tr -d '[:space:]')
   _km=\${_km#KillMode=}
   case "$_km" in '' | *[!a-z-]*) _km=unknown ;; esac
+  if [ "$_km" != process ] && [ "$_km" != unknown ]; then
+    _ls=$(bounded ${READ_CTR_SECONDS} "$2" show --property=LoadState --value "$1" 2>/dev/null) || _ls=''
+    _ls=$(printf '%s' "$_ls" | tr -d '[:space:]')
+    case "\${_ls#LoadState=}" in not-found | masked | bad-setting | error) _km="$_km \${_ls#LoadState=}" ;; esac
+  fi
   printf 'killmode %s %s\\n' "$1" "$_km"
 }
 kunit='' ksystemctl=''

@@ -86,8 +86,12 @@ export interface NodeRead {
   probes: Map<string, ReadProbe>;
   /** The hosts of unmanaged registry directories the read probed. */
   unmanagedProbes: { id: string; directory: string; role: "mirror" | "server"; url: string }[];
-  /** The KillMode of the unit the request named ("unknown" when systemctl did not say). */
-  killMode?: { unit: string; value: string };
+  /**
+   * The KillMode of the unit the request named ("unknown" when systemctl did not say), and the unit's
+   * LoadState when systemd has no usable unit by that name ("not-found", "masked", ...): systemd then
+   * shows its default KillMode, control-group, which no drop-in changes.
+   */
+  killMode?: { unit: string; value: string; loadState?: string };
 }
 
 export function emptyRead(): NodeRead {
@@ -191,7 +195,7 @@ export function parseRead(out: Buffer): NodeRead {
         break;
       }
       case "killmode":
-        r.killMode = { unit: words[0], value: words[1] || "unknown" };
+        r.killMode = { unit: words[0], value: words[1] || "unknown", ...(words[2] ? { loadState: words[2] } : {}) };
         break;
       case "end":
         ended = true;
