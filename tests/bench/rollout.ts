@@ -7,6 +7,7 @@
  *   BENCH_NODES=5 npm run bench
  *   npm run bench -- --scale           # 20, 100 and 200 nodes (BENCH_SCALE=20,50 for others)
  *   BENCH_PARALLEL=32 npm run bench    # pulumi --parallel 32 (default: the CLI's own, 4 per CPU)
+ *   npm run bench -- --pods            # only the config change with pods running, and what its checks cost
  *
  * How ours runs: the `pulumi` CLI (what tools/pulumi/build.sh built) in a program folder that this
  * file writes into a private temporary directory: Pulumi.yaml (runtime nodejs, TypeScript, main
@@ -43,6 +44,14 @@
  * what the floor does, in the same waves). It splits each gap: control - floor is the engine's, the
  * SDK's and the command provider's; ours - control is ours.
  *
+ * The config change with pods running (podsRun, last in the run, printed beside the config change):
+ * BENCH_PODS pods (2) of the fleet's sleeper on every node, started through CRI as kubelet starts
+ * them, while a config.toml change rolls out through the CLI as above, with the spec pods need here
+ * (systemdCgroup off, the fleet's sandbox image, crictlPath: so the apply runs every restart guard
+ * and the pod-start check). Then every task must run with the pid it had (the row fails loudly if
+ * not), and each node runs the guards' own functions BENCH_GUARD_REPS times (5) to say what each
+ * check costs it: tests/bench/guard-cost.ts.
+ *
  * It brings the nodes up (tests/fleet/fleet.sh up) and down again (unless KEEP_FLEET=1). Give it a
  * fleet of its own (FLEET_PREFIX, FLEET_SUBNET, FLEET_STATE_DIR) to run beside other tests.
  */
@@ -53,14 +62,19 @@ import * as path from "path";
 import type { ConnectionArgs, ContainerdFleetArgs, FleetNodeArgs } from "../../provider/bin";
 import { renderNode } from "../../provider/bin";
 import { shellQuote } from "../../provider/bin/remote/commands";
+import { NODE_SCRIPT } from "../../provider/bin/remote/node-script";
+import { CRICTL, podSettings } from "../e2e/fleet";
 import { CliRun, CliStack } from "../support/cli";
+import { CriPod, criContainerStatus, criRemovePod, criRunPod } from "../support/cri";
 import { privateDir, pulumiPath } from "../support/pulumi-env";
+import { CHECKS, GuardCostSummary, RestartGuards, UNITS, guardCostScript, parseGuardCost, summarize } from "./guard-cost";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const FLEET_SH = path.join(REPO, "tests", "fleet", "fleet.sh");
 const N = Number(process.env.BENCH_NODES ?? 20);
 const MAX_UNAVAILABLE = "25%";
 const SCALE = process.argv.includes("--scale");
+const PODS_ONLY = process.argv.includes("--pods");
 const SCALE_SIZES = (process.env.BENCH_SCALE ?? "20,100,200").split(",").map(Number);
 const PARALLEL = [
   ...(process.env.BENCH_PARALLEL ? ["--parallel", String(Number(process.env.BENCH_PARALLEL))] : []),
@@ -76,11 +90,14 @@ interface FleetNode {
   privateKey: string;
   privateKeyPath: string;
   hostKey: string;
+  generation: string;
   containerdVersion: string;
+  containerdSocket: string;
+  configToml: string;
   restartLog: string;
 }
 interface FleetJson {
-  registry: { mirrors: string[] };
+  registry: { mirrors: string[]; podImages: { sandbox: string; container: string } };
   nodes: FleetNode[];
 }
 
@@ -618,6 +635,193 @@ async function baseline(nodes: FleetNode[], known: string, from: number, to: num
   return { scenario: "config change, ssh + sed + systemctl loop, one node after another (setup guides)", wallSeconds: (Date.now() - t0) / 1000, sessionsPerNode: 1, restarts: restarts(nodes) - before, ok };
 }
 
+// ---- the config change with pods running -----------------------------------------------------------
+
+const PODS_PER_NODE = Number(process.env.BENCH_PODS ?? 2);
+const GUARD_REPS = Number(process.env.BENCH_GUARD_REPS ?? 5);
+/** Issue 32's bound on what the restart guards may cost a node per config change: about 0.1 s of CPU. */
+const GUARD_CPU_BUDGET_MS = 100;
+
+/**
+ * Ours' spec with what pods need on this fleet (tests/fleet/README.md, Pods): the CRI setting this
+ * kernel needs (podSettings), the cgroupfs driver (the nodes have no systemd), a sandbox image the
+ * mirror serves, and the fleet's crictl, which is off the nodes' PATH: with crictlPath the apply
+ * also runs its pod-start check.
+ */
+function podSpec(base: ContainerdFleetArgs, f: FleetJson, nodes: FleetNode[], downloads: number): ContainerdFleetArgs {
+  return {
+    ...base,
+    systemdCgroup: false,
+    sandboxImage: f.registry.podImages.sandbox,
+    maxConcurrentDownloads: downloads,
+    crictlPath: CRICTL,
+    nodes: base.nodes.map((n, i) => ({ ...n, settings: podSettings(nodes[i]) })),
+  };
+}
+
+/** One command over OpenSSH with the script on stdin: its exit status and output. */
+function sshCapture(n: FleetNode, known: string, command: string, input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn("ssh", ["-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", `UserKnownHostsFile=${known}`, "-o", "StrictHostKeyChecking=yes",
+      "-i", n.privateKeyPath, "-p", String(n.port), `${n.user}@${n.host}`, command], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("close", (c) => resolve({ code: c ?? 1, stdout, stderr }));
+    p.stdin.end(input);
+  });
+}
+
+/** The node's running tasks in k8s.io (pod sandboxes and containers), id to pid, by its own ctr. */
+function runningTasks(n: FleetNode): Map<string, number> {
+  const out = fleet("exec", n.name, "--", "ctr", "-n", "k8s.io", "tasks", "ls");
+  const tasks = new Map<string, number>();
+  for (const l of out.split("\n").slice(1)) {
+    const [id, pid, status] = l.trim().split(/\s+/);
+    if (status === "RUNNING") tasks.set(id, Number(pid));
+  }
+  return tasks;
+}
+
+/** What each node's config.toml apply reported of its restart guards (its command's stdout, in the state). */
+async function guardsReported(d: Deployment): Promise<Map<string, RestartGuards | undefined>> {
+  const r = await d.stack.ok(["stack", "export", "--show-secrets"]);
+  type Res = { urn: string; type: string; outputs?: { stdout?: unknown } };
+  const resources = (JSON.parse(r.stdout) as { deployment: { resources: Res[] } }).deployment.resources;
+  const out = new Map<string, RestartGuards | undefined>();
+  for (const n of d.nodes) {
+    const cmd = resources.find((x) => x.type === "command:remote:Command" && x.urn.endsWith(`::${n.name}:/etc/containerd/config.toml`));
+    const line = String(cmd?.outputs?.stdout ?? "").trim().split("\n").pop() ?? "";
+    try {
+      out.set(n.name, (JSON.parse(line) as { guards?: RestartGuards }).guards);
+    } catch {
+      out.set(n.name, undefined);
+    }
+  }
+  return out;
+}
+
+/** Whether a guards report is the healthy one: KillMode process, every task kept, the image there, a pod started. */
+function guardsHealthy(g: RestartGuards | undefined, atLeast: number): boolean {
+  return !!g && g.killMode === "process" && g.containersChecked && g.running >= atLeast && g.lost === 0 && g.sandboxImage?.before === "present" && g.podStart === "started";
+}
+
+const ms = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0));
+const guardsText = (g: RestartGuards | undefined) =>
+  g ? `KillMode ${g.killMode}, ${g.running} running, ${g.lost} lost, sandbox image ${g.sandboxImage?.before ?? "-"}, pod start ${g.podStart ?? "-"}` : "none";
+
+/**
+ * The config change with pods running: ours' spec for pods applied first (not measured; the nodes
+ * pull the sandbox image then), PODS_PER_NODE pods started on every node, then a config.toml change
+ * through the CLI (the row), then every task checked for its pid, and each node's checks measured
+ * (guard-cost.ts). Returns the CLI's measure, whether the pods and the reports were as they must be,
+ * and the notes to print.
+ */
+async function podsRun(
+  d: Deployment,
+  f: FleetJson,
+  nodes: FleetNode[],
+  known: string,
+  base: ContainerdFleetArgs,
+  downloads: number,
+): Promise<{ m: Measured & { sessions?: number; restarted: number }; ok: boolean; notes: string[] }> {
+  const setup = await d.up(podSpec(base, f, nodes, downloads), "pods: ours' spec for pods");
+  if (!setup.ok) throw new Error("pods: ours' spec for pods failed to apply (above): no pod could start");
+  console.error(`pods: ours' spec for pods applied in ${setup.seconds.toFixed(1)} s; starting ${PODS_PER_NODE} pods on each node ...`);
+  const pods = new Map<string, CriPod[]>();
+  await pool(nodes, 2, async (n) => {
+    const list: CriPod[] = [];
+    for (let i = 1; i <= PODS_PER_NODE; i++) list.push(await criRunPod(n.containerdSocket, { name: `bench-${i}`, image: f.registry.podImages.container }));
+    pods.set(n.name, list);
+  });
+  try {
+    const before = new Map(nodes.map((n) => [n.name, runningTasks(n)]));
+    const m = await d.up(podSpec(base, f, nodes, downloads + 1), `config change with ${PODS_PER_NODE} pods running per node`);
+
+    // Every task that ran before runs after, with its pid; and each started container, by CRI.
+    const survived = new Map<string, string>();
+    let allSurvived = true;
+    for (const n of nodes) {
+      const was = before.get(n.name)!;
+      const now = runningTasks(n);
+      const lost = [...was].filter(([id, pid]) => now.get(id) !== pid).map(([id, pid]) => `${id.slice(0, 12)} (pid ${pid}: ${now.has(id) ? `now ${now.get(id)}` : "not running"})`);
+      for (const p of pods.get(n.name)!) {
+        const s = await criContainerStatus(n.containerdSocket, p.containerId).catch(() => undefined);
+        if (!s || s.state !== "CONTAINER_RUNNING" || s.pid !== p.pid) lost.push(`container ${p.containerId.slice(0, 12)} (CRI: ${s ? `${s.state}, pid ${s.pid}, was ${p.pid}` : "gone"})`);
+      }
+      if (lost.length > 0 || was.size < 2 * PODS_PER_NODE) {
+        allSurvived = false;
+        survived.set(n.name, `**NO**: ${was.size < 2 * PODS_PER_NODE ? `only ${was.size} tasks ran before; ` : ""}${lost.join(", ")}`);
+        console.error(`\n*** ${n.name}: PODS LOST in the config change: ${lost.join(", ") || `only ${was.size} tasks ran before it`} ***\n`);
+      } else survived.set(n.name, `yes, ${was.size} of ${was.size}`);
+    }
+    const reported = await guardsReported(d);
+    const reportsOk = nodes.every((n) => guardsHealthy(reported.get(n.name), 2 * PODS_PER_NODE));
+    if (!reportsOk) console.error(`pods: an apply's guards report is not the healthy one: ${nodes.map((n) => `${n.name}: ${guardsText(reported.get(n.name))}`).join("; ")}`);
+
+    // What the checks cost each node: one node at a time, so the nodes do not compete for the
+    // machine's cores (each would have its own).
+    const costs = new Map<string, GuardCostSummary>();
+    let measuredOk = true;
+    for (const n of nodes) {
+      const script = guardCostScript({ nodeScript: NODE_SCRIPT, label: n.name, reps: GUARD_REPS, crictl: CRICTL, timeout: base.healthTimeoutSeconds ?? 30 });
+      const r = await sshCapture(n, known, 'f=$(mktemp) && cat >"$f" && /bin/sh "$f"; rc=$?; rm -f "$f"; exit $rc', script);
+      const parsed = parseGuardCost(r.stdout);
+      const bad = parsed.guards.filter((g) => !guardsHealthy(g, 2 * PODS_PER_NODE));
+      if (r.code !== 0 || parsed.guards.length !== GUARD_REPS || bad.length > 0) {
+        measuredOk = false;
+        console.error(`pods: ${n.name}: measuring the checks failed (exit ${r.code}): ${r.stderr.trim()}${bad.length ? `; they found: ${guardsText(bad[0])}` : ""}`);
+        continue;
+      }
+      costs.set(n.name, summarize(parsed));
+    }
+
+    const head = CHECKS.map((c) => c.name);
+    const lines = [
+      `| node | containerd | ${head.join(" | ")} | total | pods kept, same pid | the apply's report |`,
+      `| --- | --- | ${head.map(() => "---:").join(" | ")} | ---: | --- | --- |`,
+    ];
+    for (const n of nodes) {
+      const c = costs.get(n.name);
+      const cell = (x: { wallMs: number; nodeMs: number; commandsMs: number }) => `${ms(x.wallMs)} / ${ms(x.nodeMs)} (${ms(x.commandsMs)})`;
+      const cells = c ? CHECKS.map((k) => cell(c.checks[k.key])) : CHECKS.map(() => "FAILED");
+      const total = c ? `${cell(c.total)}${c.total.nodeMs > GUARD_CPU_BUDGET_MS ? " **over 0.1 s**" : ""}` : "-";
+      lines.push(`| ${n.name} | ${n.containerdVersion} | ${cells.join(" | ")} | ${total} | ${survived.get(n.name)} | ${guardsText(reported.get(n.name))} |`);
+    }
+    const all = [...costs.values()];
+    const worst = all.length ? Math.max(...all.map((c) => c.total.nodeMs)) : NaN;
+    const mean = all.length ? all.reduce((a, c) => a + c.total.nodeMs, 0) / all.length : NaN;
+    const notes = [
+      [
+        `Config change with ${PODS_PER_NODE} pods running per node: what the checks cost each node, in ms: wall / CPU (of which the checks' own commands).`,
+        `Each node ran the node script's own guard functions (taken from its text) ${GUARD_REPS} times, in an apply's order, one node at a time, with its pods running; the median of each.`,
+        `CPU is the node's whole cgroup during the check (cpuacct.usage: the commands, containerd answering them, the pod check's shim and runc, and the node's background); in brackets the commands' own cgroup (sh, timeout, systemctl, ctr, awk, crictl).`,
+        `Wall is less the measurement's own (a check doing nothing, timed the same way: ${all.length ? ms(all.reduce((a, c) => a + c.overhead.wallMs, 0) / all.length) : "-"} ms).`,
+        `The node's background meanwhile: ${all.length ? ms(all.reduce((a, c) => a + c.idleMsPerSecond, 0) / all.length) : "-"} ms of CPU per second idle.`,
+        `Bound: ${GUARD_CPU_BUDGET_MS} ms of a node's CPU per change; the checks' total here: ${ms(mean)} ms a node on average, ${ms(worst)} ms at most (${worst <= GUARD_CPU_BUDGET_MS ? "within it" : "OVER IT"}).`,
+      ].join("\n"),
+      lines.join("\n"),
+    ];
+    if (all.length) {
+      const avg = (f: (c: GuardCostSummary) => number) => all.reduce((a, c) => a + f(c), 0) / all.length;
+      const byCheck = CHECKS.map((k) => ({ name: k.name, runs: k.runs, node: avg((c) => c.checks[k.key].nodeMs), own: avg((c) => c.checks[k.key].commandsMs) })).sort((x, y) => y.node - x.node);
+      notes.push(
+        `Which check costs what, the nodes' average (the node's CPU; the commands' own): ` +
+          byCheck.map((x) => `${x.name} ${ms(x.node)} ms (${ms(x.own)}; ${x.runs}), ${((x.node / mean) * 100).toFixed(0)}%`).join("; ") +
+          `.\nWhat single commands cost on these nodes, the same way (the commands' own CPU; the node's): ` +
+          UNITS.map((u) => `${u.name} ${ms(avg((c) => c.units[u.key].commandsMs))} ms (${ms(avg((c) => c.units[u.key].nodeMs))})`).join("; ") +
+          ".",
+      );
+    }
+    if (!allSurvived) notes.push("*** PODS WERE LOST in the config change (above): the restart guards did not keep them. ***");
+    return { m, ok: m.ok && allSurvived && reportsOk && measuredOk, notes };
+  } finally {
+    // Only for a fleet kept up (KEEP_FLEET=1): the pods go.
+    for (const n of nodes) for (const p of pods.get(n.name) ?? []) await criRemovePod(n.containerdSocket, p.podSandboxId).catch(() => undefined);
+  }
+}
+
 // ---- the tables ------------------------------------------------------------------------------------
 
 interface Row {
@@ -815,6 +1019,26 @@ async function compare(): Promise<void> {
 
     // The floor left max_concurrent_downloads = 10 (ours' bytes, put back): the loop changes it to 11.
     rows.push(await baseline(nodes, known, 10, 11));
+
+    // The config change with pods running: last, as its spec is another (pods need systemdCgroup off
+    // here), and printed beside the config change without them.
+    const cfg = rows.findIndex((r) => r.scenario === "config change (25% waves)");
+    try {
+      const p = await podsRun(d, f, nodes, known, spec(mirrorB, 10), 12);
+      const pr = row(podsScenario(), p.m, { ok: p.ok });
+      rows.splice(rows.indexOf(pr), 1);
+      rows.splice(cfg + 1, 0, pr);
+      notes.push(...p.notes);
+      const outside = (r: Row) => (r.machineCpuSeconds !== undefined && r.cpuSeconds !== undefined ? (r.machineCpuSeconds - r.cpuSeconds) / nodes.length : undefined);
+      const [a, b] = [outside(rows[cfg]), outside(pr)];
+      if (a !== undefined && b !== undefined) {
+        notes.push(`The machine's CPU outside the CLI's process tree (the nodes' side), per node: ${a.toFixed(2)} s for the config change, ${b.toFixed(2)} s for it with pods running (their restart guards and pod-start check, and containerd finding the pods again after its restart).`);
+      }
+    } catch (e) {
+      // The rows above stand: print them, and this one as failed.
+      console.error(`${podsScenario()}: ${e instanceof Error ? e.message : String(e)}`);
+      rows.splice(cfg + 1, 0, { scenario: `${podsScenario()}: not measured (see above)`, wallSeconds: NaN, restarts: 0, ok: false });
+    }
   } finally {
     for (const s of stacks) s.dispose();
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -844,6 +1068,36 @@ function outsideTheCli(rows: Row[], nodes: number): string {
     lines.push(`| ${r.scenario} | ${(r.wallSeconds - r.controlSeconds!).toFixed(1)} | ${ours.toFixed(1)} | ${control.toFixed(1)} | ${((ours - control) / nodes).toFixed(2)} | ${((ours - control) / cores).toFixed(1)} |`);
   }
   return `Ours above the control, and the machine's CPU outside the CLI's process tree (the nodes' side: sshd, the node script, ctr, containerd), on this machine's ${cores} cores:\n\n${lines.join("\n")}`;
+}
+
+const podsScenario = () => `config change with ${PODS_PER_NODE} pods running per node (25% waves; restart guards, pod-start check)`;
+
+/** `--pods`: only the config change with pods running, on a fleet of its own (ours' first rollout is the spec for pods). */
+async function podsOnly(): Promise<void> {
+  checkBuilt();
+  console.error(`bringing up ${N} nodes ...`);
+  const { f, seconds } = upFleet(N);
+  console.error(`fleet up in ${seconds.toFixed(1)} s`);
+  const nodes = f.nodes.slice(0, N);
+  const { tmp, programDir } = workDir("containerd-bench-pods-");
+  const [mirrorA, mirrorB] = f.registry.mirrors;
+  const known = knownHosts(tmp, nodes);
+  let d: Deployment | undefined;
+  try {
+    fleet("reset", "--all");
+    d = await Deployment.create(tmp, programDir, nodes, true);
+    const p = await podsRun(d, f, nodes, known, fleetSpec(mirrorB, 10, mirrorA, nodes), 12);
+    const m = p.m;
+    const r: Row = { scenario: podsScenario(), wallSeconds: m.seconds, cpuSeconds: m.cpuSeconds, machineCpuSeconds: m.machineCpuSeconds, sessionsPerNode: m.sessions === undefined ? undefined : m.sessions / nodes.length, restarts: m.restarted, engine: m.summary, ok: p.ok };
+    console.log(`\n${machine(nodes)}\n`);
+    console.log(table([r]));
+    for (const n of p.notes) console.log(`\n${n}`);
+    if (!p.ok) process.exitCode = 1;
+  } finally {
+    d?.stack.dispose();
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (process.env.KEEP_FLEET !== "1") fleet("down");
+  }
 }
 
 /** Raises a kernel setting for the run (never lowers it); returns what puts it back. */
@@ -957,7 +1211,7 @@ async function scale(): Promise<void> {
   console.log(lines.join("\n"));
 }
 
-(SCALE ? scale() : compare()).catch((e) => {
+(SCALE ? scale() : PODS_ONLY ? podsOnly() : compare()).catch((e) => {
   console.error(e);
   process.exit(1);
 });
