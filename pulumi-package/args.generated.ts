@@ -184,6 +184,13 @@ export interface NodeSettings {
    */
   ctrPath?: string;
   /**
+   * The crictl binary on the node (kubeadm's nodes have it on PATH). With it, the health gate after
+   * a restart also starts a throwaway pod sandbox through CRI and removes it: "healthy" means a pod
+   * can start. A node without it skips that check, and the apply's report says so.
+   * Default: "crictl".
+   */
+  crictlPath?: string;
+  /**
    * What to do when `connection.hostKey` is not set. `"known-hosts"`: pin the key the operator's
    * known_hosts holds for the host (as `ssh` would check it), and refuse the node when there is
    * none. `"accept-any"`: accept whatever key the host presents (the command provider's behaviour
@@ -552,6 +559,13 @@ export interface RestartGuards {
   running: number;
   /** Of those, how many did not run after it with the same pid (the apply fails unless allowContainerLoss). */
   lost: number;
+  /**
+   * The sandbox image of the new config.toml: "pulled" (it moved, its registry config moved, or it
+   * was absent, and it was pulled through the new registry config before the restart), "present".
+   */
+  sandboxImage?: SandboxImageCheck;
+  /** The throwaway pod sandbox after the restart: "started" (and removed), or "skipped: <why>". */
+  podStart?: string;
 }
 
 export interface Drift {
@@ -576,4 +590,10 @@ export interface RegistryAuth {
   username?: pulumi.Input<string>;
   password?: pulumi.Input<string>;
   token?: pulumi.Input<string>;
+}
+
+export interface SandboxImageCheck {
+  image: string;
+  /** One of "pulled", "present". */
+  before: string;
 }

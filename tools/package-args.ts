@@ -32,7 +32,7 @@ export const NOT_CROSSING = {
  * The package's names of library types, by the library's name or (for the types it leaves anonymous)
  * by where they are; any other library interface is named without Spec, Of or Args.
  */
-const NAMES: Record<string, string> = { NodeStateReport: "NodeState", "RegistryHost.client": "ClientCertificate", "NodeState.drift": "Drift" };
+const NAMES: Record<string, string> = { NodeStateReport: "NodeState", "RegistryHost.client": "ClientCertificate", "NodeState.drift": "Drift", "RestartGuards.sandboxImage": "SandboxImageCheck" };
 
 /** The package's own descriptions, where its spelling (or the library's word) differs. */
 const CONNECTION = "How to reach the node over SSH. Set hostKey: without it the known_hosts file is read (hostKeyPolicy).";

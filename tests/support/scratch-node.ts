@@ -33,6 +33,17 @@ export interface ScratchNode {
   remove(): void;
 }
 
+/**
+ * A node that runs pods holds its sandbox image in k8s.io (the node script pulls a missing one
+ * before a restart, and a scratch node has no registry to pull from): the restart script imports
+ * the fleet's sleeper image (an OCI layout) under the pause names containerd's defaults and the
+ * tests' specs use, once, the first time the daemon answers.
+ */
+export const SANDBOX_NAMES = [...["3.6", "3.8", "3.9", "3.10", "3.10.1", "3.10.2"].map((t) => `registry.k8s.io/pause:${t}`), "registry.aliyuncs.com/google_containers/pause:3.9"];
+
+/** The fleet's sleeper image (tests/fleet/build-pod-tools.sh; .ci/install builds it). */
+const SLEEPER_IMAGE = path.resolve(__dirname, "../../.cache/fleet/image");
+
 const RESTART_SH = `#!/bin/sh
 # restart containerd for a scratch node: $1 = node dir, $2 = containerd bin dir
 set -eu
@@ -59,12 +70,20 @@ pid=$!
 i=0
 while [ $i -lt 100 ]; do
   if ! kill -0 "$pid" 2>/dev/null; then echo "containerd exited at start:" >&2; tail -n 5 "$dir/containerd.log" >&2; exit 1; fi
-  if "$bindir/ctr" --address "$dir/run/containerd.sock" version >/dev/null 2>&1; then exit 0; fi
+  if "$bindir/ctr" --address "$dir/run/containerd.sock" version >/dev/null 2>&1; then break; fi
   sleep 0.1; i=$((i + 1))
 done
-echo "containerd did not answer within 10s" >&2
-exit 1
+[ $i -lt 100 ] || { echo "containerd did not answer within 10s" >&2; exit 1; }
+if [ -f "$dir/pause.tar" ] && [ ! -e "$dir/pause.imported" ]; then
+  ctr="$bindir/ctr --address $dir/run/containerd.sock -n k8s.io"
+  if $ctr images import --base-name registry.k8s.io/pause "$dir/pause.tar" >/dev/null 2>&1; then
+    for n in ${SANDBOX_NAMES.join(" ")}; do $ctr images tag --force registry.k8s.io/pause:sleeper "$n" >/dev/null 2>&1 || :; done
+    : >"$dir/pause.imported"
+  fi
+fi
 `;
+
+
 
 export function scratchNode(gen: Generation): ScratchNode {
   const bin = containerdBinaries(gen);
@@ -72,6 +91,7 @@ export function scratchNode(gen: Generation): ScratchNode {
   for (const d of ["etc/containerd", "run", "lib", "opt", "cni"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
   const restartScript = path.join(dir, "restart.sh");
   fs.writeFileSync(restartScript, RESTART_SH, { mode: 0o755 });
+  if (fs.existsSync(path.join(SLEEPER_IMAGE, "index.json"))) spawnSync("tar", ["-C", SLEEPER_IMAGE, "-cf", path.join(dir, "pause.tar"), "."]);
   const pidFile = path.join(dir, "containerd.pid");
   const node: ScratchNode = {
     gen,

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from "child_process";
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { renderNode } from "../../provider/src";
+import { type NodeSpec, renderNode } from "../../provider/src";
 import {
   INSTALLED_SCRIPT,
   INSTALL_SCRIPT,
@@ -896,7 +896,8 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     node = scratchNode("1.6");
     fake = path.join(node.dir, "fake");
     fs.mkdirSync(fake);
-    put("systemctl", `#!/bin/sh\ncase "$1" in\nshow) cat ${shellQuote(fake)}/killmode ;;\nrestart) exec sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)} ;;\nesac\n`);
+    // show: the KillMode from a file; the LoadState from another (absent: loaded).
+    put("systemctl", `#!/bin/sh\ncase "$1 $2" in\n"show --property=LoadState") cat ${shellQuote(fake)}/loadstate 2>/dev/null || echo loaded ;;\nshow*) cat ${shellQuote(fake)}/killmode ;;\nrestart*) exec sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)} ;;\nesac\n`);
     put("ctr", `#!/bin/sh\nfor a in "$@"; do\n  case "$a" in\n    namespaces) exec cat ${shellQuote(fake)}/namespaces ;;\n    tasks) exec cat ${shellQuote(fake)}/tasks ;;\n    containers) exec cat ${shellQuote(fake)}/info ;;\n  esac\ndone\nexec ${shellQuote(node.bin.ctr)} "$@"\n`);
     fs.chmodSync(path.join(fake, "systemctl"), 0o755);
     fs.chmodSync(path.join(fake, "ctr"), 0o755);
@@ -918,10 +919,32 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     const r = run(applyCommand(configRef(), opts), next());
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("containerd-node: scratch-guards: refusing to restart containerd: its systemd unit containerd has KillMode=control-group");
+    expect(r.stderr).not.toContain("LoadState");
     expect(r.stderr).toContain("/etc/systemd/system/containerd.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload");
     expect(r.stderr).toContain("allowContainerLoss");
     expect(read(node.configFile)).toBe(before);
     expect(node.restarts()).toBe(restarts);
+  });
+
+  it("refuses a unit systemd does not have (it shows its default, control-group, for one), allowContainerLoss or not, saying so", () => {
+    put("killmode", "control-group\n");
+    put("loadstate", "not-found\n");
+    try {
+      const before = read(node.configFile);
+      const restarts = node.restarts();
+      for (const allowContainerLoss of [false, true]) {
+        const r = run(applyCommand(configRef(), { ...opts, allowContainerLoss }), next());
+        expect(r.status).toBe(1);
+        expect(r.stderr).toContain(
+          "containerd-node: scratch-guards: refusing to restart containerd: systemd has no usable unit containerd (LoadState=not-found), so the KillMode it shows (control-group) is only its default and the restart command cannot restart containerd; nothing restarted and the old config.toml stays. Fix: name containerd's unit in restartCommand",
+        );
+      }
+      expect(read(node.configFile)).toBe(before);
+      expect(node.restarts()).toBe(restarts);
+    } finally {
+      fs.rmSync(path.join(fake, "loadstate"));
+      put("killmode", "process\n");
+    }
   });
 
   it("refuses when the unit's KillMode cannot be read: an unanswered check does not pass", () => {
@@ -998,6 +1021,29 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     put("namespaces", "k8s.io\n");
   });
 
+  it("guards a delete's restart onto the original as an apply's: refused under KillMode=control-group, failed when containers were lost", () => {
+    put("killmode", "control-group\n");
+    const managed = read(node.configFile);
+    const restarts = node.restarts();
+    const refused = run(restoreCommand(configRef(), opts));
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain("refusing to restart containerd: its systemd unit containerd has KillMode=control-group");
+    expect(refused.stderr).toContain("nothing was restored and the managed config.toml stays (or set onDelete to keep)");
+    expect(read(node.configFile)).toBe(managed);
+    expect(node.restarts()).toBe(restarts);
+    put("killmode", "process\n");
+    put("tasks", `${TASKS}${A} 4242 RUNNING\n`);
+    put("after", TASKS);
+    const lost = run(restoreCommand(configRef(), { ...opts, restartCommand: `${opts.restartCommand} && cp ${fake}/after ${fake}/tasks` }));
+    expect(lost.status).toBe(1);
+    expect(lost.stderr).toContain("the restart ended 1 of the 1 containers that ran before it");
+    expect(lost.stderr).toContain("the node is on its original config.toml (the restore is done)");
+    expect(node.restarts()).toBe(restarts + 1);
+    // Managed again, as the tests after this one expect.
+    put("tasks", TASKS);
+    expect(run(applyCommand(configRef(), opts), next()).status).toBe(0);
+  });
+
   it("skips the KillMode check where the restart command is not systemctl restart UNIT, and says so in the report", () => {
     put("killmode", "control-group\n");
     put("tasks", `${TASKS}${A} 4242 RUNNING\n`);
@@ -1009,11 +1055,96 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
   });
 });
 
+describe("the sandbox image and the pod-start check (containerd 1.6)", () => {
+  let node: ScratchNode;
+  let opts: NodeCommandOptions;
+  let fake: string;
+  let n = 0;
+  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
+  const next = (more: Partial<NodeSpec> = {}) => renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 10 + ++n, ...more }).files.find((f) => f.kind === "config")!.content;
+  const put = (name: string, text: string) => fs.writeFileSync(path.join(fake, name), text);
+  const calls = () => (fs.existsSync(path.join(fake, "calls")) ? fs.readFileSync(path.join(fake, "calls"), "utf8") : "");
+
+  beforeAll(() => {
+    node = scratchNode("1.6");
+    fake = path.join(node.dir, "fake");
+    fs.mkdirSync(fake);
+    // A CRI client that records its calls: runp answers a sandbox id, or fails like a sandbox that cannot start.
+    put("crictl", `#!/bin/sh
+echo "$*" >>${shellQuote(fake)}/calls
+for a in "$@"; do
+  case "$a" in
+    runp) if [ -e ${shellQuote(fake)}/runp-fails ]; then echo 'failed to get sandbox image "registry.k8s.io/pause:3.9": not found' >&2; exit 1; fi; echo 0123456789abcdef; exit 0 ;;
+    stopp | rmp) exit 0 ;;
+  esac
+done
+exit 2
+`);
+    fs.chmodSync(path.join(fake, "crictl"), 0o755);
+    opts = { ...scratchOptions(node, "scratch-pods", "test/scratch/pods", 5, 2), crictl: path.join(fake, "crictl") };
+    installScript(opts);
+    fs.writeFileSync(node.configFile, next());
+    expect(run(`sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`).status).toBe(0);
+  });
+  afterAll(() => node?.remove());
+
+  it("refuses a config.toml whose sandbox image no registry serves before anything changes, naming the image and the registry's answer", () => {
+    const before = read(node.configFile);
+    const restarts = node.restarts();
+    const r = run(applyCommand(configRef(), opts), next({ sandboxImage: "registry.k8s.io/pause:0.0-missing" }));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`containerd-node: scratch-pods: refusing the new ${node.configFile}: its sandbox image registry.k8s.io/pause:0.0-missing could not be pulled into containerd's k8s.io namespace through the registry directory ${node.registryConfigPath}: `);
+    // The registry's answer: here, that its host does not resolve (the machine has no route out).
+    expect(r.stderr).toMatch(/registry\.k8s\.io.*(no such host|unreachable|dial)/);
+    expect(r.stderr).toContain("After a restart no new pod could start on this node; nothing restarted and the old config.toml stays");
+    expect(read(node.configFile)).toBe(before);
+    expect(node.restarts()).toBe(restarts);
+  });
+
+  it("asks no registry for a sandbox image k8s.io holds, and starts and removes a pod sandbox after the restart", () => {
+    fs.rmSync(path.join(fake, "calls"), { force: true });
+    const content = next({ sandboxImage: "registry.k8s.io/pause:3.9" });
+    const r = run(applyCommand(configRef(), opts), content);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { sandboxImage: { image: "registry.k8s.io/pause:3.9", before: "present" }, podStart: "started" } });
+    const lines = calls().trim().split("\n");
+    expect(lines.map((l) => l.split(" ").find((w) => ["runp", "stopp", "rmp"].includes(w)))).toEqual(["runp", "stopp", "rmp"]);
+    // On containerd's new socket, a host-network sandbox (no CNI), and the id runp answered.
+    expect(lines[0]).toContain(`--runtime-endpoint unix://${node.socket}`);
+    expect(lines[2]).toMatch(/rmp 0123456789abcdef$/);
+    expect(read(node.configFile)).toBe(content);
+  });
+
+  it("rolls back a config.toml after which no pod sandbox starts, and says so", () => {
+    put("runp-fails", "");
+    const before = read(node.configFile);
+    const restarts = node.restarts();
+    const r = run(applyCommand(configRef(), opts), next({ sandboxImage: "registry.k8s.io/pause:3.9" }));
+    fs.rmSync(path.join(fake, "runp-fails"));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("containerd was not healthy with the new");
+    expect(r.stderr).toContain('no pod can start: a pod sandbox did not start through CRI');
+    expect(r.stderr).toContain('failed to get sandbox image "registry.k8s.io/pause:3.9": not found');
+    expect(r.stderr).toContain("rolled back to the previous config.toml and containerd is healthy again");
+    expect(read(node.configFile)).toBe(before);
+    // Onto the new file, then back: the rolled-back file is not held to the pod check.
+    expect(node.restarts()).toBe(restarts + 2);
+  });
+
+  it("says which check it skipped on a node without a CRI client", () => {
+    const r = run(applyCommand(configRef(), { ...opts, crictl: path.join(fake, "no-such-crictl") }), next());
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { podStart: `skipped: no ${path.join(fake, "no-such-crictl")} on the node` } });
+  });
+});
+
 describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 7, sha: "83fd0f5458660658a66d692dac64b25bdedd5368bb0879e114b72401613a749e" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 8, sha: "59fd894a3ec8a2498380298058f4993854b4fe92a4dfcabb33e137e699125d00" });
   });
 
   it.each([

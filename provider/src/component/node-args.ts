@@ -86,6 +86,13 @@ export interface NodeOperationArgs {
    */
   readonly ctrPath?: string;
   /**
+   * The crictl binary on the node (kubeadm's nodes have it on PATH). With it, the health gate after
+   * a restart also starts a throwaway pod sandbox through CRI and removes it: "healthy" means a pod
+   * can start. A node without it skips that check, and the apply's report says so.
+   * @default "crictl"
+   */
+  readonly crictlPath?: string;
+  /**
    * What to do when `connection.hostKey` is not set. `"known-hosts"`: pin the key the operator's
    * known_hosts holds for the host (as `ssh` would check it), and refuse the node when there is
    * none. `"accept-any"`: accept whatever key the host presents (the command provider's behaviour
@@ -224,6 +231,13 @@ export interface RestartGuards {
   running: number;
   /** Of those, how many did not run after it with the same pid (the apply fails unless allowContainerLoss). */
   lost: number;
+  /**
+   * The sandbox image of the new config.toml: "pulled" (it moved, its registry config moved, or it
+   * was absent, and it was pulled through the new registry config before the restart), "present".
+   */
+  sandboxImage?: { image: string; before: "pulled" | "present" };
+  /** The throwaway pod sandbox after the restart: "started" (and removed), or "skipped: <why>". */
+  podStart?: string;
 }
 
 /** The read's findings as an output. */
@@ -281,6 +295,7 @@ export const operationSchema = z.object({
   sudo: bool.optional(),
   containerdPath: commandName.optional(),
   ctrPath: commandName.optional(),
+  crictlPath: commandName.optional(),
   hostKeyPolicy: oneOf("known-hosts", "accept-any").optional(),
   knownHostsFile: z.string(says("is not a file path")).min(1, "is not a file path").optional(),
   forget: bool.optional(),

@@ -64,6 +64,8 @@ export interface NodeCommandOptions {
    * `process`), and containers lost in the restart do not fail it (node-script.ts, allowContainerLoss).
    */
   allowContainerLoss?: boolean;
+  /** The CRI client for the pod-start check after a restart (node-script.ts pod_ok); unset: crictl. */
+  crictl?: string;
 }
 
 export interface ManagedFileRef {
@@ -109,13 +111,21 @@ export const REPAIR_RUN_SCRIPT = `CONTAINERD_NODE_REPAIR=$1; export CONTAINERD_N
  */
 export const ALLOW_CONTAINER_LOSS = "CONTAINERD_NODE_ALLOW_CONTAINER_LOSS=1; export CONTAINERD_NODE_ALLOW_CONTAINER_LOSS; ";
 
+/**
+ * What config.toml's apply runs first when crictlPath is set: the value is the first argument after
+ * the script's path (a quoted value, never code), exported as CONTAINERD_NODE_CRICTL.
+ */
+export const CRICTL_FROM_ARG = "CONTAINERD_NODE_CRICTL=$1; export CONTAINERD_NODE_CRICTL; shift; ";
+
 /** The installed script with its arguments (and a drift token, for the apply that repairs drift). */
-function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[], repair?: string, prefix = ""): string {
+function line(o: Pick<NodeCommandOptions, "sudo" | "script">, args: string[], repair?: string, prefix = "", crictl?: string): string {
+  const lead = crictl === undefined ? [] : [crictl];
+  const code = prefix + (crictl === undefined ? "" : CRICTL_FROM_ARG);
   if (repair) {
     if (!/^[0-9a-f]{8,64}$/.test(repair)) throw new Error(`a drift token is a hex digest, not ${JSON.stringify(repair)}`);
-    return shCommand(o, prefix + REPAIR_RUN_SCRIPT, [o.script, repair, ...args]);
+    return shCommand(o, code + REPAIR_RUN_SCRIPT, [o.script, ...lead, repair, ...args]);
   }
-  return shCommand(o, prefix + RUN_SCRIPT, [o.script, ...args]);
+  return shCommand(o, code + RUN_SCRIPT, [o.script, ...lead, ...args]);
 }
 
 /** The node script's fourteen positional arguments (node-script.ts), before its checks or file list. */
@@ -133,9 +143,11 @@ function command(action: "apply" | "restore", file: ManagedFileRef, o: NodeComma
   const restart = isConfig ? o.restartCommand : "";
   const timeout = isConfig || probes.length > 0 ? String(o.healthTimeoutSeconds) : "";
   const args = positional(action, isConfig ? "config" : "file", file.path, "0" + file.mode.toString(8), restart, timeout, o);
-  // Only config.toml's apply restarts: the other commands stay the same whatever the option says.
-  const prefix = isConfig && action === "apply" && o.allowContainerLoss === true ? ALLOW_CONTAINER_LOSS : "";
-  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)], repair, prefix);
+  // Only config.toml's commands restart (its apply, and its restore onto the original): the other
+  // commands stay the same whatever the options say. Only an apply starts a pod to check.
+  const prefix = isConfig && o.allowContainerLoss === true ? ALLOW_CONTAINER_LOSS : "";
+  const crictl = isConfig && action === "apply" && o.crictl !== undefined && o.crictl !== "crictl" ? o.crictl : undefined;
+  return line(o, [...args, ...(isConfig ? o.healthChecks : probes)], repair, prefix, crictl);
 }
 
 /**
@@ -225,5 +237,7 @@ export function releaseCommand(files: readonly ManagedFileRef[], o: NodeCommandO
   const sorted = writeOrder(files).reverse();
   const args = positional("release", "all", "-", "0", o.restartCommand, String(o.healthTimeoutSeconds), o);
   // Kind and path only: a restore needs no mode, and a mode change must not touch this resource.
-  return line(o, [...args, ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path])]);
+  // Its restore of config.toml restarts: allowContainerLoss carries over, as to config.toml's own.
+  const prefix = o.allowContainerLoss === true ? ALLOW_CONTAINER_LOSS : "";
+  return line(o, [...args, ...sorted.flatMap((f) => [f.kind === "config" ? "config" : "file", f.path])], undefined, prefix);
 }

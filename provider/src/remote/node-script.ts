@@ -55,6 +55,11 @@
  * to set-aside/.later/<name>.<k>; put-back moves back the ones this owner set aside (all of them
  * without names), where nothing took their place.
  *
+ * Environment (set by the command line's constant prefix, commands.ts; never code):
+ *   CONTAINERD_NODE_REPAIR                the drift token this apply repairs (F.repair)
+ *   CONTAINERD_NODE_ALLOW_CONTAINER_LOSS  1: restart even where that ends the node's containers
+ *   CONTAINERD_NODE_CRICTL                the CRI client for the pod-start check (default: crictl)
+ *
  * stdout: one JSON line {"path":..,"written":..,"restarted":..,"deprecations":[..]} for the component's
  * outputs; deprecations is containerd's own list (`ctr deprecations list`) after a config.toml apply.
  */
@@ -68,7 +73,7 @@ export const END_MARKER_LINE = END_MARKER;
  * install never replaces a script of a higher revision: two programs, or an older library, may
  * manage the same node, and the newer script still takes the older arguments.
  */
-export const SCRIPT_REVISION = 7;
+export const SCRIPT_REVISION = 8;
 
 // A plain template: `\${` below is shell expansion, `${...}` without the backslash is TypeScript's.
 // The script itself has no backslashes, so it reads the same in any POSIX login shell's quoting.
@@ -159,7 +164,7 @@ fail() {
 cleanup() {
   if [ -n "$tmp" ]; then rm -f "$tmp" "$tmp.err"; fi
   if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
-  rm -f "$state/$base.out" "$tasks.before" "$tasks.after" "$tasks.ns" "$tasks.t"
+  rm -f "$state/$base.out" "$tasks.before" "$tasks.after" "$tasks.ns" "$tasks.t" "$state/$base.pod.json"
 }
 trap cleanup EXIT
 deprecations='[]'
@@ -350,7 +355,7 @@ wait_healthy() {
   while :; do
     _left=$(( _deadline - $(date +%s) ))
     [ "$_left" -ge 1 ] || _left=1
-    if healthy_now "$_left" && checks_ok "$_left" "$@"; then return 0; fi
+    if healthy_now "$_left" && checks_ok "$_left" "$@" && pod_ok "$_left"; then return 0; fi
     [ "$(date +%s)" -ge "$_deadline" ] && return 1
     # As soon as containerd may be up again, not a second later: a probe costs one ctr call.
     sleep 0.2 2>/dev/null || sleep 1
@@ -385,6 +390,10 @@ read_deprecations() {
 allow_loss=false
 [ "\${CONTAINERD_NODE_ALLOW_CONTAINER_LOSS:-}" = 1 ] && allow_loss=true
 unit='' killmode=unchecked running=0 lost=0 checked=false
+# What a refusal keeps, and where the node is after containers were lost: an apply's words; a
+# restore sets its own.
+kept="nothing restarted and the old config.toml stays"
+now_on="the node is on the new config.toml and containerd is healthy"
 # The unit of a restart command "systemctl restart UNIT ..." (or a path to systemctl), asked through
 # that same systemctl; another restart command leaves the KillMode unchecked.
 killmode_guard() {
@@ -401,9 +410,16 @@ killmode_guard() {
   # A KillMode that cannot be read is not taken for process: the check fails closed.
   case "$_k" in '' | *[!a-z-]*) killmode=unknown ;; *) killmode=$_k ;; esac
   [ "$killmode" = process ] && return 0
+  # systemd shows its default, control-group, for a unit it does not have (or a masked one), and no
+  # drop-in changes that: its LoadState says so, and such a restart cannot work, allowed loss or not.
+  if [ "$killmode" != unknown ]; then
+    _l=$(bounded_for 10 "$_sc" show --property=LoadState --value "$unit" 9>&- </dev/null 2>/dev/null) || _l=''
+    _l=$(printf '%s' "$_l" | tr -d '[:space:]')
+    case "\${_l#LoadState=}" in not-found | masked | bad-setting | error) fail "refusing to restart containerd: systemd has no usable unit $unit (LoadState=\${_l#LoadState=}), so the KillMode it shows ($killmode) is only its default and the restart command cannot restart containerd; $kept. Fix: name containerd's unit in restartCommand (systemctl list-units 'containerd*' lists it)" ;; esac
+  fi
   [ "$allow_loss" = true ] && return 0
-  [ "$killmode" = unknown ] && fail "refusing to restart containerd: the KillMode of its systemd unit $unit cannot be read ($_sc show --property=KillMode --value $unit gave no answer), and only KillMode=process leaves the containers running; nothing restarted and the old config.toml stays. Check the unit, or set allowContainerLoss to restart anyway"
-  fail "refusing to restart containerd: its systemd unit $unit has KillMode=$killmode, which ends every container on the node with the daemon (only KillMode=process leaves them running); nothing restarted and the old config.toml stays. Fix: a drop-in /etc/systemd/system/\${unit%.service}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload; or set allowContainerLoss to restart anyway and lose them"
+  [ "$killmode" = unknown ] && fail "refusing to restart containerd: the KillMode of its systemd unit $unit cannot be read ($_sc show --property=KillMode --value $unit gave no answer), and only KillMode=process leaves the containers running; $kept. Check the unit, or set allowContainerLoss to restart anyway"
+  fail "refusing to restart containerd: its systemd unit $unit has KillMode=$killmode, which ends every container on the node with the daemon (only KillMode=process leaves them running); $kept. Fix: a drop-in /etc/systemd/system/\${unit%.service}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload; or set allowContainerLoss to restart anyway and lose them"
 }
 
 # The running tasks, one "namespace id pid" line each, of every namespace that holds tasks.
@@ -450,7 +466,10 @@ containers_guard() {
   else
     checked=false
   fi
-  guards=$(printf ',"guards":{"unit":"%s","killMode":"%s","containersChecked":%s,"running":%s,"lost":%s}' "$unit" "$killmode" "$checked" "$running" "$lost")
+  _sb=''
+  case "$sb_before" in pulled | present) _sb=$(printf ',"sandboxImage":{"image":"%s","before":"%s"}' "$(printf '%s' "$sb_image" | tr -cd 'A-Za-z0-9._/:@+-')" "$sb_before") ;; esac
+  [ -z "$podstart" ] || _sb=$(printf '%s,"podStart":"%s"' "$_sb" "$(printf '%s' "$podstart" | tr -cd 'A-Za-z0-9._/:;@+ -')")
+  guards=$(printf ',"guards":{"unit":"%s","killMode":"%s","containersChecked":%s,"running":%s,"lost":%s%s}' "$unit" "$killmode" "$checked" "$running" "$lost" "$_sb")
   [ "$lost" -gt 0 ] || return 0
   _names=''
   while IFS=' ' read -r _ns _id; do
@@ -461,7 +480,114 @@ containers_guard() {
     return 0
   fi
   audit apply containers-lost
-  fail "the restart ended $lost of the $running containers that ran before it (not running after it, or running with a new pid): $_names. Rolling config.toml back cannot bring them back, so it was not rolled back (another restart would only risk more): the node is on the new config.toml and containerd is healthy. Find what ended them (the unit's KillMode, a stop that also ends the shims) before the next node restarts"
+  fail "the restart ended $lost of the $running containers that ran before it (not running after it, or running with a new pid): $_names. Rolling config.toml back cannot bring them back, so it was not rolled back (another restart would only risk more): $now_on. Find what ended them (the unit's KillMode, a stop that also ends the shims) before the next node restarts"
+}
+
+# --- the sandbox (pause) image, and a pod that starts ------------------------------------------
+# Every pod starts from the CRI plugin's sandbox image, which containerd pulls on the first pod that
+# needs it, through the registry config in effect then. A restart onto a config whose sandbox image
+# its registries do not serve leaves a node on which no new pod can start, and says nothing until one
+# tries. So before the restart the node pulls it into k8s.io (CRI's namespace) through the new
+# config's registry directory, and after it the health gate starts a throwaway pod sandbox.
+podcheck=false sb_image='' sb_before='' podstart='' pod_cgroups=cgroupfs
+# A config dump's (stdin) sandbox image, registry config_path, CRI snapshotter, and whether its
+# default runtime uses the systemd cgroup driver: four lines. 1.x keeps them in the cri plugin,
+# 2.x in cri.v1.images (pinned_images.sandbox) and cri.v1.runtime.
+cri_of() {
+  awk 'BEGIN { q1 = sprintf("%c", 39); q2 = sprintf("%c", 34); rt = "runc" }
+    function val(l) { sub(/^[^=]*=[ ]*/, "", l); gsub(q1, "", l); gsub(q2, "", l); return l }
+    { l = $0; gsub(/^[ ]+|[ ]+$/, "", l) }
+    substr(l, 1, 1) == "[" { s = l; gsub(q1, "", s); gsub(q2, "", s); next }
+    s == "[plugins.io.containerd.grpc.v1.cri]" && l ~ /^sandbox_image[ ]*=/ { img = val(l) }
+    s == "[plugins.io.containerd.cri.v1.images.pinned_images]" && l ~ /^sandbox[ ]*=/ { img = val(l) }
+    (s == "[plugins.io.containerd.grpc.v1.cri.registry]" || s == "[plugins.io.containerd.cri.v1.images.registry]") && l ~ /^config_path[ ]*=/ { cp = val(l) }
+    (s == "[plugins.io.containerd.grpc.v1.cri.containerd]" || s == "[plugins.io.containerd.cri.v1.images]") && l ~ /^snapshotter[ ]*=/ { sn = val(l) }
+    (s == "[plugins.io.containerd.grpc.v1.cri.containerd]" || s == "[plugins.io.containerd.cri.v1.runtime.containerd]") && l ~ /^default_runtime_name[ ]*=/ { rt = val(l) }
+    s ~ /[.]containerd[.]runtimes[.][^.]*[.]options[]]$/ && l ~ /^SystemdCgroup[ ]*=[ ]*true/ { n = s; sub(/[.]options[]]$/, "", n); sub(/^.*[.]/, "", n); sd[n] = 1 }
+    END { print img; print cp; print sn; print ((rt in sd) ? "systemd" : "cgroupfs") }'
+}
+# An image reference as containerd names it: docker.io/library/ for a bare name, :latest without a tag.
+full_ref() {
+  printf '%s\n' "$1" | awk '{ r = $0; n = split(r, p, "/"); d = p[1]
+    if (n == 1) r = "docker.io/library/" r
+    else if (index(d, ".") == 0 && index(d, ":") == 0 && d != "localhost") r = "docker.io/" r
+    if (r ~ /^docker[.]io[/][^/]*$/) sub(/^docker[.]io[/]/, "docker.io/library/", r)
+    last = r; sub(/^.*[/]/, "", last)
+    if (index(last, ":") == 0 && index(r, "@") == 0) r = r ":latest"
+    print r }'
+}
+# What each registry host answered a failed pull (ctr logs each host it gives up on, 1.x), then ctr's
+# own last word, on one line.
+pull_answer() { # ctr output
+  awk 'BEGIN { q = sprintf("%c", 34); b = sprintf("%c", 92) }
+    index($0, "trying next host") > 0 {
+      h = $0; sub(/^.* host=/, "", h); gsub(q, "", h); r = $0
+      if (index(r, "response was ") > 0) { sub(/^.*response was /, "", r); sub(q ".*$", "", r) }
+      else if (index(r, "error=" q) > 0) { r = substr(r, index(r, "error=" q) + 7); e = index(r, q " host="); if (e > 0) r = substr(r, 1, e - 1) }
+      gsub(b b q, q, r)
+      a = a (a == "" ? "" : "; ") h " answered " r
+      next
+    }
+    index($0, "level=") == 0 && $0 !~ /^ *$/ { last = $0 }
+    END { if (last != "") a = a (a == "" ? "" : "; ") last; print a }' "$1"
+}
+# Before the restart (nothing written yet): the new config's sandbox image is pulled when k8s.io does
+# not hold it (a new image, or one kubelet's image collection removed on 1.6), and a failed pull
+# refuses the change. Present, nothing is asked of the registries: the first pod after the restart
+# finds it there, so a mirror down at this moment does not hold up a change that needs nothing of it.
+sandbox_guard() { # new config dump
+  cri_of <"$1" >"$tasks.t"
+  sb_image=$(sed -n 1p "$tasks.t")
+  _path=$(sed -n 2p "$tasks.t")
+  _snap=$(sed -n 3p "$tasks.t")
+  pod_cgroups=$(sed -n 4p "$tasks.t")
+  [ -n "$sb_image" ] || return 0
+  # Without a running daemon (the node's first apply, containerd stopped) there is no one to pull.
+  if [ "$daemon_up" != true ]; then sb_before=unchecked; return 0; fi
+  _ref=$(full_ref "$sb_image")
+  sb_before=present
+  if bounded_for 10 "$ctr" --address "$vsock" -n k8s.io images ls -q 9>&- </dev/null 2>/dev/null | grep -Fqx -- "$_ref"; then
+    return 0
+  fi
+  set -- "$ctr" --address "$vsock" -n k8s.io images pull
+  [ -n "$_path" ] && set -- "$@" --hosts-dir "$_path"
+  [ -n "$_snap" ] && set -- "$@" --snapshotter "$_snap"
+  if ! bounded "$@" "$_ref" 9>&- </dev/null >"$out" 2>&1; then
+    _via="the registry directory \${_path:-(none: config_path is not set, so straight from the registry)}"
+    fail "refusing the new $path: its sandbox image $sb_image could not be pulled into containerd's k8s.io namespace through $_via: $(pull_answer "$out"). After a restart no new pod could start on this node; nothing restarted and the old config.toml stays. Serve the image from a mirror of its registry, or set sandboxImage to one they serve"
+  fi
+  sb_before=pulled
+}
+# The pod sandbox kubelet would start, on the node's network (no CNI needed), then stopped and
+# removed. Its cgroup parent follows the default runtime's driver: containerd makes a systemd
+# slice:prefix:name path only from a parent named *.slice.
+pod_ok() { # seconds
+  [ "$podcheck" = true ] || return 0
+  _cc=\${CONTAINERD_NODE_CRICTL:-crictl}
+  if ! command -v "$_cc" >/dev/null 2>&1; then
+    podstart="skipped: no $_cc on the node"
+    return 0
+  fi
+  _parent=''
+  [ "$pod_cgroups" = systemd ] && _parent=system.slice
+  _n="containerd-node-check-$$-$(date +%s)"
+  printf '{"metadata":{"name":"%s","namespace":"containerd-node","uid":"%s","attempt":0},"labels":{"containerd-node":"health-check"},"linux":{"cgroup_parent":"%s","security_context":{"namespace_options":{"network":2}}}}' "$_n" "$_n" "$_parent" >"$state/$base.pod.json"
+  _s=$1
+  set -- "$_cc" --runtime-endpoint "unix://$hsock" --image-endpoint "unix://$hsock" --timeout "\${_s}s"
+  if ! _id=$(bounded_for "$_s" "$@" runp "$state/$base.pod.json" 9>&- </dev/null 2>"$out"); then
+    reason="no pod can start: a pod sandbox did not start through CRI ($_cc runp): $(grep -v '^ *$' "$out" | tail -n 3)"
+    podstart="failed"
+    return 1
+  fi
+  _id=$(printf '%s' "$_id" | tail -n 1 | tr -d '[:space:]')
+  bounded_for 20 "$@" stopp "$_id" 9>&- </dev/null >/dev/null 2>&1 || :
+  if bounded_for 20 "$@" rmp "$_id" 9>&- </dev/null >/dev/null 2>&1; then
+    podstart=started
+  else
+    podstart="started; not removed: $_id"
+    say "the health check's pod sandbox $_id started, but could not be removed ($_cc rmp $_id)"
+  fi
+  return 0
 }
 
 set_owner() {
@@ -583,18 +709,31 @@ if [ "$action" = restore ]; then
     report
     exit 0
   fi
-  if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
   # containerd last ran healthy with the managed file: it must restart onto the original even if
   # an earlier, interrupted restore already put the file back.
   needs_restart=false
   [ -e "$applied" ] && needs_restart=true
+  if [ -e "$orig" ]; then
+    if [ -e "$path" ] && cmp -s "$orig" "$path"; then :; else needs_restart=true; fi
+  elif [ -e "$path" ]; then
+    needs_restart=true
+  fi
+  # The restart onto the original is guarded as an apply's is: refused before the file is touched
+  # where it would end every container, and failed where containers did not survive it.
+  if [ "$needs_restart" = true ]; then
+    kept="nothing was restored and the managed config.toml stays (or set onDelete to keep)"
+    now_on="the node is on its original config.toml (the restore is done)"
+    vsock=$(socket_of "$path")
+    killmode_guard
+    record_tasks
+  fi
+  if [ -e "$path" ]; then cp -p "$path" "$prev"; else rm -f "$prev"; fi
   if [ -e "$orig" ]; then
     if [ -e "$path" ] && cmp -s "$orig" "$path"; then :; else install_copy "$orig" "$path"; written=true; fi
   elif [ -e "$path" ]; then
     rm -f "$path"
     written=true
   fi
-  [ "$written" = true ] && needs_restart=true
   # Healthy on the original means what it meant before we managed the node, on its socket; today's
   # spec's health checks do not apply to it.
   hmode=$(mode_before)
@@ -611,6 +750,7 @@ if [ "$action" = restore ]; then
     fail "containerd was not healthy on the original $path ($why), nor after putting the managed one back ($reason)"
   fi
   rm -f "$orig" "$absent" "$applied" "$prev" "$out" "$ownerf" "$before" "$state/$base.sum" "$state/$base.repair"
+  [ "$needs_restart" = true ] && containers_guard
   rmdir "$state" 2>/dev/null || :
   audit restore restored
   report
@@ -626,8 +766,9 @@ fi
 # containerd first on PATH is the new binary, not the one running. A daemon that does not answer
 # (not started yet) leaves the binary's own --version.
 check_version() { # what
-  node_ver=''
+  node_ver='' daemon_up=false
   if [ -n "$ctr" ] && _v=$(bounded "$ctr" --address "$vsock" version 2>/dev/null); then
+    daemon_up=true
     node_ver=$(printf '%s\n' "$_v" | awk '$1 == "Server:" { s = 1 } s && $1 == "Version:" { print $2; exit }' | sed -e 's/^v//' -e 's/[^0-9.].*$//')
   fi
   if [ -z "$node_ver" ]; then
@@ -773,9 +914,12 @@ if grep -q 'Ignoring unknown key' "$tmp.err"; then
 fi
 new_sock=$(address_in_dump <"$tmp.dump")
 new_sock=\${new_sock:-/run/containerd/containerd.sock}
-rm -f "$tmp.err" "$tmp.dump"
-# A restart that would end every container is refused before anything changes.
+# A restart that would end every container is refused before anything changes, and so is one after
+# which no pod could start for want of its sandbox image.
 killmode_guard
+(umask 022 && mkdir -p "$state")
+sandbox_guard "$tmp.dump"
+rm -f "$tmp.err" "$tmp.dump"
 
 # What to roll back to: the last config containerd was confirmed healthy with (an earlier apply may
 # have been interrupted after its rename: that file was never confirmed, and is no target); before
@@ -801,8 +945,10 @@ fi
 record_tasks
 hmode=cri
 hsock=$new_sock
+podcheck=true
 if ! restart_healthy "$@"; then
   why=$reason
+  podcheck=false
   if [ -e "$prev" ]; then install_copy "$prev" "$path"; else rm -f "$path"; fi
   # The rolled-back file is checked on its own socket for what it was confirmed with (CRI ok, or for
   # the node's original what was true before us), not with the new spec's checks: those may be the
