@@ -470,3 +470,21 @@ describe("the KillMode of containerd's systemd unit", () => {
     expect(findings({ ...emptyRead(), error: "x" }, files, [], opts({ restartUnit: "" })).warnings).toHaveLength(1);
   });
 });
+
+describe("the sandbox image", () => {
+  it("is parsed from its record", () => {
+    expect(parseRead(Buffer.from("sandbox registry.k8s.io/pause:3.10 absent\nend\n")).sandbox).toEqual({ image: "registry.k8s.io/pause:3.10", state: "absent" });
+    expect(parseRead(Buffer.from("sandbox registry.k8s.io/pause:3.10 garbled\nend\n")).sandbox).toEqual({ image: "registry.k8s.io/pause:3.10", state: "unknown" });
+    expect(parseRead(Buffer.from("end\n")).sandbox).toBeUndefined();
+  });
+
+  it("says nothing where the node holds it, warns where it does not, and says when the read could not tell", () => {
+    const at = (state: "present" | "absent" | "unknown") => findings(read({ sandbox: { image: "registry.k8s.io/pause:3.10", state } }), files, [], opts());
+    expect([at("present").warnings, at("present").errors]).toEqual([[], []]);
+    expect(at("absent").errors).toEqual([]);
+    expect(at("absent").warnings).toEqual([
+      "n1: the sandbox image registry.k8s.io/pause:3.10 (sandboxImage) is not in containerd's k8s.io namespace: the next pod on this node pulls it through the registries as they are then. A config.toml change pulls it through the new registry config before restarting containerd, and is refused on this node if that fails",
+    ]);
+    expect(at("unknown").warnings).toEqual([expect.stringContaining("n1: whether the sandbox image registry.k8s.io/pause:3.10 is on the node could not be read")]);
+  });
+});

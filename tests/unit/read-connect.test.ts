@@ -135,3 +135,25 @@ test("a K group asks the unit's KillMode of the systemctl given, bounded like th
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("an I group asks whether containerd's k8s.io namespace holds the sandbox image; a ctr that does not answer is unknown, not present", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sandbox-"));
+  try {
+    const log = path.join(dir, "calls");
+    const ctr = (name: string, body: string) => {
+      const p = path.join(dir, name);
+      fs.writeFileSync(p, `#!/bin/sh\necho "$*" >>${log}\ncase "$*" in *"images ls"*) ${body} ;; *) exit 1 ;; esac\n`, { mode: 0o755 });
+      return p;
+    };
+    const run = (c: string, image: string) =>
+      parseRead(Buffer.from(spawnSync("dash", ["-s", c, path.join(dir, "sock"), "-", path.join(dir, "config.toml"), "1", "0", "I", image], { input: READ_SCRIPT, encoding: "utf8", timeout: 30_000 }).stdout));
+    const holding = ctr("holding", "printf 'registry.k8s.io/pause:3.10\\nsha256:abc\\n'");
+    expect(run(holding, "registry.k8s.io/pause:3.10")).toMatchObject({ reached: true, sandbox: { image: "registry.k8s.io/pause:3.10", state: "present" } });
+    expect(fs.readFileSync(log, "utf8")).toContain(`--address ${path.join(dir, "sock")} -n k8s.io images ls -q`);
+    // Whole names only: a longer tag of the same image is not it.
+    expect(run(holding, "registry.k8s.io/pause:3.1").sandbox).toEqual({ image: "registry.k8s.io/pause:3.1", state: "absent" });
+    expect(run(ctr("failing", "exit 1"), "registry.k8s.io/pause:3.10").sandbox).toEqual({ image: "registry.k8s.io/pause:3.10", state: "unknown" });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

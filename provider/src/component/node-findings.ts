@@ -275,6 +275,7 @@ export function findings(read: NodeRead, files: readonly DesiredFile[], probes: 
   mirrorFindings(read, files, probes, o, f);
   unmanagedFindings(read, o, f);
   killModeFindings(read, o, f);
+  sandboxFindings(read, f, o);
   return f;
 }
 
@@ -310,6 +311,25 @@ function versionFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
  * is said too: its KillMode is not checked, and only the running-containers check guards it. So is a
  * unit systemd does not have (a typo in restartCommand): systemd shows control-group for it.
  */
+/**
+ * The spec's sandbox image, where containerd's k8s.io namespace does not hold it: the next pod on the
+ * node pulls it through the registries as they are then, and a config.toml change pulls it before it
+ * restarts (node-script.ts sandbox_guard). A warning: nothing is wrong yet, and the apply itself
+ * refuses a change whose image cannot be pulled. A read that could not tell says so rather than
+ * passing for "present".
+ */
+function sandboxFindings(read: NodeRead, f: Findings, o: ReadOptions): void {
+  const s = read.sandbox;
+  if (s === undefined || s.state === "present") return;
+  if (s.state === "unknown") {
+    f.warnings.push(`${o.label}: whether the sandbox image ${s.image} is on the node could not be read (ctr images ls did not answer); a config.toml change pulls it before restarting containerd if it is not`);
+    return;
+  }
+  f.warnings.push(
+    `${o.label}: the sandbox image ${s.image} (sandboxImage) is not in containerd's k8s.io namespace: the next pod on this node pulls it through the registries as they are then. A config.toml change pulls it through the new registry config before restarting containerd, and is refused on this node if that fails`,
+  );
+}
+
 function killModeFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
   const say = `${o.label}:`;
   if (o.restartUnit === "") {

@@ -21,7 +21,7 @@ export async function readNodeState(plan: NodePlan, connection: pulumi.Input<Con
   const read = c
     ? await readNode(c, readRequestCommand(r.request, plan.command), READ_SCRIPT, {
         connectSeconds: r.timeoutSeconds,
-        totalSeconds: readBudgetSeconds({ connectSeconds: r.timeoutSeconds, viaProxy: (c as { proxy?: unknown }).proxy !== undefined, probeSeconds: r.probeSeconds, probing: r.probing, systemd: r.request.killMode !== undefined }),
+        totalSeconds: readBudgetSeconds({ connectSeconds: r.timeoutSeconds, viaProxy: (c as { proxy?: unknown }).proxy !== undefined, probeSeconds: r.probeSeconds, probing: r.probing, systemd: r.request.killMode !== undefined, sandbox: r.request.sandboxImage !== undefined }),
       })
     : { ...emptyRead(), error: "its connection is not known yet (it comes from a resource this run creates)" };
   // Secret files are compared by hash; the hash of what will be written, when it is known now,

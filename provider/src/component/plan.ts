@@ -12,6 +12,7 @@ import { Problem, SpecError } from "../errors";
 import { NodeCommandOptions, probePullCommand, scriptPathFor, writeOrder } from "../remote/commands";
 import type { ReadRequest } from "../remote/read";
 import { renderNode } from "../render/render-node";
+import { fullReference, registryOfImage } from "../spec/image-reference";
 import type { RenderedFile } from "../spec/types";
 import { DEFAULT_REGISTRY_CONFIG_PATH } from "../spec/validate";
 import { ConfigVersion, parseVersion } from "../spec/version";
@@ -127,12 +128,20 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
     sudo: args.sudo ?? false,
     script: scriptPathFor(configFile.path),
     allowContainerLoss: args.allowContainerLoss ?? false,
+    ...(args.crictlPath !== undefined ? { crictl: args.crictlPath } : {}),
   };
 
   const sorted = writeOrder(result.files);
+  // The hosts.toml the sandbox image is pulled through (its registry's, else "*"'s) also pulls it
+  // once written: a pod's first need after any change is that image, and a mirror that does not
+  // serve it puts the previous file back before any node is left unable to start pods.
+  const sandbox = typeof spec.sandboxImage === "string" ? spec.sandboxImage : undefined;
+  const hostsOf = (reg: string) => sorted.find((f) => f.kind === "hosts" && f.registry === reg);
+  const sandboxHosts = sandbox === undefined ? undefined : (hostsOf(registryOfImage(sandbox)) ?? hostsOf("*"));
   const files: PlannedFile[] = sorted.map((f) => {
     const image = f.kind === "hosts" && f.registry !== undefined ? args.probeImages?.[f.registry] : undefined;
-    return { file: f, content: contentOf(f), after: [], probes: image === undefined ? [] : [probePullCommand(command, certsDir, image)] };
+    const images = [...(image === undefined ? [] : [image]), ...(f === sandboxHosts && sandbox !== image ? [sandbox!] : [])];
+    return { file: f, content: contentOf(f), after: [], probes: images.map((i) => probePullCommand(command, certsDir, i)) };
   });
   // A hosts.toml waits for its registry's certificates; config.toml (whose config_path must find
   // complete hosts directories) for every other file.
@@ -170,6 +179,7 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
           files: sorted.map((f) => ({ path: f.path, secret: f.secret })),
           probes: targets,
           ...(unit ? { killMode: unit } : {}),
+          ...(sandbox !== undefined ? { sandboxImage: fullReference(sandbox) } : {}),
         },
         timeoutSeconds: args.readTimeoutSeconds ?? 10,
         probeSeconds: probe.timeoutSeconds,

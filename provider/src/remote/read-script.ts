@@ -46,6 +46,7 @@
  *   killmode UNIT VALUE [LOADSTATE]            the K unit's KillMode (systemctl show), or unknown; then
  *                                              its LoadState when systemd has no usable unit by that
  *                                              name (not-found, masked, bad-setting, error)
+ *   sandbox IMAGE present|absent|unknown       whether containerd's k8s.io namespace holds the I image
  *   end
  */
 /**
@@ -60,8 +61,8 @@ export const READ_CTR_SECONDS = 5;
  * up to three requests), plus a second of slack. Within it a wedged containerd, a slow systemd or a
  * slow jump host costs its parts, not the whole read.
  */
-export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean; systemd?: boolean }): number {
-  return o.connectSeconds * (o.viaProxy ? 2 : 1) + (o.systemd ? 4 : 2) * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
+export function readBudgetSeconds(o: { connectSeconds: number; viaProxy: boolean; probeSeconds: number; probing: boolean; systemd?: boolean; sandbox?: boolean }): number {
+  return o.connectSeconds * (o.viaProxy ? 2 : 1) + (2 + (o.systemd ? 2 : 0) + (o.sandbox ? 1 : 0)) * READ_CTR_SECONDS + (o.probing ? 3 * o.probeSeconds : 0) + 1;
 }
 
 // One brace group: sh parses all of it before it runs any of it, so nothing run here can eat the
@@ -334,7 +335,7 @@ killmode_of() { # unit systemctl
   fi
   printf 'killmode %s %s\\n' "$1" "$_km"
 }
-kunit='' ksystemctl=''
+kunit='' ksystemctl='' simage=''
 while [ "$#" -gt 0 ]; do
   case "$1" in
     F) file_of "$2" 0; shift 2 ;;
@@ -347,11 +348,21 @@ while [ "$#" -gt 0 ]; do
       fi
       shift 9 ;;
     K) kunit=$2 ksystemctl=$3; shift 3 ;;
+    I) simage=$2; shift 2 ;;
     *) shift ;;
   esac
 done
 # While the probes run.
 if [ -n "$kunit" ]; then killmode_of "$kunit" "$ksystemctl"; fi
+# The sandbox image every new pod starts from: absent, the first pod pulls it through the registries
+# as they are at that moment.
+if [ -n "$simage" ]; then
+  if _il=$(bounded ${READ_CTR_SECONDS} "$ctr" --address "$socket" -n k8s.io images ls -q 2>/dev/null); then
+    if printf '%s\\n' "$_il" | grep -Fqx -- "$simage"; then echo "sandbox $simage present"; else echo "sandbox $simage absent"; fi
+  else
+    echo "sandbox $simage unknown"
+  fi
+fi
 wait
 for i in $ids; do cat "$work/$i" 2>/dev/null || echo "probe $i error - 0 - $tool"; done
 echo end

@@ -26,6 +26,11 @@ export interface ReadRequest {
    * the read answers the unit's KillMode. Absent for another restart command.
    */
   killMode?: { unit: string; systemctl: string };
+  /**
+   * The spec's sandbox image as containerd names it (docker.io/library/..., a tag): an "I" group,
+   * for which the read answers whether containerd's k8s.io namespace holds it.
+   */
+  sandboxImage?: string;
 }
 
 /** The read script's positional arguments for a request. */
@@ -36,6 +41,7 @@ export function readArguments(r: ReadRequest): string[] {
     ...r.files.flatMap((f) => [f.secret ? "S" : "F", f.path]),
     ...r.probes.flatMap((t) => [...t.args]),
     ...(r.killMode ? ["K", r.killMode.unit, r.killMode.systemctl] : []),
+    ...(r.sandboxImage ? ["I", r.sandboxImage] : []),
   ];
 }
 
@@ -92,6 +98,8 @@ export interface NodeRead {
    * shows its default KillMode, control-group, which no drop-in changes.
    */
   killMode?: { unit: string; value: string; loadState?: string };
+  /** The I group's image, and whether k8s.io holds it ("unknown": ctr did not answer). */
+  sandbox?: { image: string; state: "present" | "absent" | "unknown" };
 }
 
 export function emptyRead(): NodeRead {
@@ -197,6 +205,11 @@ export function parseRead(out: Buffer): NodeRead {
       case "killmode":
         r.killMode = { unit: words[0], value: words[1] || "unknown", ...(words[2] ? { loadState: words[2] } : {}) };
         break;
+      case "sandbox": {
+        const state = words[words.length - 1];
+        r.sandbox = { image: head(1), state: state === "present" || state === "absent" ? state : "unknown" };
+        break;
+      }
       case "end":
         ended = true;
         break;

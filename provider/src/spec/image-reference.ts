@@ -71,3 +71,27 @@ export function imageReferenceProblem(s: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * A reference as containerd names the image it pulled: Docker Hub's domain and library/ filled in,
+ * and :latest without a tag or digest (node-script.ts full_ref does the same on the node).
+ */
+export function fullReference(ref: string): string {
+  const parts = ref.split("/");
+  let r = ref;
+  if (parts.length === 1) r = `docker.io/library/${ref}`;
+  else if (registryOfImage(ref) === "docker.io" && parts[0] !== "docker.io") r = `docker.io/${ref}`;
+  if (/^docker\.io\/[^/]*$/.test(r)) r = r.replace(/^docker\.io\//, "docker.io/library/");
+  const last = r.slice(r.lastIndexOf("/") + 1);
+  return last.includes(":") || r.includes("@") ? r : `${r}:latest`;
+}
+
+/**
+ * The registry namespace an image is pulled from, as containerd resolves it: the reference's domain
+ * (a first component with a dot or a port, or localhost), else Docker Hub.
+ */
+export function registryOfImage(ref: string): string {
+  const slash = ref.indexOf("/");
+  const first = slash < 0 ? "" : ref.slice(0, slash);
+  return first !== "" && (/[.:]/.test(first) || first === "localhost") ? first : "docker.io";
+}
