@@ -80,6 +80,12 @@ function mergeTables(a: Table, b: Table): Table {
  * driver cannot work ("systemd not running on this host, cannot use systemd cgroups manager"; without a
  * kubelet-style `*.slice` cgroup parent, "expected cgroupsPath to be of format \"slice:prefix:name\"").
  */
+/**
+ * The fleet's crictl inside a node: off its PATH (fleet.sh), so only a spec that gives it as
+ * crictlPath gets the node script's pod-start check after a restart.
+ */
+export const CRICTL = "/run/fleet/crictl";
+
 export function podSettings(node: FleetNode, more: Table = {}): Table {
   const plugin = node.generation.startsWith("1.") ? "io.containerd.grpc.v1.cri" : "io.containerd.cri.v1.runtime";
   return mergeTables(more, { plugins: { [plugin]: { restrict_oom_score_adj: true } } });

@@ -117,8 +117,8 @@ describe.each(NODES.map((n) => [title(n), n] as const))("%s", (_t, n) => {
     expect(seen.some((l) => l.includes("/v2/library/sleeper/manifests/1.0"))).toBe(true);
   });
 
-  test("crictl on the node, over SSH and without options, lists the running container", async () => {
-    const r = await F.sshRun(n, "crictl ps -q && crictl pods -q --state ready", "");
+  test("crictl on the node, over SSH and without endpoint options, lists the running container", async () => {
+    const r = await F.sshRun(n, `${F.CRICTL} ps -q && ${F.CRICTL} pods -q --state ready`, "");
     expect(r.status).toBe(0);
     const ids = r.stdout.trim().split("\n");
     expect(ids).toContain(pod.containerId);

@@ -333,6 +333,35 @@ ensure_pod_tools() {
     cp "$pod_cache/bin/crictl" "$state/bin/crictl.tmp"
     mv "$state/bin/crictl.tmp" "$state/bin/crictl"
   fi
+  sandbox_tar
+}
+
+# The sleeper image as an OCI archive, for preload_pause (a fleet left up by an older fleet.sh gets
+# it on its next reset). Written under a name of this process's own, so nodes reset at once do not race.
+sandbox_tar() {
+  if [ ! -s "$state/bin/sandbox.tar" ] || [ "$pod_cache/.image.stamp" -nt "$state/bin/sandbox.tar" ]; then
+    mkdir -p "$state/bin"
+    tar -C "$pod_cache/image" -cf "$state/bin/sandbox.tar.$BASHPID" .
+    mv "$state/bin/sandbox.tar.$BASHPID" "$state/bin/sandbox.tar"
+  fi
+}
+
+# A node that has run pods holds its sandbox image in CRI's k8s.io namespace (kubeadm's nodes pull
+# it with `kubeadm config images pull`): each node gets the sleeper image under the pause names
+# containerd's defaults and the tests' specs use. A config.toml change on a node without its
+# sandbox image pulls it before the restart, and is refused when that fails (node-script.ts), so
+# without these every spec would have to mirror the sandbox image's registry.
+preloaded_pause="registry.k8s.io/pause:3.6 registry.k8s.io/pause:3.8 registry.k8s.io/pause:3.9 registry.k8s.io/pause:3.10 registry.k8s.io/pause:3.10.1 registry.k8s.io/pause:3.10.2 registry.aliyuncs.com/google_containers/pause:3.9"
+preload_pause() { # dir
+  local dir=$1
+  sandbox_tar
+  ln -f "$state/bin/sandbox.tar" "$dir/fleet/sandbox.tar" 2>/dev/null || cp "$state/bin/sandbox.tar" "$dir/fleet/sandbox.tar"
+  # shellcheck disable=SC2086 # the names are words
+  in_node "$dir" /bin/sh -c 'set -e
+    ctr -n k8s.io images import --base-name registry.k8s.io/pause /run/fleet/sandbox.tar >/dev/null
+    for n in "$@"; do ctr -n k8s.io images tag --force registry.k8s.io/pause:sleeper "$n" >/dev/null; done
+    ctr -n k8s.io images rm registry.k8s.io/pause:sleeper >/dev/null' preload $preloaded_pause ||
+    die "$NODE_NAME: could not preload the pause images"
 }
 
 push_images() {
@@ -446,8 +475,12 @@ prepare_node_files() { # dir
   install -m 0755 "$here/node/systemctl" "$here/node/journalctl" "$dir/sbin/"
   cp "$here/node/init.sh" "$dir/init.sh"
   install -m 0755 "$here/node/cri-ok" "$here/node/kill-shims" "$dir/fleet/"
-  # crictl on the node's PATH (ensure_pod_tools made the fleet's copy).
-  ln -f "$state/bin/crictl" "$dir/sbin/crictl" 2>/dev/null || cp "$state/bin/crictl" "$dir/sbin/crictl"
+  # crictl (ensure_pod_tools made the fleet's copy) at /run/fleet/crictl, off the node's PATH: the
+  # node script's pod-start check after a restart uses a crictl it finds, and most tests deploy
+  # specs a node here cannot start pods with (systemdCgroup without systemd, no
+  # restrict_oom_score_adj). Tests that run pods give crictlPath; the others are nodes without one.
+  rm -f "$dir/sbin/crictl"
+  ln -f "$state/bin/crictl" "$dir/fleet/crictl" 2>/dev/null || cp "$state/bin/crictl" "$dir/fleet/crictl"
   [ -f "$dir/fleet/ssh_host_ed25519_key" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "root@$NODE_NAME" -f "$dir/fleet/ssh_host_ed25519_key" >&2
   sshd_config "$NODE_ADDR" >"$dir/fleet/sshd_config"
@@ -568,6 +601,7 @@ node_up() { # index generation initial-config
   prepare_node_files "$dir"
   setup_node_net "$dir"
   launch_node "$dir"
+  preload_pause "$dir"
   log "$name: up at $NODE_ADDR, containerd $NODE_VERSION, initial config $NODE_INITIAL_CONFIG"
 }
 
@@ -881,6 +915,7 @@ node_reset() { # dir
   in_node "$dir" systemctl start containerd ||
     die "$NODE_NAME: containerd does not start after reset; its log ends: $(tail -n 5 "$dir/run-containerd/containerd.log" 2>/dev/null)"
   in_node "$dir" /run/fleet/cri-ok || die "$NODE_NAME: CRI plugins not ok after reset"
+  preload_pause "$dir"
   : >"$dir/fleet/restart.log"
   log "$NODE_NAME: reset"
 }

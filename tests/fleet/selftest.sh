@@ -294,22 +294,22 @@ systemctl restart containerd
 echo "{\"metadata\": {\"name\": \"selftest\", \"namespace\": \"default\", \"uid\": \"selftest-$2\"},
   \"linux\": {\"security_context\": {\"namespace_options\": {\"network\": 2}}}}" >/tmp/pod.json
 echo "{\"metadata\": {\"name\": \"sleeper\"}, \"image\": {\"image\": \"docker.io/library/sleeper:1.0\"}}" >/tmp/ctr.json
-crictl pull docker.io/library/sleeper:1.0 >/dev/null
-p=$(crictl runp /tmp/pod.json)
-c=$(crictl create "$p" /tmp/ctr.json /tmp/pod.json)
-crictl start "$c" >/dev/null
-echo "$c $(crictl inspect -o go-template --template "{{.info.pid}}" "$c")"'
+/run/fleet/crictl pull docker.io/library/sleeper:1.0 >/dev/null
+p=$(/run/fleet/crictl runp /tmp/pod.json)
+c=$(/run/fleet/crictl create "$p" /tmp/ctr.json /tmp/pod.json)
+/run/fleet/crictl start "$c" >/dev/null
+echo "$c $(/run/fleet/crictl inspect -o go-template --template "{{.info.pid}}" "$c")"'
 container_state() { # node id: "<state> <pid>" as CRI reports it
-  node_ssh "$1" "crictl inspect -o go-template --template '{{.status.state}} {{.info.pid}}' '$2'" 2>/dev/null
+  node_ssh "$1" "/run/fleet/crictl inspect -o go-template --template '{{.status.state}} {{.info.pid}}' '$2'" 2>/dev/null
 }
 for n in "${NODES[@]}"; do
-  check "$n: crictl on PATH, /etc/crictl.yaml" node_ssh "$n" 'command -v crictl && test -s /etc/crictl.yaml'
+  check "$n: crictl off PATH (/run/fleet/crictl), /etc/crictl.yaml" node_ssh "$n" '! command -v crictl && test -x /run/fleet/crictl && test -s /etc/crictl.yaml'
   node_ssh "$n" "sh -s -- 'http://$reg:5000' '$n'" <<<"$pod_script" >"$work/pod" 2>"$work/pod.err" ||
     { cat "$work/pod.err" >&2; fail "$n: a pod through crictl"; }
   read -r cid cpid <"$work/pod"
   [ "$(container_state "$n" "$cid")" = "CONTAINER_RUNNING $cpid" ] || fail "$n: the container does not run"
   ok "$n: a pod with its sleeper runs (pid $cpid), from the mirror's images"
-  check "$n: crictl ps lists it" /bin/sh -c "'$fleet' exec '$n' -- crictl ps -q | grep -qx '$cid'"
+  check "$n: crictl ps lists it" /bin/sh -c "'$fleet' exec '$n' -- /run/fleet/crictl ps -q | grep -qx '$cid'"
   [ "$(node_ssh "$n" 'systemctl show --property=KillMode containerd')" = KillMode=process ] || fail "$n: KillMode is not process"
   check "$n: restart with KillMode=process" node_ssh "$n" 'systemctl restart containerd'
   [ "$(container_state "$n" "$cid")" = "CONTAINER_RUNNING $cpid" ] || fail "$n: the container did not survive KillMode=process"

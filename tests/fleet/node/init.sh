@@ -119,7 +119,7 @@ mount_cgroups() {
   log "mounted the cgroup hierarchies: $(cut -d: -f2 /proc/self/cgroup | tr '\n' ' ')"
 }
 
-# crictl (on the node's PATH: /usr/local/sbin) talks to containerd's socket without being told, as on a
+# crictl (/run/fleet/crictl, off the node's PATH: fleet.sh says why) talks to containerd's socket without being told, as on a
 # kubeadm node.
 crictl_config() {
   printf '%s\n' "runtime-endpoint: unix:///run/containerd/containerd.sock" \
