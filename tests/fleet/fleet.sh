@@ -23,6 +23,8 @@ set -E
 trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/fleet/cgroups.sh
+. "$here/cgroups.sh"
 repo=$(cd "$here/../.." && pwd)
 state=${FLEET_STATE_DIR:-/var/tmp/containerd-node-fleet}
 state=${state%/}
@@ -523,27 +525,7 @@ setup_node_net() { # dir
 # cgroup namespace of its own, sees that cgroup as its root, and its containers' cgroups land below
 # it (init.sh), where `down` removes them. Best effort: a hierarchy where that fails is left out.
 join_node_cgroups() { # dir
-  local dir=$1 m p own cg f
-  : >"$dir/fleet/cgroups"
-  own=$(cut -d: -f3- /proc/self/cgroup | sort -u)
-  while read -r m; do
-    # This process's cgroup there: the path of /proc/self/cgroup whose cgroup.procs lists it.
-    cg=""
-    while read -r p; do
-      if grep -qx "$BASHPID" "$m${p%/}/cgroup.procs" 2>/dev/null; then cg=$m${p%/}/fleet-$NODE_NETNS; break; fi
-    done <<<"$own"
-    [ -n "$cg" ] || continue
-    mkdir -p "$cg" 2>/dev/null || continue
-    # A new v1 cpuset cgroup has no CPUs or memory nodes: nothing could join it.
-    for f in cpuset.cpus cpuset.mems; do
-      [ ! -f "${cg%/*}/$f" ] || [ -n "$(cat "$cg/$f")" ] || cat "${cg%/*}/$f" >"$cg/$f"
-    done
-    if echo "$BASHPID" >"$cg/cgroup.procs"; then
-      printf '%s\n' "$cg" >>"$dir/fleet/cgroups"
-    else
-      rmdir "$cg" 2>/dev/null || true
-    fi
-  done < <(awk '$5 ~ "^/sys/fs/cgroup(/|$)" && / - cgroup2? / { print $5 }' /proc/self/mountinfo | sort -u)
+  join_own_cgroups "fleet-$NODE_NETNS" "$1/fleet/cgroups"
 }
 
 launch_node() { # dir

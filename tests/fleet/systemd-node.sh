@@ -18,6 +18,8 @@ set -E
 trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/fleet/cgroups.sh
+. "$here/cgroups.sh"
 repo=$(cd "$here/../.." && pwd)
 state=${SYSTEMD_NODE_STATE_DIR:-/var/tmp/containerd-node-systemd}
 state=${state%/}
@@ -182,25 +184,7 @@ in_node() {
 # (cdsd-node), and lists them: systemd-nspawn makes its payload and supervisor cgroups below the one
 # it starts in, and the node's systemd its units' below that; down removes the lot.
 join_cgroups() {
-  local m p cg f
-  : >"$state/cgroups"
-  while read -r m; do
-    cg=""
-    while read -r p; do
-      if grep -qx "$BASHPID" "$m${p%/}/cgroup.procs" 2>/dev/null; then cg=$m${p%/}/$netns; break; fi
-    done < <(cut -d: -f3- /proc/self/cgroup | sort -u)
-    [ -n "$cg" ] || continue
-    mkdir -p "$cg" 2>/dev/null || continue
-    # A new v1 cpuset cgroup has no CPUs or memory nodes: nothing could join it.
-    for f in cpuset.cpus cpuset.mems; do
-      [ ! -f "${cg%/*}/$f" ] || [ -n "$(cat "$cg/$f")" ] || cat "${cg%/*}/$f" >"$cg/$f"
-    done
-    if echo "$BASHPID" >"$cg/cgroup.procs"; then
-      printf '%s\n' "$cg" >>"$state/cgroups"
-    else
-      rmdir "$cg" 2>/dev/null || true
-    fi
-  done < <(awk '$5 ~ "^/sys/fs/cgroup(/|$)" && / - cgroup2? / { print $5 }' /proc/self/mountinfo | sort -u)
+  join_own_cgroups "$netns" "$state/cgroups"
 }
 
 remove_cgroups() {
