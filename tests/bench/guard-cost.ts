@@ -7,7 +7,7 @@
  *   killmode  killmode_guard    the unit's KillMode (systemctl show --property=KillMode --value UNIT)
  *   sandbox   sandbox_guard     the sandbox image in k8s.io? (ctr images ls -q; a pull only when absent)
  *   before    record_tasks      the running tasks (ctr namespaces ls, then tasks ls per namespace)
- *   podstart  pod_ok            a throwaway pod sandbox (crictl runp, stopp, rmp)
+ *   podstart  pod_ok            a throwaway pod sandbox (crictl runp, rmp --force)
  *   after     containers_guard  the running tasks again, compared with the ones before (and the report)
  *
  * There is no restart between "before" and "after" here (the restart itself is not the guards'
@@ -42,8 +42,8 @@ export const CHECKS = [
   { key: "killmode", name: "KillMode read", runs: "systemctl show --property=KillMode --value containerd" },
   { key: "sandbox", name: "sandbox image check", runs: "ctr -n k8s.io images ls -q, grep (a pull only when absent)" },
   { key: "before", name: "running tasks before", runs: "ctr namespaces ls -q; ctr -n NS tasks ls for each" },
-  { key: "podstart", name: "pod-start check", runs: "crictl runp, stopp, rmp of a throwaway pod sandbox" },
-  { key: "after", name: "running tasks after, compared", runs: "as before, then awk against the list before" },
+  { key: "podstart", name: "pod-start check", runs: "crictl runp, then rmp --force, of a throwaway pod sandbox" },
+  { key: "after", name: "running tasks after, compared", runs: "ctr -n NS tasks ls for the namespaces that held tasks before, then awk against the list before" },
 ] as const;
 export type CheckKey = (typeof CHECKS)[number]["key"];
 

@@ -641,6 +641,8 @@ const PODS_PER_NODE = Number(process.env.BENCH_PODS ?? 2);
 const GUARD_REPS = Number(process.env.BENCH_GUARD_REPS ?? 5);
 /** Issue 32's bound on what the restart guards may cost a node per config change: about 0.1 s of CPU. */
 const GUARD_CPU_BUDGET_MS = 100;
+/** The guards' CPU on a node: every check but the pod-start check, which costs what a pod start costs. */
+const guardsMs = (c: GuardCostSummary): number => c.total.nodeMs - c.checks.podstart.nodeMs;
 
 /**
  * Ours' spec with what pods need on this fleet (tests/fleet/README.md, Pods): the CRI setting this
@@ -786,12 +788,14 @@ async function podsRun(
       const c = costs.get(n.name);
       const cell = (x: { wallMs: number; nodeMs: number; commandsMs: number }) => `${ms(x.wallMs)} / ${ms(x.nodeMs)} (${ms(x.commandsMs)})`;
       const cells = c ? CHECKS.map((k) => cell(c.checks[k.key])) : CHECKS.map(() => "FAILED");
-      const total = c ? `${cell(c.total)}${c.total.nodeMs > GUARD_CPU_BUDGET_MS ? " **over 0.1 s**" : ""}` : "-";
+      const total = c ? `${cell(c.total)}${guardsMs(c) > GUARD_CPU_BUDGET_MS ? " **guards over 0.1 s**" : ""}` : "-";
       lines.push(`| ${n.name} | ${n.containerdVersion} | ${cells.join(" | ")} | ${total} | ${survived.get(n.name)} | ${guardsText(reported.get(n.name))} |`);
     }
     const all = [...costs.values()];
-    const worst = all.length ? Math.max(...all.map((c) => c.total.nodeMs)) : NaN;
     const mean = all.length ? all.reduce((a, c) => a + c.total.nodeMs, 0) / all.length : NaN;
+    const guardsWorst = all.length ? Math.max(...all.map(guardsMs)) : NaN;
+    const guardsMean = all.length ? all.reduce((a, c) => a + guardsMs(c), 0) / all.length : NaN;
+    const podMean = all.length ? all.reduce((a, c) => a + c.checks.podstart.nodeMs, 0) / all.length : NaN;
     const notes = [
       [
         `Config change with ${PODS_PER_NODE} pods running per node: what the checks cost each node, in ms: wall / CPU (of which the checks' own commands).`,
@@ -799,7 +803,7 @@ async function podsRun(
         `CPU is the node's whole cgroup during the check (cpuacct.usage: the commands, containerd answering them, the pod check's shim and runc, and the node's background); in brackets the commands' own cgroup (sh, timeout, systemctl, ctr, awk, crictl).`,
         `Wall is less the measurement's own (a check doing nothing, timed the same way: ${all.length ? ms(all.reduce((a, c) => a + c.overhead.wallMs, 0) / all.length) : "-"} ms).`,
         `The node's background meanwhile: ${all.length ? ms(all.reduce((a, c) => a + c.idleMsPerSecond, 0) / all.length) : "-"} ms of CPU per second idle.`,
-        `Bound: ${GUARD_CPU_BUDGET_MS} ms of a node's CPU per change; the checks' total here: ${ms(mean)} ms a node on average, ${ms(worst)} ms at most (${worst <= GUARD_CPU_BUDGET_MS ? "within it" : "OVER IT"}).`,
+        `Bound: ${GUARD_CPU_BUDGET_MS} ms of a node's CPU per change for the guards (every check but the pod-start check): ${ms(guardsMean)} ms a node on average, ${ms(guardsWorst)} ms at most (${guardsWorst <= GUARD_CPU_BUDGET_MS ? "within it" : "OVER IT"}). The pod-start check costs what a pod start costs: ${ms(podMean)} ms on average; all checks ${ms(mean)} ms.`,
       ].join("\n"),
       lines.join("\n"),
     ];

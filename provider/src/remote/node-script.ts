@@ -422,10 +422,9 @@ killmode_guard() {
   fail "refusing to restart containerd: its systemd unit $unit has KillMode=$killmode, which ends every container on the node with the daemon (only KillMode=process leaves them running); $kept. Fix: a drop-in /etc/systemd/system/\${unit%.service}.service.d/killmode.conf with [Service] and KillMode=process, then systemctl daemon-reload; or set allowContainerLoss to restart anyway and lose them"
 }
 
-# The running tasks, one "namespace id pid" line each, of every namespace that holds tasks.
+# The running tasks, one "namespace id pid" line each, of the namespaces listed in $tasks.ns.
 running_tasks() { # socket file
   : >"$2"
-  bounded_for 10 "$ctr" --address "$1" namespaces ls -q 9>&- </dev/null >"$tasks.ns" 2>/dev/null || return 1
   while IFS= read -r _ns; do
     [ -n "$_ns" ] || continue
     bounded_for 10 "$ctr" --address "$1" -n "$_ns" tasks ls 9>&- </dev/null >"$tasks.t" 2>/dev/null || return 1
@@ -450,9 +449,10 @@ name_of() { # namespace id
 # Before the restart: what runs now, on the socket of the daemon running now.
 record_tasks() {
   checked=false
-  if [ -n "$ctr" ] && running_tasks "$vsock" "$tasks.before"; then
+  if [ -n "$ctr" ] && bounded_for 10 "$ctr" --address "$vsock" namespaces ls -q 9>&- </dev/null >"$tasks.ns" 2>/dev/null &&
+    running_tasks "$vsock" "$tasks.before"; then
     checked=true
-    running=$(wc -l <"$tasks.before" | tr -d ' ')
+    running=$(awk 'END { print NR }' "$tasks.before")
   fi
 }
 # After the health gate: every container that ran before runs now, with the same pid. One that does
@@ -460,9 +460,11 @@ record_tasks() {
 # bring it back and could only end more. The node stays on the new config.toml, healthy and recorded
 # as applied, and the apply fails so no later wave starts.
 containers_guard() {
+  # Only the namespaces that held running tasks before can have lost one.
+  [ "$checked" = true ] && awk '!seen[$1]++ { print $1 }' "$tasks.before" >"$tasks.ns"
   if [ "$checked" = true ] && running_tasks "$hsock" "$tasks.after"; then
     awk 'FILENAME == ARGV[1] { now[$0] = 1; next } !($0 in now) { print $1, $2 }' "$tasks.after" "$tasks.before" >"$tasks.t"
-    lost=$(wc -l <"$tasks.t" | tr -d ' ')
+    lost=$(awk 'END { print NR }' "$tasks.t")
   else
     checked=false
   fi
@@ -489,7 +491,7 @@ containers_guard() {
 # its registries do not serve leaves a node on which no new pod can start, and says nothing until one
 # tries. So before the restart the node pulls it into k8s.io (CRI's namespace) through the new
 # config's registry directory, and after it the health gate starts a throwaway pod sandbox.
-podcheck=false sb_image='' sb_before='' podstart='' pod_cgroups=cgroupfs
+podcheck=false sb_image='' sb_before='' podstart='' pod_cgroups=cgroupfs podtries=0
 # A config dump's (stdin) sandbox image, registry config_path, CRI snapshotter, and whether its
 # default runtime uses the systemd cgroup driver: four lines. 1.x keeps them in the cri plugin,
 # 2.x in cri.v1.images (pinned_images.sandbox) and cri.v1.runtime.
@@ -537,10 +539,7 @@ pull_answer() { # ctr output
 # finds it there, so a mirror down at this moment does not hold up a change that needs nothing of it.
 sandbox_guard() { # new config dump
   cri_of <"$1" >"$tasks.t"
-  sb_image=$(sed -n 1p "$tasks.t")
-  _path=$(sed -n 2p "$tasks.t")
-  _snap=$(sed -n 3p "$tasks.t")
-  pod_cgroups=$(sed -n 4p "$tasks.t")
+  { IFS= read -r sb_image; IFS= read -r _path; IFS= read -r _snap; IFS= read -r pod_cgroups; } <"$tasks.t" || :
   [ -n "$sb_image" ] || return 0
   # Without a running daemon (the node's first apply, containerd stopped) there is no one to pull.
   if [ "$daemon_up" != true ]; then sb_before=unchecked; return 0; fi
@@ -570,7 +569,8 @@ pod_ok() { # seconds
   fi
   _parent=''
   [ "$pod_cgroups" = systemd ] && _parent=system.slice
-  _n="containerd-node-check-$$-$(date +%s)"
+  podtries=$((podtries + 1))
+  _n="containerd-node-check-$$-$podtries"
   printf '{"metadata":{"name":"%s","namespace":"containerd-node","uid":"%s","attempt":0},"labels":{"containerd-node":"health-check"},"linux":{"cgroup_parent":"%s","security_context":{"namespace_options":{"network":2}}}}' "$_n" "$_n" "$_parent" >"$state/$base.pod.json"
   _s=$1
   set -- "$_cc" --runtime-endpoint "unix://$hsock" --image-endpoint "unix://$hsock" --timeout "\${_s}s"
@@ -579,9 +579,8 @@ pod_ok() { # seconds
     podstart="failed"
     return 1
   fi
-  _id=$(printf '%s' "$_id" | tail -n 1 | tr -d '[:space:]')
-  bounded_for 20 "$@" stopp "$_id" 9>&- </dev/null >/dev/null 2>&1 || :
-  if bounded_for 20 "$@" rmp "$_id" 9>&- </dev/null >/dev/null 2>&1; then
+  # (One process less than stopp and rmp: --force stops it first.)
+  if bounded_for 20 "$@" rmp --force "$_id" 9>&- </dev/null >/dev/null 2>&1; then
     podstart=started
   else
     podstart="started; not removed: $_id"
