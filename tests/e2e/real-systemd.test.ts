@@ -26,18 +26,8 @@ const DROP_IN = "/etc/systemd/system/containerd.service.d/killmode.conf";
 const SANDBOX = "registry.k8s.io/pause:3.10";
 const POD_IMAGE = path.join(F.REPO, ".cache", "fleet", "image");
 
-/** What `systemd-node.sh up` prints. */
-interface SystemdNode {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  privateKey: string;
-  hostKey: string;
-  containerdVersion: string;
-  containerdSocket: string;
-  stateDir: string;
-}
+/** What `systemd-node.sh up` prints: a fleet node's connection and socket, and its state directory. */
+type SystemdNode = Pick<F.FleetNode, "name" | "host" | "port" | "user" | "privateKey" | "hostKey" | "containerdVersion" | "containerdSocket"> & { stateDir: string };
 
 const systemdNodeSh = (args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> =>
   run("bash", [SYSTEMD_NODE_SH, ...args], { timeoutMs: 120_000, ...opts });
