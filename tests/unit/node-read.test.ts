@@ -189,7 +189,7 @@ describe("the running version", () => {
     const f = findings({ ...emptyRead(), error: "connect ECONNREFUSED 10.0.0.1:22" }, files, [], opts());
     expect(f.errors).toEqual([]);
     expect(f.warnings).toEqual([
-      'n1: not read (connect ECONNREFUSED 10.0.0.1:22): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node',
+      'n1: not read (connect ECONNREFUSED 10.0.0.1:22): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node. Nor can the preview say its unit\'s KillMode or whether it holds its sandbox image: the apply still checks both on the node before a restart',
     ]);
   });
 });

@@ -284,7 +284,7 @@ function unreadFindings(read: NodeRead, o: ReadOptions, f: Findings): void {
   const say = `${o.label}:`;
   const why = `${say} not read (${read.error ?? "no answer"}): this run compares with the recorded state only, so its drift check, version guard, mirror gates and dropImports guard are off`;
   if (o.unreadNode === "fail") f.errors.push(`${why}; refused (unreadNode: "fail")`);
-  else f.warnings.push(`${why}, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node`);
+  else f.warnings.push(`${why}, and a drift gate (pulumi preview --expect-no-changes) passes over it; set unreadNode: "fail" to refuse such a node. Nor can the preview say its unit's KillMode or whether it holds its sandbox image: the apply still checks both on the node before a restart`);
 }
 
 /** The running version, with the node guard's own words (node-script.ts check_version). */
