@@ -57,22 +57,17 @@ describe("planNode", () => {
     expect(plan.configHash).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it("pulls the spec's sandbox image through its registry's hosts.toml (else \"*\"'s) once written, and has the read ask for it as containerd names it", () => {
+  it("has the read ask for the spec's sandbox image as containerd names it, and leaves the hosts.toml commands alone", () => {
     const mirrors = { mirrors: ["https://m.test"] };
-    const plan = planOrThrow("n1", { containerdVersion: "1.7", connection, sandboxImage: "registry.k8s.io/pause:3.10", registries: { "registry.k8s.io": mirrors, "docker.io": mirrors, "*": mirrors }, probeImages: { "docker.io": "docker.io/library/busybox:1.36" } });
-    const probes = (suffix: string) => plan.files.find((f) => f.file.path.endsWith(suffix))!.probes;
-    expect(probes("registry.k8s.io/hosts.toml")).toEqual(["'ctr' '--address' '/run/containerd/containerd.sock' '-n' 'k8s.io' 'images' 'pull' '--hosts-dir' '/etc/containerd/certs.d' 'registry.k8s.io/pause:3.10'"]);
-    expect(probes("docker.io/hosts.toml")).toEqual([expect.stringContaining("'docker.io/library/busybox:1.36'")]);
-    expect(probes("_default/hosts.toml")).toEqual([]);
-    expect(plan.read.request.sandboxImage).toBe("registry.k8s.io/pause:3.10");
-    // A Docker Hub short name: the docker.io entry, else "*"'s; the read asks for its full name.
-    const hub = planOrThrow("n1", { containerdVersion: "1.7", connection, sandboxImage: "kubesphere/pause:3.9", registries: { "*": mirrors } });
-    expect(hub.files.find((f) => f.file.path.endsWith("_default/hosts.toml"))!.probes).toEqual([expect.stringContaining("'kubesphere/pause:3.9'")]);
-    expect(hub.read.request.sandboxImage).toBe("docker.io/kubesphere/pause:3.9");
-    // Without sandboxImage (containerd's default, which differs by release) no probe and no read of it.
-    const none = planOrThrow("n1", { containerdVersion: "1.7", connection, registries: { "registry.k8s.io": mirrors } });
-    expect(none.files.flatMap((f) => f.probes)).toEqual([]);
-    expect(none.read.request.sandboxImage).toBeUndefined();
+    const at = (sandboxImage?: string) => planOrThrow("n1", { containerdVersion: "1.7", connection, ...(sandboxImage ? { sandboxImage } : {}), registries: { "registry.k8s.io": mirrors, "*": mirrors } });
+    expect(at("registry.k8s.io/pause:3.10").read.request.sandboxImage).toBe("registry.k8s.io/pause:3.10");
+    // A Docker Hub short name: its full name, as containerd stores it.
+    expect(at("kubesphere/pause:3.9").read.request.sandboxImage).toBe("docker.io/kubesphere/pause:3.9");
+    expect(at("pause").read.request.sandboxImage).toBe("docker.io/library/pause:latest");
+    // Without sandboxImage (containerd's default, which differs by release) the read does not ask.
+    expect(at().read.request.sandboxImage).toBeUndefined();
+    // A new sandbox image changes config.toml only: no hosts.toml command shows an update for it.
+    expect(at("registry.k8s.io/pause:3.9").files.flatMap((f) => f.probes)).toEqual([]);
   });
 
   it("returns every problem at once rather than a plan", () => {

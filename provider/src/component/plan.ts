@@ -12,7 +12,7 @@ import { Problem, SpecError } from "../errors";
 import { NodeCommandOptions, probePullCommand, scriptPathFor, writeOrder } from "../remote/commands";
 import type { ReadRequest } from "../remote/read";
 import { renderNode } from "../render/render-node";
-import { fullReference, registryOfImage } from "../spec/image-reference";
+import { fullReference } from "../spec/image-reference";
 import type { RenderedFile } from "../spec/types";
 import { DEFAULT_REGISTRY_CONFIG_PATH } from "../spec/validate";
 import { ConfigVersion, parseVersion } from "../spec/version";
@@ -132,17 +132,13 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
   };
 
   const sorted = writeOrder(result.files);
-  // The hosts.toml the sandbox image is pulled through (its registry's, else "*"'s) also pulls it
-  // once written: a pod's first need after any change is that image, and a mirror that does not
-  // serve it puts the previous file back before any node is left unable to start pods.
-  const sandbox = typeof spec.sandboxImage === "string" ? spec.sandboxImage : undefined;
-  const hostsOf = (reg: string) => sorted.find((f) => f.kind === "hosts" && f.registry === reg);
-  const sandboxHosts = sandbox === undefined ? undefined : (hostsOf(registryOfImage(sandbox)) ?? hostsOf("*"));
   const files: PlannedFile[] = sorted.map((f) => {
     const image = f.kind === "hosts" && f.registry !== undefined ? args.probeImages?.[f.registry] : undefined;
-    const images = [...(image === undefined ? [] : [image]), ...(f === sandboxHosts && sandbox !== image ? [sandbox!] : [])];
-    return { file: f, content: contentOf(f), after: [], probes: images.map((i) => probePullCommand(command, certsDir, i)) };
+    return { file: f, content: contentOf(f), after: [], probes: image === undefined ? [] : [probePullCommand(command, certsDir, image)] };
   });
+  // The read asks whether the node holds the spec's sandbox image (containerd's default, which
+  // differs by release, is checked by the apply alone).
+  const sandbox = typeof spec.sandboxImage === "string" ? spec.sandboxImage : undefined;
   // A hosts.toml waits for its registry's certificates; config.toml (whose config_path must find
   // complete hosts directories) for every other file.
   files.forEach((pf, i) => {
