@@ -876,15 +876,18 @@ describe("the installed node script: install, release, and the short file comman
  * the running tasks from a ctr stand-in (namespaces, tasks and container info from files; every other
  * call to the real ctr), so a restart that ends a task is one that rewrites the task list.
  */
-describe("the restart guards: KillMode and the running containers (containerd 1.6)", () => {
+describe("the restart guards: KillMode, the running containers, the sandbox image and a pod that starts (containerd 1.6)", () => {
   let node: ScratchNode;
   let opts: NodeCommandOptions;
   let fake: string;
   let n = 0;
   const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
   // Every apply is a change: a new maxConcurrentDownloads.
-  const next = () => renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 10 + ++n }).files.find((f) => f.kind === "config")!.content;
+  const next = (more: Partial<NodeSpec> = {}) => renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 10 + ++n, ...more }).files.find((f) => f.kind === "config")!.content;
   const put = (name: string, text: string) => fs.writeFileSync(path.join(fake, name), text);
+  const calls = () => (fs.existsSync(path.join(fake, "calls")) ? fs.readFileSync(path.join(fake, "calls"), "utf8") : "");
+  /** opts with the pod-start check (the fake crictl below) and a shorter health timeout. */
+  let pods: NodeCommandOptions;
   const TASKS = "TASK                                                                PID     STATUS\n";
   const A = "a".repeat(64);
   const B = "b".repeat(64);
@@ -901,11 +904,24 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     put("ctr", `#!/bin/sh\nfor a in "$@"; do\n  case "$a" in\n    namespaces) exec cat ${shellQuote(fake)}/namespaces ;;\n    tasks) exec cat ${shellQuote(fake)}/tasks ;;\n    containers) exec cat ${shellQuote(fake)}/info ;;\n  esac\ndone\nexec ${shellQuote(node.bin.ctr)} "$@"\n`);
     fs.chmodSync(path.join(fake, "systemctl"), 0o755);
     fs.chmodSync(path.join(fake, "ctr"), 0o755);
+    // A CRI client that records its calls: runp answers a sandbox id, or fails like a sandbox that cannot start.
+    put("crictl", `#!/bin/sh
+echo "$*" >>${shellQuote(fake)}/calls
+for a in "$@"; do
+  case "$a" in
+    runp) if [ -e ${shellQuote(fake)}/runp-fails ]; then echo 'failed to get sandbox image "registry.k8s.io/pause:3.9": not found' >&2; exit 1; fi; echo 0123456789abcdef; exit 0 ;;
+    stopp | rmp) exit 0 ;;
+  esac
+done
+exit 2
+`);
+    fs.chmodSync(path.join(fake, "crictl"), 0o755);
     put("killmode", "process\n");
     put("namespaces", "k8s.io\n");
     put("tasks", TASKS);
     put("info", "");
     opts = { ...scratchOptions(node, "scratch-guards", "test/scratch/guards", 15, 2), ctr: path.join(fake, "ctr"), restartCommand: `${fake}/systemctl restart containerd` };
+    pods = { ...opts, crictl: path.join(fake, "crictl"), healthTimeoutSeconds: 5 };
     installScript(opts);
     fs.writeFileSync(node.configFile, next());
     expect(run(`sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`).status).toBe(0);
@@ -1053,47 +1069,13 @@ describe("the restart guards: KillMode and the running containers (containerd 1.
     expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { unit: "", killMode: "unchecked", containersChecked: true, running: 1, lost: 0 } });
     put("killmode", "process\n");
   });
-});
-
-describe("the sandbox image and the pod-start check (containerd 1.6)", () => {
-  let node: ScratchNode;
-  let opts: NodeCommandOptions;
-  let fake: string;
-  let n = 0;
-  const configRef = () => ({ path: node.configFile, mode: 0o644, kind: "config" as const });
-  const next = (more: Partial<NodeSpec> = {}) => renderNode({ ...node.baseSpec(), maxConcurrentDownloads: 10 + ++n, ...more }).files.find((f) => f.kind === "config")!.content;
-  const put = (name: string, text: string) => fs.writeFileSync(path.join(fake, name), text);
-  const calls = () => (fs.existsSync(path.join(fake, "calls")) ? fs.readFileSync(path.join(fake, "calls"), "utf8") : "");
-
-  beforeAll(() => {
-    node = scratchNode("1.6");
-    fake = path.join(node.dir, "fake");
-    fs.mkdirSync(fake);
-    // A CRI client that records its calls: runp answers a sandbox id, or fails like a sandbox that cannot start.
-    put("crictl", `#!/bin/sh
-echo "$*" >>${shellQuote(fake)}/calls
-for a in "$@"; do
-  case "$a" in
-    runp) if [ -e ${shellQuote(fake)}/runp-fails ]; then echo 'failed to get sandbox image "registry.k8s.io/pause:3.9": not found' >&2; exit 1; fi; echo 0123456789abcdef; exit 0 ;;
-    stopp | rmp) exit 0 ;;
-  esac
-done
-exit 2
-`);
-    fs.chmodSync(path.join(fake, "crictl"), 0o755);
-    opts = { ...scratchOptions(node, "scratch-pods", "test/scratch/pods", 5, 2), crictl: path.join(fake, "crictl") };
-    installScript(opts);
-    fs.writeFileSync(node.configFile, next());
-    expect(run(`sh ${shellQuote(node.restartScript)} ${shellQuote(node.dir)} ${shellQuote(node.bin.binDir)}`).status).toBe(0);
-  });
-  afterAll(() => node?.remove());
 
   it("refuses a config.toml whose sandbox image no registry serves before anything changes, naming the image and the registry's answer", () => {
     const before = read(node.configFile);
     const restarts = node.restarts();
-    const r = run(applyCommand(configRef(), opts), next({ sandboxImage: "registry.k8s.io/pause:0.0-missing" }));
+    const r = run(applyCommand(configRef(), pods), next({ sandboxImage: "registry.k8s.io/pause:0.0-missing" }));
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain(`containerd-node: scratch-pods: refusing the new ${node.configFile}: its sandbox image registry.k8s.io/pause:0.0-missing could not be pulled into containerd's k8s.io namespace through the registry directory ${node.registryConfigPath}: `);
+    expect(r.stderr).toContain(`containerd-node: scratch-guards: refusing the new ${node.configFile}: its sandbox image registry.k8s.io/pause:0.0-missing could not be pulled into containerd's k8s.io namespace through the registry directory ${node.registryConfigPath}: `);
     // The registry's answer: here, that its host does not resolve (the machine has no route out).
     expect(r.stderr).toMatch(/registry\.k8s\.io.*(no such host|unreachable|dial)/);
     expect(r.stderr).toContain("After a restart no new pod could start on this node; nothing restarted and the old config.toml stays");
@@ -1104,7 +1086,7 @@ exit 2
   it("asks no registry for a sandbox image k8s.io holds, and starts and removes a pod sandbox after the restart", () => {
     fs.rmSync(path.join(fake, "calls"), { force: true });
     const content = next({ sandboxImage: "registry.k8s.io/pause:3.9" });
-    const r = run(applyCommand(configRef(), opts), content);
+    const r = run(applyCommand(configRef(), pods), content);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { sandboxImage: { image: "registry.k8s.io/pause:3.9", before: "present" }, podStart: "started" } });
@@ -1120,7 +1102,7 @@ exit 2
     put("runp-fails", "");
     const before = read(node.configFile);
     const restarts = node.restarts();
-    const r = run(applyCommand(configRef(), opts), next({ sandboxImage: "registry.k8s.io/pause:3.9" }));
+    const r = run(applyCommand(configRef(), pods), next({ sandboxImage: "registry.k8s.io/pause:3.9" }));
     fs.rmSync(path.join(fake, "runp-fails"));
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("containerd was not healthy with the new");
@@ -1133,7 +1115,7 @@ exit 2
   });
 
   it("says which check it skipped on a node without a CRI client", () => {
-    const r = run(applyCommand(configRef(), { ...opts, crictl: path.join(fake, "no-such-crictl") }), next());
+    const r = run(applyCommand(configRef(), { ...pods, crictl: path.join(fake, "no-such-crictl") }), next());
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ restarted: true, guards: { podStart: `skipped: no ${path.join(fake, "no-such-crictl")} on the node` } });

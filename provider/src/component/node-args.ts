@@ -232,8 +232,9 @@ export interface RestartGuards {
   /** Of those, how many did not run after it with the same pid (the apply fails unless allowContainerLoss). */
   lost: number;
   /**
-   * The sandbox image of the new config.toml: "pulled" (it moved, its registry config moved, or it
-   * was absent, and it was pulled through the new registry config before the restart), "present".
+   * The sandbox image of the new config.toml, and what the node did before the restart: "present"
+   * (containerd's k8s.io namespace held it; no registry was asked) or "pulled" (it was absent and was
+   * pulled through the new registry config).
    */
   sandboxImage?: { image: string; before: "pulled" | "present" };
   /** The throwaway pod sandbox after the restart: "started" (and removed), or "skipped: <why>". */

@@ -136,9 +136,6 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
     const image = f.kind === "hosts" && f.registry !== undefined ? args.probeImages?.[f.registry] : undefined;
     return { file: f, content: contentOf(f), after: [], probes: image === undefined ? [] : [probePullCommand(command, certsDir, image)] };
   });
-  // The read asks whether the node holds the spec's sandbox image (containerd's default, which
-  // differs by release, is checked by the apply alone).
-  const sandbox = typeof spec.sandboxImage === "string" ? spec.sandboxImage : undefined;
   // A hosts.toml waits for its registry's certificates; config.toml (whose config_path must find
   // complete hosts directories) for every other file.
   files.forEach((pf, i) => {
@@ -149,6 +146,9 @@ export function planNode(name: string, args: ContainerdNodeArgs): PlanResult {
   const probe = mirrorProbeSettings(args.mirrorProbe);
   const targets = probe.enabled ? probeTargets(result.files) : [];
   const unit = systemdUnitOf(command.restartCommand);
+  // The read asks whether the node holds the spec's sandbox image (containerd's default, which
+  // differs by release, is checked by the apply alone).
+  const sandbox = typeof spec.sandboxImage === "string" ? spec.sandboxImage : undefined;
   const managedDirs = [...new Set(result.files.filter((f) => f.kind === "hosts").map((f) => f.path.slice(certsDir.length + 1).split("/")[0]))];
   return {
     plan: {
