@@ -24,6 +24,7 @@ import {
   shellQuote,
 } from "../../provider/src/remote/commands";
 import { END_MARKER_LINE, NODE_SCRIPT, SCRIPT_REVISION } from "../../provider/src/remote/node-script";
+import { fullReference } from "../../provider/src/spec/image-reference";
 import { configDump } from "../support/config-dump";
 import { containerdBinaries } from "../support/containerd-binaries";
 import { ScratchNode, scratchNode } from "../support/scratch-node";
@@ -1152,5 +1153,16 @@ describe("the node script's text", () => {
   it("parses under dash -n and has no backslash, so any POSIX login shell's quoting carries it unchanged", () => {
     expect(spawnSync("dash", ["-n"], { input: NODE_SCRIPT }).status).toBe(0);
     expect(NODE_SCRIPT).not.toContain("\\");
+  });
+});
+
+describe("the sandbox image's name, on both sides of the SSH line", () => {
+  it("is the same in the node script (full_ref, what the apply asks k8s.io for) and in the plan (fullReference, what the read asks for)", () => {
+    const fn = /\nfull_ref\(\) \{[\s\S]*?\n\}\n/.exec(NODE_SCRIPT)![0];
+    const refs = ["pause", "pause:3.9", "library/pause:3.9", "kubesphere/pause:3.9", "docker.io/pause:3.9", "docker.io/library/pause", "registry.k8s.io/pause:3.10", "registry.k8s.io/pause", "localhost/pause:1", "localhost:5000/pause", "10.0.0.1:5000/k8s/pause:3.10", "registry.k8s.io/pause@sha256:" + "a".repeat(64)];
+    const script = `${fn}\nfor r in "$@"; do full_ref "$r"; done\n`;
+    const r = spawnSync("dash", ["-c", script, "full_ref", ...refs], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split("\n")).toEqual(refs.map(fullReference));
   });
 });
